@@ -1,0 +1,363 @@
+/* conn: see conn.h.
+ *
+ * A conn owns two handles (the TCP stream and the frame timer) and, while it
+ * resolves a name, one getaddrinfo request. refs counts those; the conn is
+ * freed when the last one has called back after conn_close.
+ */
+#include "conn.h"
+#include "buf.h"
+#include "errors.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONN_READ_CHUNK 4096
+#define CONN_KEEP_BUFFER 65536 /* drop an empty input buffer larger than this */
+#define CONN_FLUSH_TIMEOUT_MS 5000
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_getaddrinfo_t gai;
+    uv_connect_t connect_req;
+    uv_shutdown_t shutdown_req;
+    uv_loop_t *loop;
+    const conn_ops_t *ops;
+    conn_limits_t limits;
+    void *data;
+    buf_t in;
+    size_t pending;
+    int refs;
+    int closing;
+    int close_err;
+    int connected;
+    int port; /* for conn_connect */
+    char peer[64];
+    char local[48];
+};
+
+struct conn_write {
+    uv_write_t req;
+    conn_t *conn;
+    size_t len;
+    uint8_t data[];
+};
+
+static void conn_unref(conn_t *c)
+{
+    if (--c->refs > 0)
+        return;
+    if (c->ops->on_close)
+        c->ops->on_close(c, c->close_err);
+    buf_free(&c->in);
+    free(c);
+}
+
+static void conn_on_handle_closed(uv_handle_t *h)
+{
+    conn_unref(h->data);
+}
+
+conn_t *conn_create(uv_loop_t *loop, const conn_ops_t *ops,
+                    const conn_limits_t *limits, void *data)
+{
+    conn_t *c = calloc(1, sizeof(*c));
+
+    if (!c)
+        return NULL;
+    c->loop = loop;
+    c->ops = ops;
+    if (limits)
+        c->limits = *limits;
+    if (!c->limits.max_frame)
+        c->limits.max_frame = WIRE_MAX_FRAME_DEFAULT;
+    if (!c->limits.max_pending)
+        c->limits.max_pending = 4 * c->limits.max_frame;
+    c->data = data;
+    strcpy(c->peer, "?");
+    uv_tcp_init(loop, &c->tcp);
+    uv_timer_init(loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->refs = 2;
+    return c;
+}
+
+static void conn_close_handles(conn_t *c)
+{
+    if (!uv_is_closing((uv_handle_t *)&c->timer))
+        uv_close((uv_handle_t *)&c->timer, conn_on_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&c->tcp))
+        uv_close((uv_handle_t *)&c->tcp, conn_on_handle_closed);
+}
+
+/* A peer that reads nothing can't hold a closing conn forever. */
+static void conn_on_flush_timeout(uv_timer_t *t)
+{
+    conn_close_handles(t->data);
+}
+
+static void conn_on_shutdown(uv_shutdown_t *req, int status)
+{
+    conn_t *c = req->data;
+
+    conn_close_handles(c);
+}
+
+void conn_close(conn_t *c, int err)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    c->close_err = err;
+    uv_timer_stop(&c->timer);
+    if (c->connected)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    if (c->refs > 2) /* a name lookup is under way: its callback ends it */
+        uv_cancel((uv_req_t *)&c->gai);
+    /* A plain close flushes queued output first. */
+    if (err == 0 && c->connected && c->pending > 0) {
+        c->shutdown_req.data = c;
+        if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_on_shutdown) == 0) {
+            uv_timer_start(&c->timer, conn_on_flush_timeout, CONN_FLUSH_TIMEOUT_MS, 0);
+            return;
+        }
+    }
+    conn_close_handles(c);
+}
+
+static void conn_on_timeout(uv_timer_t *t)
+{
+    conn_close(t->data, SKIFF_ETIMEDOUT);
+}
+
+void conn_set_frame_timeout(conn_t *c, uint64_t ms)
+{
+    c->limits.frame_timeout_ms = ms;
+    if (c->closing)
+        return;
+    if (ms)
+        uv_timer_start(&c->timer, conn_on_timeout, ms, 0);
+    else
+        uv_timer_stop(&c->timer);
+}
+
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+{
+    conn_t *c = h->data;
+    size_t max = c->limits.max_frame + WIRE_HEADER_SIZE + CONN_READ_CHUNK;
+
+    out->base = NULL;
+    out->len = 0;
+    if (c->closing || buf_reserve(&c->in, CONN_READ_CHUNK, max) != 0)
+        return; /* the read callback sees UV_ENOBUFS */
+    out->base = c->in.last;
+    out->len = buf_room(&c->in);
+}
+
+static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    conn_t *c = s->data;
+    Envelope *env;
+    int rc;
+
+    if (nread < 0) {
+        conn_close(c, nread == UV_EOF ? SKIFF_ECLOSED : (int)nread);
+        return;
+    }
+    c->in.last += nread;
+    while (!c->closing) {
+        rc = wire_decode(&c->in, c->limits.max_frame, &env);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            conn_close(c, rc);
+            break;
+        }
+        if (c->limits.frame_timeout_ms)
+            uv_timer_start(&c->timer, conn_on_timeout, c->limits.frame_timeout_ms, 0);
+        rc = c->ops->on_message(c, env);
+        if (rc < 0)
+            conn_close(c, rc);
+    }
+    if (buf_len(&c->in) == 0 && buf_cap(&c->in) > CONN_KEEP_BUFFER)
+        buf_free(&c->in);
+}
+
+static void conn_name(const struct sockaddr_storage *ss, char *out, size_t len, int with_port)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        uv_ip4_name(a, ip, sizeof(ip));
+        port = ntohs(a->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        uv_ip6_name(a, ip, sizeof(ip));
+        port = ntohs(a->sin6_port);
+    }
+    if (with_port)
+        snprintf(out, len, ss->ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+    else
+        snprintf(out, len, "%s", ip);
+}
+
+static int conn_start(conn_t *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+
+    c->connected = 1;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+        conn_name(&ss, c->peer, sizeof(c->peer), 1);
+    len = sizeof(ss);
+    if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+        conn_name(&ss, c->local, sizeof(c->local), 0);
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_keepalive(&c->tcp, 1, 30);
+    if (c->limits.frame_timeout_ms)
+        uv_timer_start(&c->timer, conn_on_timeout, c->limits.frame_timeout_ms, 0);
+    return uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_on_read);
+}
+
+int conn_accept(conn_t *c, uv_stream_t *server)
+{
+    int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+
+    if (rc == 0)
+        rc = conn_start(c);
+    if (rc)
+        conn_close(c, rc);
+    return rc;
+}
+
+static void conn_on_connect(uv_connect_t *req, int status)
+{
+    conn_t *c = req->data;
+
+    if (c->closing)
+        return; /* cancelled by conn_close; the handle's close frees c */
+    if (status == 0)
+        status = conn_start(c);
+    if (c->ops->on_connect)
+        c->ops->on_connect(c, status);
+    if (status)
+        conn_close(c, status);
+}
+
+static void conn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    conn_t *c = req->data;
+    struct sockaddr_storage ss;
+
+    if (c->closing || status) {
+        if (!c->closing) {
+            if (c->ops->on_connect)
+                c->ops->on_connect(c, status);
+            conn_close(c, status);
+        }
+        uv_freeaddrinfo(res);
+        conn_unref(c);
+        return;
+    }
+    memcpy(&ss, res->ai_addr, res->ai_addrlen);
+    uv_freeaddrinfo(res);
+    c->refs--; /* the handles still hold the conn */
+    c->connect_req.data = c;
+    status = uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&ss, conn_on_connect);
+    if (status) {
+        if (c->ops->on_connect)
+            c->ops->on_connect(c, status);
+        conn_close(c, status);
+    }
+}
+
+int conn_connect(conn_t *c, const char *hostport)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICSERV };
+    char host[256], port[8];
+    int p, rc;
+
+    rc = wire_parse_hostport(hostport, host, sizeof(host), &p);
+    if (rc)
+        return rc;
+    snprintf(port, sizeof(port), "%d", p);
+    snprintf(c->peer, sizeof(c->peer), "%s", hostport);
+    c->gai.data = c;
+    rc = uv_getaddrinfo(c->loop, &c->gai, conn_on_resolved, host, port, &hints);
+    if (rc == 0)
+        c->refs++;
+    return rc;
+}
+
+static void conn_on_written(uv_write_t *req, int status)
+{
+    struct conn_write *w = (struct conn_write *)req;
+    conn_t *c = w->conn;
+
+    c->pending -= w->len;
+    free(w);
+    if (status && status != UV_ECANCELED)
+        conn_close(c, status);
+}
+
+int conn_send(conn_t *c, const Envelope *env)
+{
+    struct conn_write *w;
+    uv_buf_t b;
+    size_t size;
+    int rc;
+
+    if (c->closing || !c->connected)
+        return SKIFF_ECLOSED;
+    size = wire_frame_size(env);
+    if (size - WIRE_HEADER_SIZE > c->limits.max_frame ||
+        c->pending + size > c->limits.max_pending)
+        return SKIFF_ELIMIT;
+    w = malloc(sizeof(*w) + size);
+    if (!w)
+        return -ENOMEM;
+    w->conn = c;
+    w->len = size;
+    wire_pack(env, w->data);
+    b = uv_buf_init((char *)w->data, (unsigned)size);
+    rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_on_written);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    c->pending += size;
+    return 0;
+}
+
+int conn_send_error(conn_t *c, uint64_t id, ErrorCode code, const char *fmt, ...)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    Error err = PB_ERROR_INIT;
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    err.code = code;
+    err.message = msg;
+    env.id = id;
+    env.msg_case = MSG_ERROR;
+    env.error = &err;
+    return conn_send(c, &env);
+}
+
+void *conn_data(const conn_t *c) { return c->data; }
+void conn_set_data(conn_t *c, void *data) { c->data = data; }
+const char *conn_peer(const conn_t *c) { return c->peer; }
+const char *conn_local_addr(const conn_t *c) { return c->local; }
+size_t conn_pending(const conn_t *c) { return c->pending; }
+int conn_is_closing(const conn_t *c) { return c->closing; }
