@@ -19,6 +19,11 @@ in=$1 out=$2
   # enum values: #define VALUE SKIFF__V1__ENUM__VALUE
   sed -n 's/^ *\(SKIFF__V1__[A-Z0-9_]*__\([A-Z][A-Z0-9_]*\)\) = .*/#define \2 \1/p' "$in" |
     grep -v '_IS_INT_SIZE\|__NOT_SET' | sort -u
+  # #define PB_DESC_ServiceSpec skiff__v1__service_spec__descriptor
+  awk '/^void   skiff__v1__[a-z0-9_]*__init$/ { fn = $2; getline;
+         t = $1; sub(/^\(Skiff__V1__/, "", t);
+         d = fn; sub(/__init$/, "__descriptor", d);
+         print "#define PB_DESC_" t " " d }' "$in"
   echo '#define MSG_NOT_SET SKIFF__V1__ENVELOPE__MSG__NOT_SET'
   echo '#endif'
 } > "$out.tmp"

@@ -1,0 +1,535 @@
+/* spec: see spec.h. */
+#include "spec.h"
+#include "errors.h"
+#include "pbutil.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const spec_limits_t spec_limits_default = {
+    .max_replicas = 100000,
+    .max_string = 4096,
+    .max_list = 256,
+    .max_ports = 64,
+    .max_mounts = 32,
+    .max_constraints = 32,
+};
+
+static void spec_update_defaults(UpdateConfig *u)
+{
+    u->parallelism = 1;
+    u->delay_ms = 0;
+    u->failure_action = FAILURE_PAUSE;
+    u->monitor_ms = SPEC_DEFAULT_UPDATE_MONITOR_MS;
+    u->max_failure_ratio = 0;
+    u->order = ORDER_STOP_FIRST;
+}
+
+static void spec_health_defaults(HealthCheck *h)
+{
+    h->interval_ms = SPEC_DEFAULT_HEALTH_INTERVAL_MS;
+    h->timeout_ms = SPEC_DEFAULT_HEALTH_TIMEOUT_MS;
+    h->retries = SPEC_DEFAULT_HEALTH_RETRIES;
+    h->start_period_ms = 0;
+}
+
+static void spec_restart_defaults(RestartPolicy *r)
+{
+    r->condition = RESTART_ANY;
+    r->delay_ms = SPEC_DEFAULT_RESTART_DELAY_MS;
+    r->max_attempts = 0;
+    r->window_ms = 0;
+}
+
+int spec_complete(ServiceSpec *s)
+{
+    if (!s->health) {
+        if (!(s->health = PB_NEW(HealthCheck)))
+            return -ENOMEM;
+        spec_health_defaults(s->health);
+    }
+    if (!s->restart) {
+        if (!(s->restart = PB_NEW(RestartPolicy)))
+            return -ENOMEM;
+        spec_restart_defaults(s->restart);
+    }
+    if (!s->update) {
+        if (!(s->update = PB_NEW(UpdateConfig)))
+            return -ENOMEM;
+        spec_update_defaults(s->update);
+    }
+    if (!s->rollback) {
+        if (!(s->rollback = PB_NEW(UpdateConfig)))
+            return -ENOMEM;
+        spec_update_defaults(s->rollback);
+    }
+    if (!s->reservations && !(s->reservations = PB_NEW(Resources)))
+        return -ENOMEM;
+    if (!s->limits && !(s->limits = PB_NEW(Resources)))
+        return -ENOMEM;
+    for (size_t i = 0; i < s->n_ports; i++) {
+        if (s->ports[i] && !*s->ports[i]->protocol &&
+            pb_set_str(&s->ports[i]->protocol, "tcp"))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+ServiceSpec *spec_new(void)
+{
+    ServiceSpec *s = PB_NEW(ServiceSpec);
+
+    if (!s)
+        return NULL;
+    s->replicas = SPEC_DEFAULT_REPLICAS;
+    s->stop_grace_period_ms = SPEC_DEFAULT_STOP_GRACE_MS;
+    s->drain_delay_ms = SPEC_DEFAULT_DRAIN_DELAY_MS;
+    if (spec_complete(s)) {
+        pb_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* ---------------------------------------------------------- validation */
+
+static int spec_fail(char *err, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int spec_fail(char *err, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+    return SKIFF_EINVAL;
+}
+
+int spec_name_valid(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+
+    if (n == 0 || n > 63 || !isalnum((unsigned char)name[0]))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!isalnum(c) && c != '-' && c != '_')
+            return 0;
+    }
+    return 1;
+}
+
+static int spec_has_ctl(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 && *s != '\t')
+            return 1;
+    return 0;
+}
+
+/* Strings: not too long, no control characters. */
+static int spec_check_str(const char *field, const char *s, const spec_limits_t *lim,
+                          char *err, size_t len)
+{
+    if (strlen(s) > lim->max_string)
+        return spec_fail(err, len, "%s: longer than %zu bytes", field, lim->max_string);
+    if (spec_has_ctl(s))
+        return spec_fail(err, len, "%s: contains control characters", field);
+    return 0;
+}
+
+static int spec_check_list(const char *field, size_t n, char **v, const spec_limits_t *lim,
+                           char *err, size_t len)
+{
+    char name[64];
+
+    if (n > lim->max_list)
+        return spec_fail(err, len, "%s: more than %zu entries", field, lim->max_list);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "%s[%zu]", field, i);
+        if (spec_check_str(name, v[i], lim, err, len))
+            return SKIFF_EINVAL;
+    }
+    return 0;
+}
+
+static int spec_check_update(const char *field, const UpdateConfig *u, int is_rollback,
+                             char *err, size_t len)
+{
+    if (!u)
+        return spec_fail(err, len, "%s: missing", field);
+    if (u->delay_ms < 0)
+        return spec_fail(err, len, "%s.delay: must not be negative", field);
+    if (u->monitor_ms < 0)
+        return spec_fail(err, len, "%s.monitor: must not be negative", field);
+    if (!(u->max_failure_ratio >= 0 && u->max_failure_ratio <= 1))
+        return spec_fail(err, len, "%s.max_failure_ratio: must be between 0 and 1", field);
+    if (u->failure_action < FAILURE_PAUSE || u->failure_action > FAILURE_ROLLBACK)
+        return spec_fail(err, len, "%s.failure_action: must be pause, continue or rollback",
+                         field);
+    if (is_rollback && u->failure_action == FAILURE_ROLLBACK)
+        return spec_fail(err, len, "%s.failure_action: must be pause or continue", field);
+    if (u->order != ORDER_STOP_FIRST && u->order != ORDER_START_FIRST)
+        return spec_fail(err, len, "%s.order: must be stop-first or start-first", field);
+    return 0;
+}
+
+static int spec_has_target(const ServiceSpec *s, uint32_t target)
+{
+    for (size_t i = 0; i < s->n_ports; i++)
+        if (s->ports[i]->target == target)
+            return 1;
+    for (size_t i = 0; i < s->n_expose; i++)
+        if (s->expose[i] == target)
+            return 1;
+    return 0;
+}
+
+static int spec_check_ports(const ServiceSpec *s, const spec_limits_t *lim, char *err, size_t len)
+{
+    if (s->n_ports + s->n_expose > lim->max_ports)
+        return spec_fail(err, len, "ports: more than %zu ports", lim->max_ports);
+    for (size_t i = 0; i < s->n_ports; i++) {
+        const PortConfig *p = s->ports[i];
+        if (!p)
+            return spec_fail(err, len, "ports[%zu]: missing", i);
+        if (p->published < 1 || p->published > 65535)
+            return spec_fail(err, len, "ports[%zu]: published port %u is not between 1 and 65535",
+                             i, p->published);
+        if (p->target < 1 || p->target > 65535)
+            return spec_fail(err, len, "ports[%zu]: target port %u is not between 1 and 65535",
+                             i, p->target);
+        if (*p->protocol && strcmp(p->protocol, "tcp") != 0)
+            return spec_fail(err, len, "ports[%zu]: protocol must be tcp", i);
+        for (size_t j = 0; j < i; j++)
+            if (s->ports[j]->published == p->published)
+                return spec_fail(err, len, "ports[%zu]: port %u is published twice", i,
+                                 p->published);
+    }
+    for (size_t i = 0; i < s->n_expose; i++) {
+        uint32_t e = s->expose[i];
+        if (e < 1 || e > 65535)
+            return spec_fail(err, len, "expose[%zu]: port %u is not between 1 and 65535", i, e);
+        for (size_t j = 0; j < s->n_ports; j++)
+            if (s->ports[j]->published == e)
+                return spec_fail(err, len, "expose[%zu]: port %u is also published", i, e);
+        for (size_t j = 0; j < i; j++)
+            if (s->expose[j] == e)
+                return spec_fail(err, len, "expose[%zu]: port %u is exposed twice", i, e);
+    }
+    return 0;
+}
+
+static int spec_check_health(const ServiceSpec *s, const spec_limits_t *lim, char *err,
+                             size_t len)
+{
+    const HealthCheck *h = s->health;
+
+    if (!h)
+        return spec_fail(err, len, "health: missing");
+    if (h->n_test > 0) {
+        const char *kind = h->test[0];
+        if (strcmp(kind, "NONE") != 0 && strcmp(kind, "CMD") != 0 &&
+            strcmp(kind, "CMD-SHELL") != 0)
+            return spec_fail(err, len, "health.test: must start with CMD, CMD-SHELL or NONE");
+        if (strcmp(kind, "NONE") != 0 && h->n_test < 2)
+            return spec_fail(err, len, "health.test: %s needs a command", kind);
+        if (spec_check_list("health.test", h->n_test, h->test, lim, err, len))
+            return SKIFF_EINVAL;
+    }
+    if (*h->http_path) {
+        if (h->http_path[0] != '/')
+            return spec_fail(err, len, "health.http_path: must start with /");
+        if (spec_check_str("health.http_path", h->http_path, lim, err, len))
+            return SKIFF_EINVAL;
+        for (const char *p = h->http_path; *p; p++)
+            if (isspace((unsigned char)*p))
+                return spec_fail(err, len, "health.http_path: must not contain spaces");
+        if (s->n_ports == 0 && s->n_expose == 0)
+            return spec_fail(err, len, "health.http_path: the service has no port to probe");
+    }
+    if (h->http_port && !spec_has_target(s, h->http_port))
+        return spec_fail(err, len, "health.http_port: %u is not a port of the service",
+                         h->http_port);
+    if (h->interval_ms < 1)
+        return spec_fail(err, len, "health.interval: must be at least 1ms");
+    if (h->timeout_ms < 1)
+        return spec_fail(err, len, "health.timeout: must be at least 1ms");
+    if (h->start_period_ms < 0)
+        return spec_fail(err, len, "health.start_period: must not be negative");
+    if (h->retries < 1 || h->retries > 1000)
+        return spec_fail(err, len, "health.retries: must be between 1 and 1000");
+    return 0;
+}
+
+static int spec_check_resources(const ServiceSpec *s, char *err, size_t len)
+{
+    const Resources *r = s->reservations, *l = s->limits;
+
+    if (!r)
+        return spec_fail(err, len, "reservations: missing");
+    if (!l)
+        return spec_fail(err, len, "limits: missing");
+    if (r->nano_cpus < 0)
+        return spec_fail(err, len, "reservations.cpu: must not be negative");
+    if (r->memory_bytes < 0)
+        return spec_fail(err, len, "reservations.memory: must not be negative");
+    if (l->nano_cpus < 0)
+        return spec_fail(err, len, "limits.cpu: must not be negative");
+    if (l->memory_bytes < 0)
+        return spec_fail(err, len, "limits.memory: must not be negative");
+    if (l->memory_bytes && l->memory_bytes < SPEC_MIN_MEMORY_LIMIT)
+        return spec_fail(err, len, "limits.memory: must be at least 6MiB");
+    if (l->nano_cpus && r->nano_cpus > l->nano_cpus)
+        return spec_fail(err, len, "reservations.cpu: more than limits.cpu");
+    if (l->memory_bytes && r->memory_bytes > l->memory_bytes)
+        return spec_fail(err, len, "reservations.memory: more than limits.memory");
+    return 0;
+}
+
+static int spec_check_mounts(const ServiceSpec *s, const spec_limits_t *lim, char *err,
+                             size_t len)
+{
+    if (s->n_mounts > lim->max_mounts)
+        return spec_fail(err, len, "mounts: more than %zu mounts", lim->max_mounts);
+    for (size_t i = 0; i < s->n_mounts; i++) {
+        const Mount *m = s->mounts[i];
+        if (!m)
+            return spec_fail(err, len, "mounts[%zu]: missing", i);
+        if (m->type != MOUNT_VOLUME && m->type != MOUNT_BIND)
+            return spec_fail(err, len, "mounts[%zu].type: must be volume or bind", i);
+        if (m->target[0] != '/')
+            return spec_fail(err, len, "mounts[%zu].target: must be an absolute path", i);
+        if (m->type == MOUNT_BIND && m->source[0] != '/')
+            return spec_fail(err, len, "mounts[%zu].source: a bind source must be an absolute path",
+                             i);
+        if (m->type == MOUNT_VOLUME && *m->source && !spec_name_valid(m->source))
+            return spec_fail(err, len, "mounts[%zu].source: %s is not a valid volume name", i,
+                             m->source);
+        if (spec_check_str("mounts.source", m->source, lim, err, len) ||
+            spec_check_str("mounts.target", m->target, lim, err, len))
+            return SKIFF_EINVAL;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(s->mounts[j]->target, m->target) == 0)
+                return spec_fail(err, len, "mounts[%zu].target: %s is mounted twice", i,
+                                 m->target);
+    }
+    return 0;
+}
+
+static int spec_check_env(const ServiceSpec *s, const spec_limits_t *lim, char *err, size_t len)
+{
+    if (spec_check_list("env", s->n_env, s->env, lim, err, len))
+        return SKIFF_EINVAL;
+    for (size_t i = 0; i < s->n_env; i++) {
+        const char *eq = strchr(s->env[i], '=');
+        if (!eq || eq == s->env[i])
+            return spec_fail(err, len, "env[%zu]: %s is not KEY=VALUE", i, s->env[i]);
+    }
+    return 0;
+}
+
+static int spec_check_labels(const ServiceSpec *s, const spec_limits_t *lim, char *err,
+                             size_t len)
+{
+    if (s->n_labels > lim->max_list)
+        return spec_fail(err, len, "labels: more than %zu entries", lim->max_list);
+    for (size_t i = 0; i < s->n_labels; i++) {
+        const Label *l = s->labels[i];
+        if (!l || !*l->key)
+            return spec_fail(err, len, "labels[%zu]: empty key", i);
+        if (strncmp(l->key, "skiff.", 6) == 0)
+            return spec_fail(err, len, "labels: %s: the skiff. prefix is reserved", l->key);
+        if (spec_check_str("labels", l->key, lim, err, len) ||
+            spec_check_str("labels", l->value, lim, err, len))
+            return SKIFF_EINVAL;
+    }
+    return 0;
+}
+
+static int spec_check_user(const char *user, char *err, size_t len)
+{
+    if (strlen(user) > 64)
+        return spec_fail(err, len, "user: longer than 64 characters");
+    for (const char *p = user; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("_.:-", *p))
+            return spec_fail(err, len, "user: %s is not a user name or UID[:GID]", user);
+    return 0;
+}
+
+int spec_validate(const ServiceSpec *s, const spec_limits_t *lim, char *err, size_t len)
+{
+    const RestartPolicy *r = s->restart;
+    constraint_t c;
+
+    if (!lim)
+        lim = &spec_limits_default;
+    if (!*s->name)
+        return spec_fail(err, len, "name: required");
+    if (!spec_name_valid(s->name))
+        return spec_fail(err, len,
+                         "name: %.80s: must be 1 to 63 letters, digits, '-' or '_', "
+                         "starting with a letter or digit", s->name);
+    if (*s->stack) {
+        size_t n = strlen(s->stack);
+        if (!spec_name_valid(s->stack))
+            return spec_fail(err, len, "stack: %.80s is not a valid stack name", s->stack);
+        if (strncmp(s->name, s->stack, n) != 0 || s->name[n] != '_')
+            return spec_fail(err, len, "name: a service of stack %s must be named %s_NAME",
+                             s->stack, s->stack);
+    }
+    if (!*s->image)
+        return spec_fail(err, len, "image: required");
+    if (strlen(s->image) > 255)
+        return spec_fail(err, len, "image: longer than 255 characters");
+    for (const char *p = s->image; *p; p++)
+        if (isspace((unsigned char)*p) || (unsigned char)*p < 0x20)
+            return spec_fail(err, len, "image: %.80s must not contain spaces", s->image);
+    if (spec_check_list("command", s->n_command, s->command, lim, err, len) ||
+        spec_check_list("entrypoint", s->n_entrypoint, s->entrypoint, lim, err, len) ||
+        spec_check_env(s, lim, err, len) || spec_check_labels(s, lim, err, len))
+        return SKIFF_EINVAL;
+    if (s->replicas > lim->max_replicas)
+        return spec_fail(err, len, "replicas: %u is more than the limit of %u", s->replicas,
+                         lim->max_replicas);
+    if (spec_check_ports(s, lim, err, len) || spec_check_health(s, lim, err, len))
+        return SKIFF_EINVAL;
+    if (!r)
+        return spec_fail(err, len, "restart: missing");
+    if (r->condition < RESTART_ANY || r->condition > RESTART_NONE)
+        return spec_fail(err, len, "restart.condition: must be any, on-failure or none");
+    if (r->delay_ms < 0)
+        return spec_fail(err, len, "restart.delay: must not be negative");
+    if (r->window_ms < 0)
+        return spec_fail(err, len, "restart.window: must not be negative");
+    if (spec_check_update("update", s->update, 0, err, len) ||
+        spec_check_update("rollback", s->rollback, 1, err, len) ||
+        spec_check_resources(s, err, len) || spec_check_mounts(s, lim, err, len))
+        return SKIFF_EINVAL;
+    if (s->n_constraints > lim->max_constraints)
+        return spec_fail(err, len, "constraints: more than %zu", lim->max_constraints);
+    for (size_t i = 0; i < s->n_constraints; i++)
+        if (constraint_parse(s->constraints[i], &c))
+            return spec_fail(err, len,
+                             "constraints[%zu]: %.100s: expected node.name, node.id or "
+                             "node.labels.KEY, then == or !=, then a value", i,
+                             s->constraints[i]);
+    if (spec_check_user(s->user, err, len))
+        return SKIFF_EINVAL;
+    if (s->stop_grace_period_ms < 0 || s->stop_grace_period_ms > 3600000)
+        return spec_fail(err, len, "stop_grace_period: must be between 0s and 1h");
+    if (s->drain_delay_ms < 0 || s->drain_delay_ms > 600000)
+        return spec_fail(err, len, "drain_delay: must be between 0s and 10m");
+    return 0;
+}
+
+int spec_same_but_replicas(const ServiceSpec *a, const ServiceSpec *b)
+{
+    ServiceSpec ca = *a, cb = *b;
+
+    ca.replicas = cb.replicas = 0;
+    return pb_equal(&ca, &cb);
+}
+
+/* --------------------------------------------------------- constraints */
+
+static void spec_trim_copy(char *out, size_t outlen, const char *s, size_t n)
+{
+    while (n && isspace((unsigned char)*s))
+        s++, n--;
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+int constraint_parse(const char *s, constraint_t *out)
+{
+    const char *op = strstr(s, "==");
+    char lhs[160];
+    size_t keylen;
+
+    memset(out, 0, sizeof(*out));
+    out->equal = 1;
+    if (!op) {
+        op = strstr(s, "!=");
+        out->equal = 0;
+    }
+    if (!op || strlen(op + 2) >= sizeof(out->value) || (size_t)(op - s) >= sizeof(lhs))
+        return SKIFF_EINVAL;
+    spec_trim_copy(lhs, sizeof(lhs), s, (size_t)(op - s));
+    spec_trim_copy(out->value, sizeof(out->value), op + 2, strlen(op + 2));
+    if (!*out->value || strstr(out->value, "==") || strstr(out->value, "!="))
+        return SKIFF_EINVAL;
+    if (strcmp(lhs, "node.name") == 0 || strcmp(lhs, "node.hostname") == 0) {
+        out->kind = CONSTRAINT_NODE_NAME;
+    } else if (strcmp(lhs, "node.id") == 0) {
+        out->kind = CONSTRAINT_NODE_ID;
+    } else if (strncmp(lhs, "node.labels.", 12) == 0 && lhs[12]) {
+        keylen = strlen(lhs + 12);
+        if (keylen >= sizeof(out->key))
+            return SKIFF_EINVAL;
+        out->kind = CONSTRAINT_NODE_LABEL;
+        memcpy(out->key, lhs + 12, keylen + 1);
+    } else {
+        return SKIFF_EINVAL;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------- enum names */
+
+static const char *const restart_names[] = { "any", "on-failure", "none" };
+static const char *const action_names[] = { "pause", "continue", "rollback" };
+static const char *const order_names[] = { "stop-first", "start-first" };
+
+#define SPEC_NAME(table, v) \
+    ((unsigned)(v) < sizeof(table) / sizeof(table[0]) ? table[v] : "unknown")
+
+static int spec_enum_parse(const char *const *table, int n, const char *s, int *out)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(table[i], s) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    return SKIFF_EINVAL;
+}
+
+const char *spec_restart_condition_name(RestartCondition c) { return SPEC_NAME(restart_names, c); }
+const char *spec_failure_action_name(FailureAction a) { return SPEC_NAME(action_names, a); }
+const char *spec_update_order_name(UpdateOrder o) { return SPEC_NAME(order_names, o); }
+
+int spec_restart_condition_parse(const char *s, RestartCondition *out)
+{
+    int v, rc = spec_enum_parse(restart_names, 3, s, &v);
+
+    if (rc == 0)
+        *out = (RestartCondition)v;
+    return rc;
+}
+
+int spec_failure_action_parse(const char *s, FailureAction *out)
+{
+    int v, rc = spec_enum_parse(action_names, 3, s, &v);
+
+    if (rc == 0)
+        *out = (FailureAction)v;
+    return rc;
+}
+
+int spec_update_order_parse(const char *s, UpdateOrder *out)
+{
+    int v, rc = spec_enum_parse(order_names, 2, s, &v);
+
+    if (rc == 0)
+        *out = (UpdateOrder)v;
+    return rc;
+}

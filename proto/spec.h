@@ -1,0 +1,83 @@
+/* spec: ServiceSpec defaults, validation and comparison, shared by the CLI
+ * (which fills defaults and checks before it sends) and the controller
+ * (which checks again, at the edge, before it stores anything).
+ *
+ * Defaults follow Docker Swarm's except where skiff heals faster: a restart
+ * waits 100ms, not 5s (doubling per restart up to SPEC_RESTART_DELAY_CAP_MS),
+ * and a health check runs every 5s, not 30s.
+ */
+#ifndef SKIFF_SPEC_H
+#define SKIFF_SPEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "skiff_pb.h"
+
+#define SPEC_DEFAULT_REPLICAS 1
+#define SPEC_DEFAULT_STOP_GRACE_MS 10000
+#define SPEC_DEFAULT_DRAIN_DELAY_MS 1000
+#define SPEC_DEFAULT_RESTART_DELAY_MS 100
+#define SPEC_RESTART_DELAY_CAP_MS 10000
+#define SPEC_DEFAULT_UPDATE_MONITOR_MS 5000
+#define SPEC_DEFAULT_HEALTH_INTERVAL_MS 5000
+#define SPEC_DEFAULT_HEALTH_TIMEOUT_MS 3000
+#define SPEC_DEFAULT_HEALTH_RETRIES 3
+#define SPEC_MIN_MEMORY_LIMIT (6 << 20) /* the engine refuses less */
+
+/* Sizes inside a spec; a spec past one is refused with a message naming it. */
+typedef struct spec_limits {
+    uint32_t max_replicas;
+    size_t max_string;      /* any one string: image, env entry, label, path */
+    size_t max_list;        /* entries of any one list: env, labels, command */
+    size_t max_ports;       /* published plus exposed */
+    size_t max_mounts;
+    size_t max_constraints;
+} spec_limits_t;
+
+extern const spec_limits_t spec_limits_default;
+
+/* A new spec, wholly malloc'd (free with pb_free), with every submessage
+ * present and skiff's defaults set. NULL when out of memory. */
+ServiceSpec *spec_new(void);
+
+/* Gives every missing submessage of spec a default one, and fills the
+ * fields that must not stay zero (protocol "tcp"). Returns 0 or -ENOMEM. */
+int spec_complete(ServiceSpec *spec);
+
+/* Checks spec. Returns 0, or SKIFF_EINVAL with one line in err that names
+ * the field and what is wrong ("update.max_failure_ratio: must be between 0
+ * and 1"). limits NULL: spec_limits_default. */
+int spec_validate(const ServiceSpec *spec, const spec_limits_t *limits,
+                  char *err, size_t errlen);
+
+/* 1 when a and b are the same spec but for replicas (a scale, not an update). */
+int spec_same_but_replicas(const ServiceSpec *a, const ServiceSpec *b);
+
+/* A placement constraint, parsed. */
+enum constraint_kind { CONSTRAINT_NODE_NAME, CONSTRAINT_NODE_ID, CONSTRAINT_NODE_LABEL };
+
+typedef struct constraint {
+    enum constraint_kind kind;
+    int equal;       /* == (1) or != (0) */
+    char key[128];   /* the label key, for CONSTRAINT_NODE_LABEL */
+    char value[256];
+} constraint_t;
+
+/* Parses "node.name==N", "node.id!=I", "node.labels.K==V" (spaces around
+ * the operator allowed). Returns 0 or SKIFF_EINVAL. */
+int constraint_parse(const char *s, constraint_t *out);
+
+/* 1 when the name is a valid service, stack, node or volume name: 1 to 63
+ * letters, digits, '-' or '_', starting with a letter or digit. */
+int spec_name_valid(const char *name);
+
+/* The text of enum values, as the CLI prints and parses them. */
+const char *spec_restart_condition_name(RestartCondition c);  /* "any" */
+const char *spec_failure_action_name(FailureAction a);        /* "pause" */
+const char *spec_update_order_name(UpdateOrder o);            /* "stop-first" */
+int spec_restart_condition_parse(const char *s, RestartCondition *out);
+int spec_failure_action_parse(const char *s, FailureAction *out);
+int spec_update_order_parse(const char *s, UpdateOrder *out);
+
+#endif
