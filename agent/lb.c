@@ -1,0 +1,1146 @@
+/* lb: see lb.h.
+ *
+ * Shape. A route is one listening port: the service's current backend set,
+ * the round-robin cursor, and up to two listeners (advertise, gateway). A set
+ * is a refcounted array of targets that lb_apply swaps whole; a target is one
+ * backend ADDRESS:PORT of one service and carries its counters. Sets and
+ * connections hold references to targets, so an apply can drop a backend
+ * while its connections go on, and an apply that keeps a backend keeps its
+ * counters.
+ *
+ * Proxying. A connection is one struct with its two TCP handles. It reads
+ * into the balancer's one shared read buffer and writes at once with
+ * uv_try_write; only what the peer does not take is copied into a
+ * per-direction buffer (taken from a small pool), written with uv_write, and
+ * that direction stops reading until the write drains. So each direction
+ * holds at most buffer_size bytes, an idle connection holds no buffer, and the
+ * common path (the peer takes everything) costs one read and one write
+ * syscall and no allocation.
+ *
+ * Timeouts. The connect timeout and the idle timeout are the same for every
+ * connection, so connections sit in two lists ordered by deadline
+ * (connecting, by start; established, by last activity) under one timer armed
+ * for the earliest head, instead of a timer per connection.
+ */
+#include "lb.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "errors.h"
+#include "log.h"
+
+#define LB_CONNECT_TIMEOUT_MS 2000
+#define LB_IDLE_TIMEOUT_MS (5 * 60 * 1000)
+#define LB_BUFFER_SIZE (16 * 1024)
+#define LB_MAX_CONNECTIONS 10000
+#define LB_RETRY_MS 2000
+#define LB_DOWN_MS 1000 /* a backend that failed a connect is tried last this long */
+#define LB_POOL_MAX 64  /* idle direction buffers kept for reuse */
+#define LB_BACKLOG 511
+
+#define lb_container_of(ptr, type, member) \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* An intrusive doubly linked list; a head is a link to itself when empty. */
+typedef struct lb_link {
+    struct lb_link *prev, *next;
+} lb_link_t;
+
+static void link_init(lb_link_t *l) { l->prev = l->next = l; }
+static bool link_empty(const lb_link_t *h) { return h->next == h; }
+
+static void link_remove(lb_link_t *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->prev = l->next = l;
+}
+
+static void link_push(lb_link_t *h, lb_link_t *l)
+{
+    l->prev = h->prev;
+    l->next = h;
+    h->prev->next = l;
+    h->prev = l;
+}
+
+/* One backend ADDRESS:PORT of one service, with its counters. */
+typedef struct lb_target {
+    lb_link_t link; /* lb->targets */
+    int refs;       /* sets and connections */
+    bool live;      /* in a current set */
+    char *service_key;
+    char *service_name;
+    char name[INET6_ADDRSTRLEN + 8];
+    struct sockaddr_storage addr;
+    uint64_t down_until; /* loop ms: tried after the others until then */
+    uint64_t fail_seq;   /* lb->fail_seq at its last connect failure */
+    uint64_t connections, active, bytes_in, bytes_out, connect_failures;
+} lb_target_t;
+
+/* A service port's backends, swapped whole by lb_apply. */
+typedef struct lb_set {
+    int refs;
+    size_t n;
+    lb_target_t *t[];
+} lb_set_t;
+
+enum { LB_ADVERTISE, LB_GATEWAY, LB_SIDES };
+
+struct lb_route;
+
+typedef struct lb_listener {
+    uv_tcp_t tcp;
+    lb_t *lb;
+    struct lb_route *route; /* NULL once closing */
+} lb_listener_t;
+
+/* One listening port of one service. */
+typedef struct lb_route {
+    struct lb_route *next;
+    uint16_t port;
+    uint16_t target;
+    bool internal;
+    char *service_name;
+    lb_set_t *set;
+    uint32_t rr;
+    lb_listener_t *ls[LB_SIDES];
+    int err[LB_SIDES]; /* the last listen error, logged when it changes */
+} lb_route_t;
+
+typedef struct lb_conn lb_conn_t;
+
+/* One direction of a connection. */
+typedef struct lb_pipe {
+    lb_conn_t *conn;
+    uv_stream_t *from, *to;
+    buf_t buf; /* what `to` has not taken yet; allocated only while writing */
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    uint64_t *bytes; /* the target's counter for this direction */
+    bool writing, eof, shut;
+} lb_pipe_t;
+
+struct lb_conn {
+    uv_tcp_t client;
+    uv_tcp_t backend;
+    lb_t *lb;
+    lb_link_t link; /* lb->connecting or lb->established */
+    uint64_t stamp; /* loop ms: connect start, or last activity */
+    lb_set_t *set;  /* while connecting: the backends to try */
+    uint64_t seq0;  /* lb->fail_seq when the client came */
+    size_t first, next;
+    int pass;
+    lb_target_t *target; /* being tried, or connected */
+    uv_connect_t creq;
+    lb_pipe_t up;   /* client to backend */
+    lb_pipe_t down; /* backend to client */
+    int handles;    /* initialised and not yet closed */
+    bool backend_init, connected, closing;
+};
+
+struct lb {
+    uv_loop_t *loop;
+    lb_config_t cfg;
+    char *advertise, *gateway;
+    struct sockaddr_storage side_addr[LB_SIDES];
+    bool side_on[LB_SIDES];
+    lb_route_t *routes;
+    lb_link_t targets;
+    lb_link_t connecting, established;
+    uv_timer_t timer;   /* connect and idle timeouts */
+    uint64_t timer_due; /* loop ms; 0: not armed */
+    uv_timer_t retry;   /* listeners that could not bind */
+    char *rbuf;         /* the shared read buffer, buffer_size bytes */
+    buf_t pool[LB_POOL_MAX];
+    size_t npool;
+    uint64_t fail_seq;
+    size_t nconns;
+    int handles; /* listeners, connections, rejects and timers not yet freed */
+    bool closing;
+    void (*done)(void *);
+    void *done_arg;
+};
+
+static const char *const side_names[LB_SIDES] = { "advertise", "gateway" };
+
+static void conn_close(lb_conn_t *c);
+static void conn_connect_next(lb_conn_t *c);
+static void lb_maybe_free(lb_t *lb);
+
+/* Targets and sets. */
+
+static void target_unref(lb_target_t *t)
+{
+    if (--t->refs > 0)
+        return;
+    link_remove(&t->link);
+    free(t->service_key);
+    free(t->service_name);
+    free(t);
+}
+
+static void set_unref(lb_set_t *s)
+{
+    if (!s || --s->refs > 0)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        target_unref(s->t[i]);
+    free(s);
+}
+
+static int addr_parse(const char *ip, uint16_t port, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (uv_ip4_addr(ip, port, (struct sockaddr_in *)out) == 0)
+        return 0;
+    if (uv_ip6_addr(ip, port, (struct sockaddr_in6 *)out) == 0)
+        return 0;
+    return SKIFF_EINVAL;
+}
+
+/* The target of service key for ip:port, found or made, with a reference for
+ * the caller. Returns NULL with *err set to SKIFF_EINVAL (not an IP address)
+ * or -ENOMEM. */
+static lb_target_t *target_get(lb_t *lb, const ServiceEndpoints *s, const char *ip,
+                               uint16_t port, int *err)
+{
+    const char *key = s->service_id && *s->service_id ? s->service_id : s->service_name;
+    char name[sizeof(((lb_target_t *)0)->name)];
+    struct sockaddr_storage sa;
+    lb_target_t *t;
+
+    if (!ip || strlen(ip) >= INET6_ADDRSTRLEN || addr_parse(ip, port, &sa)) {
+        *err = SKIFF_EINVAL;
+        return NULL;
+    }
+    snprintf(name, sizeof(name), sa.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, port);
+    for (lb_link_t *l = lb->targets.next; l != &lb->targets; l = l->next) {
+        t = lb_container_of(l, lb_target_t, link);
+        if (strcmp(t->name, name) == 0 && strcmp(t->service_key, key) == 0) {
+            t->refs++;
+            return t;
+        }
+    }
+    t = calloc(1, sizeof(*t));
+    if (!t)
+        goto out_nomem;
+    t->service_key = strdup(key ? key : "");
+    t->service_name = strdup(s->service_name ? s->service_name : "");
+    if (!t->service_key || !t->service_name)
+        goto out_free_target;
+    memcpy(t->name, name, sizeof(name));
+    t->addr = sa;
+    t->refs = 1;
+    link_push(&lb->targets, &t->link);
+    return t;
+
+out_free_target:
+    free(t->service_key);
+    free(t->service_name);
+    free(t);
+out_nomem:
+    *err = -ENOMEM;
+    return NULL;
+}
+
+/* The set of s's backends for port sp. Returns NULL when out of memory. */
+static lb_set_t *set_build(lb_t *lb, const ServiceEndpoints *s, const ServicePort *sp)
+{
+    lb_set_t *set = malloc(sizeof(*set) + s->n_backends * sizeof(set->t[0]));
+    int err = 0;
+
+    if (!set)
+        return NULL;
+    set->refs = 1;
+    set->n = 0;
+    for (size_t i = 0; i < s->n_backends; i++) {
+        const Backend *b = s->backends[i];
+        const PortMapping *m = NULL;
+        lb_target_t *t;
+        bool dup = false;
+
+        for (size_t j = 0; j < b->n_ports && !m; j++) {
+            if (b->ports[j]->target == sp->target && b->ports[j]->host_port > 0 &&
+                b->ports[j]->host_port <= 65535)
+                m = b->ports[j];
+        }
+        if (!m) {
+            log_debug("lb: %s: backend %s publishes no port for %u", s->service_name,
+                      b->task_id, sp->target);
+            continue;
+        }
+        t = target_get(lb, s, b->address, (uint16_t)m->host_port, &err);
+        if (!t) {
+            if (err == -ENOMEM)
+                goto out_free_set;
+            log_warn("lb: %s: backend %s: bad address '%s'", s->service_name, b->task_id,
+                     b->address);
+            continue;
+        }
+        for (size_t j = 0; j < set->n && !dup; j++)
+            dup = set->t[j] == t;
+        if (dup)
+            target_unref(t);
+        else
+            set->t[set->n++] = t;
+    }
+    return set;
+
+out_free_set:
+    set_unref(set);
+    return NULL;
+}
+
+/* The shared timer for connect and idle timeouts. */
+
+static void on_timer(uv_timer_t *timer);
+
+/* Arms the timer for the earliest deadline, unless it is armed for an
+ * earlier one already (it re-arms when it fires). */
+static void timer_arm(lb_t *lb)
+{
+    uint64_t due = UINT64_MAX;
+    uint64_t now = uv_now(lb->loop);
+    lb_conn_t *c;
+
+    if (lb->closing)
+        return;
+    if (!link_empty(&lb->connecting)) {
+        c = lb_container_of(lb->connecting.next, lb_conn_t, link);
+        due = c->stamp + lb->cfg.connect_timeout_ms;
+    }
+    if (!link_empty(&lb->established)) {
+        c = lb_container_of(lb->established.next, lb_conn_t, link);
+        if (c->stamp + lb->cfg.idle_timeout_ms < due)
+            due = c->stamp + lb->cfg.idle_timeout_ms;
+    }
+    if (due == UINT64_MAX || (lb->timer_due && lb->timer_due <= due))
+        return;
+    uv_timer_start(&lb->timer, on_timer, due > now ? due - now : 0, 0);
+    lb->timer_due = due;
+}
+
+/* Appends c to list h (connecting or established) stamped now. */
+static void conn_queue(lb_conn_t *c, lb_link_t *h)
+{
+    bool was_empty = link_empty(h);
+
+    c->stamp = uv_now(c->lb->loop);
+    link_push(h, &c->link);
+    if (was_empty)
+        timer_arm(c->lb);
+}
+
+/* Activity: moves an established connection to the tail of the idle order. */
+static inline void conn_touch(lb_conn_t *c)
+{
+    uint64_t now = uv_now(c->lb->loop);
+
+    if (c->stamp == now)
+        return;
+    link_remove(&c->link);
+    conn_queue(c, &c->lb->established);
+}
+
+/* Buffers: the pool of per-direction buffers. */
+
+static int pool_get(lb_t *lb, buf_t *b)
+{
+    if (lb->npool) {
+        *b = lb->pool[--lb->npool];
+        return 0;
+    }
+    return buf_init(b, lb->cfg.buffer_size);
+}
+
+static void pool_put(lb_t *lb, buf_t *b)
+{
+    if (!b->start)
+        return;
+    if (lb->npool < LB_POOL_MAX && !lb->closing) {
+        b->pos = b->last = b->start;
+        lb->pool[lb->npool++] = *b;
+        *b = (buf_t)BUF_INIT;
+    } else {
+        buf_free(b);
+    }
+}
+
+/* Connections. */
+
+static void conn_free(lb_conn_t *c)
+{
+    lb_t *lb = c->lb;
+
+    set_unref(c->set);
+    if (c->target)
+        target_unref(c->target);
+    pool_put(lb, &c->up.buf);
+    pool_put(lb, &c->down.buf);
+    free(c);
+    lb->handles--;
+    lb_maybe_free(lb);
+}
+
+static void on_client_closed(uv_handle_t *h)
+{
+    lb_conn_t *c = h->data;
+
+    if (--c->handles == 0)
+        conn_free(c);
+}
+
+/* The backend handle closed: after a failed attempt, try the next backend. */
+static void on_backend_closed(uv_handle_t *h)
+{
+    lb_conn_t *c = h->data;
+
+    c->backend_init = false;
+    c->handles--;
+    if (c->closing) {
+        if (c->handles == 0)
+            conn_free(c);
+        return;
+    }
+    if (c->lb->closing) {
+        conn_close(c);
+        return;
+    }
+    conn_connect_next(c);
+}
+
+/* Closes both sides at once; c is freed when both handles have closed. */
+static void conn_close(lb_conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    link_remove(&c->link);
+    /* Its sockets close now: it counts no more. */
+    c->lb->nconns--;
+    if (c->connected)
+        c->target->active--;
+    uv_close((uv_handle_t *)&c->client, on_client_closed);
+    if (c->backend_init && !uv_is_closing((uv_handle_t *)&c->backend))
+        uv_close((uv_handle_t *)&c->backend, on_backend_closed);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    lb_conn_t *c = h->data;
+
+    b->base = c->lb->rbuf;
+    b->len = c->lb->cfg.buffer_size;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    lb_pipe_t *p = req->data;
+    lb_conn_t *c = p->conn;
+
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    p->shut = true;
+    if (c->up.shut && c->down.shut)
+        conn_close(c);
+}
+
+/* p's source has ended and all it sent is written: pass the end on. */
+static void pipe_shutdown(lb_pipe_t *p)
+{
+    if (uv_shutdown(&p->sreq, p->to, on_shutdown))
+        conn_close(p->conn);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    lb_pipe_t *p = req->data;
+    lb_conn_t *c = p->conn;
+
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    p->writing = false;
+    pool_put(c->lb, &p->buf);
+    conn_touch(c);
+    if (p->eof)
+        pipe_shutdown(p);
+    else if (uv_read_start(p->from, on_alloc, on_read))
+        conn_close(c);
+}
+
+/* Writes n bytes read from p->from to p->to: at once where the peer takes
+ * them, otherwise through p's buffer, with reading stopped until it drains. */
+static void pipe_send(lb_pipe_t *p, const char *data, size_t n)
+{
+    lb_conn_t *c = p->conn;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
+    int w = uv_try_write(p->to, &b, 1);
+
+    if (w == (int)n)
+        return;
+    if (w < 0 && w != UV_EAGAIN)
+        goto out_close;
+    if (w < 0)
+        w = 0;
+    if (pool_get(c->lb, &p->buf))
+        goto out_close;
+    memcpy(p->buf.last, data + w, n - (size_t)w);
+    p->buf.last += n - (size_t)w;
+    b = uv_buf_init(p->buf.pos, (unsigned)buf_len(&p->buf));
+    if (uv_write(&p->wreq, p->to, &b, 1, on_write))
+        goto out_close;
+    p->writing = true;
+    uv_read_stop(p->from);
+    return;
+
+out_close:
+    conn_close(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    lb_conn_t *c = s->data;
+    lb_pipe_t *p = s == (uv_stream_t *)&c->client ? &c->up : &c->down;
+
+    if (nread > 0) {
+        *p->bytes += (uint64_t)nread;
+        conn_touch(c);
+        pipe_send(p, b->base, (size_t)nread);
+    } else if (nread == UV_EOF) {
+        p->eof = true;
+        if (!p->writing)
+            pipe_shutdown(p);
+    } else if (nread < 0) {
+        conn_close(c);
+    }
+}
+
+/* The backend being tried failed (refused, timed out, unreachable). */
+static void conn_target_failed(lb_conn_t *c, int err)
+{
+    lb_t *lb = c->lb;
+    lb_target_t *t = c->target;
+    uint64_t now = uv_now(lb->loop);
+
+    t->connect_failures++;
+    t->fail_seq = ++lb->fail_seq;
+    if (t->down_until <= now)
+        log_warn("lb: %s: backend %s: connect: %s", t->service_name, t->name,
+                 uv_strerror(err));
+    t->down_until = now + LB_DOWN_MS;
+    target_unref(t);
+    c->target = NULL;
+}
+
+/* The next backend to try: round-robin from c->first, first those that have
+ * not failed lately, then those that had already failed when the client came
+ * (the others this connection has tried itself). Each at most once. */
+static lb_target_t *conn_next_target(lb_conn_t *c)
+{
+    uint64_t now = uv_now(c->lb->loop);
+    lb_set_t *s = c->set;
+
+    for (; c->pass < 2; c->pass++, c->next = 0) {
+        while (c->next < s->n) {
+            lb_target_t *t = s->t[(c->first + c->next++) % s->n];
+
+            if (!t->live)
+                continue;
+            if (c->pass == 0 ? t->down_until <= now : t->fail_seq <= c->seq0)
+                return t;
+        }
+    }
+    return NULL;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    lb_conn_t *c = req->data;
+    lb_target_t *t = c->target;
+
+    if (c->closing || uv_is_closing((uv_handle_t *)&c->backend))
+        return; /* closed by us: a timeout, or the whole connection */
+    link_remove(&c->link);
+    if (status < 0) {
+        conn_target_failed(c, status);
+        uv_close((uv_handle_t *)&c->backend, on_backend_closed);
+        return;
+    }
+    c->connected = true;
+    t->connections++;
+    t->active++;
+    set_unref(c->set);
+    c->set = NULL;
+    c->up.bytes = &t->bytes_in;
+    c->down.bytes = &t->bytes_out;
+    conn_queue(c, &c->lb->established);
+    if (uv_read_start((uv_stream_t *)&c->client, on_alloc, on_read) ||
+        uv_read_start((uv_stream_t *)&c->backend, on_alloc, on_read))
+        conn_close(c);
+}
+
+/* Starts a connect to the next backend, or closes the client when none is
+ * left. */
+static void conn_connect_next(lb_conn_t *c)
+{
+    lb_t *lb = c->lb;
+    lb_target_t *t = conn_next_target(c);
+    int rc;
+
+    if (!t) {
+        log_debug("lb: no backend took a connection (%zu tried)", c->set->n);
+        conn_close(c);
+        return;
+    }
+    t->refs++;
+    c->target = t;
+    rc = uv_tcp_init(lb->loop, &c->backend);
+    if (rc) {
+        conn_target_failed(c, rc);
+        conn_close(c);
+        return;
+    }
+    c->backend.data = c;
+    c->backend_init = true;
+    c->handles++;
+    uv_tcp_nodelay(&c->backend, 1);
+    rc = uv_tcp_connect(&c->creq, &c->backend, (const struct sockaddr *)&t->addr, on_connect);
+    if (rc) {
+        conn_target_failed(c, rc);
+        uv_close((uv_handle_t *)&c->backend, on_backend_closed);
+        return;
+    }
+    conn_queue(c, &lb->connecting);
+}
+
+static void on_reject_closed(uv_handle_t *h)
+{
+    lb_t *lb = h->data;
+
+    free(h);
+    lb->handles--;
+    lb_maybe_free(lb);
+}
+
+/* Accepts the pending client of server and closes it at once. */
+static void lb_reject(lb_t *lb, uv_stream_t *server)
+{
+    uv_tcp_t *h = malloc(sizeof(*h));
+
+    if (!h) {
+        log_error("lb: out of memory, a listener stalls until the next client");
+        return;
+    }
+    uv_tcp_init(lb->loop, h);
+    h->data = lb;
+    lb->handles++;
+    uv_accept(server, (uv_stream_t *)h);
+    uv_close((uv_handle_t *)h, on_reject_closed);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    lb_listener_t *l = server->data;
+    lb_t *lb = l->lb;
+    lb_route_t *r = l->route;
+    lb_conn_t *c;
+
+    if (status < 0) {
+        log_warn("lb: accept: %s", uv_strerror(status));
+        return;
+    }
+    if (!r || !r->set->n || lb->nconns >= lb->cfg.max_connections) {
+        if (r && r->set->n)
+            log_debug("lb: %s: %zu connections, refusing more", r->service_name, lb->nconns);
+        lb_reject(lb, server);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        lb_reject(lb, server);
+        return;
+    }
+    c->lb = lb;
+    link_init(&c->link);
+    c->up = (lb_pipe_t){ .conn = c, .from = (uv_stream_t *)&c->client,
+                         .to = (uv_stream_t *)&c->backend };
+    c->down = (lb_pipe_t){ .conn = c, .from = (uv_stream_t *)&c->backend,
+                           .to = (uv_stream_t *)&c->client };
+    c->up.wreq.data = c->up.sreq.data = &c->up;
+    c->down.wreq.data = c->down.sreq.data = &c->down;
+    c->creq.data = c;
+    uv_tcp_init(lb->loop, &c->client);
+    c->client.data = c;
+    c->handles = 1;
+    lb->nconns++;
+    lb->handles++;
+    /* TCP_NODELAY is inherited from the listening socket. */
+    if (uv_accept(server, (uv_stream_t *)&c->client)) {
+        conn_close(c);
+        return;
+    }
+    c->set = r->set;
+    c->set->refs++;
+    c->first = r->rr++ % c->set->n;
+    c->seq0 = lb->fail_seq;
+    conn_connect_next(c);
+}
+
+/* Listeners. */
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    lb_listener_t *l = h->data;
+    lb_t *lb = l->lb;
+
+    free(l);
+    lb->handles--;
+    lb_maybe_free(lb);
+}
+
+static void listener_close(lb_listener_t *l)
+{
+    l->route = NULL;
+    uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+}
+
+static const char *side_addr(const lb_t *lb, int side)
+{
+    return side == LB_GATEWAY ? lb->gateway : lb->advertise;
+}
+
+static bool route_wants(const lb_t *lb, const lb_route_t *r, int side)
+{
+    return lb->side_on[side] && (side == LB_GATEWAY || !r->internal);
+}
+
+/* A socket bound to the side's address and r's port, listening, into
+ * r->ls[side]. The gateway socket takes SO_REUSEPORT so that agents sharing
+ * one engine can all listen there. Returns 0 or a negative errno. */
+static int listener_open(lb_t *lb, lb_route_t *r, int side)
+{
+    struct sockaddr_storage sa = lb->side_addr[side];
+    lb_listener_t *l;
+    int one = 1;
+    int fd, rc;
+
+    if (sa.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&sa)->sin6_port = htons(r->port);
+    else
+        ((struct sockaddr_in *)&sa)->sin_port = htons(r->port);
+    fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+        (side == LB_GATEWAY && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one))) ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) ||
+        bind(fd, (struct sockaddr *)&sa,
+             sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                      : sizeof(struct sockaddr_in))) {
+        rc = -errno;
+        goto out_close_fd;
+    }
+    l = malloc(sizeof(*l));
+    if (!l) {
+        rc = -ENOMEM;
+        goto out_close_fd;
+    }
+    l->lb = lb;
+    l->route = r;
+    uv_tcp_init(lb->loop, &l->tcp);
+    l->tcp.data = l;
+    lb->handles++;
+    rc = uv_tcp_open(&l->tcp, fd);
+    if (rc) {
+        close(fd);
+        listener_close(l);
+        return rc;
+    }
+    rc = uv_listen((uv_stream_t *)&l->tcp, LB_BACKLOG, on_connection);
+    if (rc) {
+        listener_close(l);
+        return rc;
+    }
+    r->ls[side] = l;
+    return 0;
+
+out_close_fd:
+    close(fd);
+    return rc;
+}
+
+static void on_retry(uv_timer_t *timer);
+
+/* Opens every listener that is wanted and not open; arms the retry timer
+ * while any is missing. */
+static void lb_listen_all(lb_t *lb)
+{
+    bool missing = false;
+
+    for (lb_route_t *r = lb->routes; r; r = r->next) {
+        for (int side = 0; side < LB_SIDES; side++) {
+            int rc;
+
+            if (!route_wants(lb, r, side) || r->ls[side])
+                continue;
+            rc = listener_open(lb, r, side);
+            if (rc == 0) {
+                log_info("lb: %s: listening on %s:%u (%s%s)", r->service_name,
+                         side_addr(lb, side), r->port, side_names[side],
+                         r->err[side] ? ", after retries" : "");
+                r->err[side] = 0;
+                continue;
+            }
+            missing = true;
+            if (rc != r->err[side])
+                log_warn("lb: %s: cannot listen on %s:%u: %s (retrying every %llums)",
+                         r->service_name, side_addr(lb, side), r->port, uv_strerror(rc),
+                         (unsigned long long)lb->cfg.retry_ms);
+            r->err[side] = rc;
+        }
+    }
+    if (missing && !uv_is_active((uv_handle_t *)&lb->retry))
+        uv_timer_start(&lb->retry, on_retry, lb->cfg.retry_ms, lb->cfg.retry_ms);
+    else if (!missing)
+        uv_timer_stop(&lb->retry);
+}
+
+static void on_retry(uv_timer_t *timer)
+{
+    lb_listen_all(timer->data);
+}
+
+/* Routes. */
+
+static void route_free(lb_route_t *r)
+{
+    for (int side = 0; side < LB_SIDES; side++) {
+        if (r->ls[side])
+            listener_close(r->ls[side]);
+    }
+    set_unref(r->set);
+    free(r->service_name);
+    free(r);
+}
+
+static lb_route_t *route_find(lb_route_t *list, uint32_t port)
+{
+    for (; list; list = list->next) {
+        if (list->port == port)
+            return list;
+    }
+    return NULL;
+}
+
+static lb_route_t *route_new(lb_t *lb, const ServiceEndpoints *s, const ServicePort *sp)
+{
+    lb_route_t *r = calloc(1, sizeof(*r));
+
+    if (!r)
+        return NULL;
+    r->port = (uint16_t)sp->port;
+    r->target = (uint16_t)sp->target;
+    r->internal = sp->internal;
+    r->service_name = strdup(s->service_name ? s->service_name : "");
+    r->set = set_build(lb, s, sp);
+    if (!r->service_name || !r->set) {
+        route_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+int lb_apply(lb_t *lb, const Endpoints *eps)
+{
+    lb_route_t *fresh = NULL, **tail = &fresh;
+    lb_route_t *r, *old;
+
+    if (lb->closing)
+        return SKIFF_ECLOSED;
+    for (size_t i = 0; i < eps->n_services; i++) {
+        const ServiceEndpoints *s = eps->services[i];
+
+        for (size_t j = 0; j < s->n_ports; j++) {
+            const ServicePort *sp = s->ports[j];
+
+            if (sp->port == 0 || sp->port > 65535 || sp->target == 0 || sp->target > 65535) {
+                log_warn("lb: %s: bad port %u:%u, skipped", s->service_name, sp->port,
+                         sp->target);
+                continue;
+            }
+            r = route_find(fresh, sp->port);
+            if (r) {
+                log_warn("lb: %s: port %u is balanced for %s already, skipped",
+                         s->service_name, sp->port, r->service_name);
+                continue;
+            }
+            r = route_new(lb, s, sp);
+            if (!r)
+                goto out_free_fresh;
+            *tail = r;
+            tail = &r->next;
+        }
+    }
+
+    /* Commit: nothing fails from here on. Listeners move to the new route of
+     * their port; those of ports gone close. */
+    for (r = fresh; r; r = r->next) {
+        if (!route_find(lb->routes, r->port))
+            log_info("lb: %s: balancing port %u over %zu backends", r->service_name, r->port,
+                     r->set->n);
+    }
+    while ((old = lb->routes)) {
+        lb->routes = old->next;
+        r = route_find(fresh, old->port);
+        for (int side = 0; r && side < LB_SIDES; side++) {
+            r->err[side] = old->err[side];
+            if (old->ls[side] && route_wants(lb, r, side)) {
+                r->ls[side] = old->ls[side];
+                r->ls[side]->route = r;
+                old->ls[side] = NULL;
+            }
+        }
+        if (r) {
+            r->rr = old->rr;
+            if (r->set->n != old->set->n)
+                log_info("lb: %s: port %u: %zu backends", r->service_name, r->port, r->set->n);
+        } else {
+            log_info("lb: %s: port %u no longer balanced", old->service_name, old->port);
+        }
+        route_free(old);
+    }
+    for (lb_link_t *l = lb->targets.next; l != &lb->targets; l = l->next)
+        lb_container_of(l, lb_target_t, link)->live = false;
+    for (r = fresh; r; r = r->next) {
+        for (size_t i = 0; i < r->set->n; i++)
+            r->set->t[i]->live = true;
+    }
+    lb->routes = fresh;
+    lb_listen_all(lb);
+    return 0;
+
+out_free_fresh:
+    while ((r = fresh)) {
+        fresh = r->next;
+        route_free(r);
+    }
+    return -ENOMEM;
+}
+
+/* Stats. */
+
+void lb_stats_free(LbStats **stats, size_t n)
+{
+    if (!stats)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (stats[i])
+            protobuf_c_message_free_unpacked(&stats[i]->base, NULL);
+    }
+    free(stats);
+}
+
+int lb_stats(lb_t *lb, LbStats ***out, size_t *n)
+{
+    LbStats **arr;
+    size_t count = 0, i = 0;
+
+    *out = NULL;
+    *n = 0;
+    for (lb_link_t *l = lb->targets.next; l != &lb->targets; l = l->next) {
+        lb_target_t *t = lb_container_of(l, lb_target_t, link);
+
+        count += t->live || t->active;
+    }
+    arr = calloc(count ? count : 1, sizeof(*arr));
+    if (!arr)
+        return -ENOMEM;
+    for (lb_link_t *l = lb->targets.next; l != &lb->targets; l = l->next) {
+        lb_target_t *t = lb_container_of(l, lb_target_t, link);
+        LbStats *m;
+
+        if (!t->live && !t->active)
+            continue;
+        m = malloc(sizeof(*m));
+        if (!m)
+            goto out_free;
+        skiff__v1__lb_stats__init(m);
+        arr[i++] = m;
+        m->service_name = strdup(t->service_name);
+        m->backend = strdup(t->name);
+        if (!m->service_name || !m->backend)
+            goto out_free;
+        m->connections = t->connections;
+        m->active = t->active;
+        m->bytes_in = t->bytes_in;
+        m->bytes_out = t->bytes_out;
+        m->connect_failures = t->connect_failures;
+    }
+    *out = arr;
+    *n = count;
+    return 0;
+
+out_free:
+    for (size_t j = 0; j < i; j++) {
+        /* Unset strings point at protobuf-c's empty string, which it skips. */
+        if (!arr[j]->service_name)
+            arr[j]->service_name = (char *)protobuf_c_empty_string;
+        if (!arr[j]->backend)
+            arr[j]->backend = (char *)protobuf_c_empty_string;
+    }
+    lb_stats_free(arr, i);
+    return -ENOMEM;
+}
+
+size_t lb_connections(const lb_t *lb)
+{
+    return lb->nconns;
+}
+
+/* Life cycle. */
+
+static void on_timer(uv_timer_t *timer)
+{
+    lb_t *lb = timer->data;
+    uint64_t now = uv_now(lb->loop);
+
+    lb->timer_due = 0;
+    while (!link_empty(&lb->connecting)) {
+        lb_conn_t *c = lb_container_of(lb->connecting.next, lb_conn_t, link);
+
+        if (c->stamp + lb->cfg.connect_timeout_ms > now)
+            break;
+        link_remove(&c->link);
+        conn_target_failed(c, UV_ETIMEDOUT);
+        /* on_connect sees the handle closing and leaves the rest to
+         * on_backend_closed, which tries the next backend. */
+        uv_close((uv_handle_t *)&c->backend, on_backend_closed);
+    }
+    while (!link_empty(&lb->established)) {
+        lb_conn_t *c = lb_container_of(lb->established.next, lb_conn_t, link);
+
+        if (c->stamp + lb->cfg.idle_timeout_ms > now)
+            break;
+        log_debug("lb: connection to %s idle, closed", c->target->name);
+        conn_close(c);
+    }
+    timer_arm(lb);
+}
+
+lb_t *lb_create(uv_loop_t *loop, const lb_config_t *cfg)
+{
+    lb_t *lb = calloc(1, sizeof(*lb));
+
+    if (!lb)
+        return NULL;
+    lb->loop = loop;
+    lb->cfg = *cfg;
+    if (!lb->cfg.connect_timeout_ms)
+        lb->cfg.connect_timeout_ms = LB_CONNECT_TIMEOUT_MS;
+    if (!lb->cfg.idle_timeout_ms)
+        lb->cfg.idle_timeout_ms = LB_IDLE_TIMEOUT_MS;
+    if (!lb->cfg.buffer_size)
+        lb->cfg.buffer_size = LB_BUFFER_SIZE;
+    if (lb->cfg.buffer_size > UINT32_MAX / 2)
+        lb->cfg.buffer_size = UINT32_MAX / 2;
+    if (!lb->cfg.max_connections)
+        lb->cfg.max_connections = LB_MAX_CONNECTIONS;
+    if (!lb->cfg.retry_ms)
+        lb->cfg.retry_ms = LB_RETRY_MS;
+    lb->advertise = strdup(cfg->advertise ? cfg->advertise : "");
+    lb->gateway = strdup(cfg->gateway ? cfg->gateway : "");
+    lb->rbuf = malloc(lb->cfg.buffer_size);
+    if (!lb->advertise || !lb->gateway || !lb->rbuf)
+        goto out_free;
+    lb->cfg.advertise = lb->advertise;
+    lb->cfg.gateway = lb->gateway;
+    for (int side = 0; side < LB_SIDES; side++) {
+        const char *a = side_addr(lb, side);
+
+        lb->side_on[side] = *a != '\0';
+        if (lb->side_on[side] && addr_parse(a, 0, &lb->side_addr[side])) {
+            log_error("lb: %s address '%s' is not an IP address", side_names[side], a);
+            goto out_free;
+        }
+    }
+    link_init(&lb->targets);
+    link_init(&lb->connecting);
+    link_init(&lb->established);
+    uv_timer_init(loop, &lb->timer);
+    uv_timer_init(loop, &lb->retry);
+    lb->timer.data = lb->retry.data = lb;
+    lb->handles = 2;
+    return lb;
+
+out_free:
+    free(lb->advertise);
+    free(lb->gateway);
+    free(lb->rbuf);
+    free(lb);
+    return NULL;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    lb_t *lb = h->data;
+
+    lb->handles--;
+    lb_maybe_free(lb);
+}
+
+static void lb_maybe_free(lb_t *lb)
+{
+    if (!lb->closing || lb->handles > 0)
+        return;
+    while (lb->npool)
+        buf_free(&lb->pool[--lb->npool]);
+    free(lb->advertise);
+    free(lb->gateway);
+    free(lb->rbuf);
+    if (lb->done)
+        lb->done(lb->done_arg);
+    free(lb);
+}
+
+void lb_close(lb_t *lb, void (*done)(void *arg), void *arg)
+{
+    lb_route_t *r;
+
+    if (lb->closing)
+        return;
+    lb->closing = true;
+    lb->done = done;
+    lb->done_arg = arg;
+    while ((r = lb->routes)) {
+        lb->routes = r->next;
+        route_free(r);
+    }
+    while (!link_empty(&lb->connecting))
+        conn_close(lb_container_of(lb->connecting.next, lb_conn_t, link));
+    while (!link_empty(&lb->established))
+        conn_close(lb_container_of(lb->established.next, lb_conn_t, link));
+    uv_close((uv_handle_t *)&lb->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&lb->retry, on_timer_closed);
+}

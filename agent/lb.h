@@ -1,0 +1,63 @@
+/* lb: the agent's TCP load balancer, on the agent's libuv loop.
+ *
+ * For every port of every service in the Endpoints the controller pushes, it
+ * listens on <advertise>:<port> (unless the port is internal) and, when a
+ * bridge gateway address is set, on <gateway>:<port> (SO_REUSEPORT, so that
+ * agents sharing one engine can all listen there). Each accepted connection
+ * goes round-robin to the service's backends; a backend that refuses or
+ * times out a connect is skipped and the next one tried, each at most once,
+ * so no client fails while any backend is up. Bytes are proxied both ways
+ * with bounded buffers, half-close and an idle timeout. It knows nothing of
+ * tasks, health or the controller: what it is given is what it balances.
+ *
+ * Everything runs on the loop's thread; nothing blocks.
+ */
+#ifndef SKIFF_LB_H
+#define SKIFF_LB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "skiff_pb.h"
+
+typedef struct lb lb_t;
+
+typedef struct lb_config {
+    const char *advertise;       /* "127.0.0.2"; NULL or "": no such listeners */
+    const char *gateway;         /* "172.17.0.1"; NULL or "": none */
+    uint64_t connect_timeout_ms; /* 0: 2 s */
+    uint64_t idle_timeout_ms;    /* 0: 5 min */
+    size_t buffer_size;          /* per direction and connection; 0: 16 KiB */
+    size_t max_connections;      /* client connections at once; 0: 10000 */
+    uint64_t retry_ms;           /* how often to retry a failed listen; 0: 2 s */
+} lb_config_t;
+
+/* A balancer with no listeners. The config's strings are copied. Returns NULL
+ * when out of memory or when cfg's addresses are not IP addresses. */
+lb_t *lb_create(uv_loop_t *loop, const lb_config_t *cfg);
+
+/* Makes eps, the complete new set, what the balancer serves: opens listeners
+ * for new ports, closes those of ports gone, and swaps backend lists. Open
+ * connections are never cut. A listener that cannot bind is logged and
+ * retried (at every apply and every retry_ms); it does not fail the apply.
+ * Returns 0, or -ENOMEM with the previous set still in force. */
+int lb_apply(lb_t *lb, const Endpoints *eps);
+
+/* One LbStats per backend (ADDRESS:PORT) of every service: those of the
+ * current set, and removed ones that still carry connections. *out is a
+ * malloc'd array of wholly malloc'd messages (pbutil.h's rule), the caller's:
+ * free it with lb_stats_free(), or move the messages into a message that is
+ * freed with pb_free() (StatusReport.lb_stats) and free() the array.
+ * Returns 0 or -ENOMEM (then *out is NULL and *n 0). */
+int lb_stats(lb_t *lb, LbStats ***out, size_t *n);
+void lb_stats_free(LbStats **stats, size_t n);
+
+/* Client connections open now. */
+size_t lb_connections(const lb_t *lb);
+
+/* Closes every listener and connection; done(arg) is called from the loop
+ * once all handles are closed, after which lb is freed. */
+void lb_close(lb_t *lb, void (*done)(void *arg), void *arg);
+
+#endif
