@@ -308,33 +308,67 @@ static void conn_on_written(uv_write_t *req, int status)
         conn_close(c, status);
 }
 
-int conn_send(conn_t *c, const Envelope *env)
+/* Queues w (len bytes of frame in w->data). */
+static int conn_queue(conn_t *c, struct conn_write *w)
 {
-    struct conn_write *w;
-    uv_buf_t b;
-    size_t size;
-    int rc;
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_on_written);
 
-    if (c->closing || !c->connected)
-        return SKIFF_ECLOSED;
-    size = wire_frame_size(env);
-    if (size - WIRE_HEADER_SIZE > c->limits.max_frame ||
-        c->pending + size > c->limits.max_pending)
-        return SKIFF_ELIMIT;
-    w = malloc(sizeof(*w) + size);
-    if (!w)
-        return -ENOMEM;
-    w->conn = c;
-    w->len = size;
-    wire_pack(env, w->data);
-    b = uv_buf_init((char *)w->data, (unsigned)size);
-    rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, conn_on_written);
     if (rc) {
         free(w);
         return rc;
     }
-    c->pending += size;
+    c->pending += w->len;
     return 0;
+}
+
+static struct conn_write *conn_write_new(conn_t *c, size_t size, int *rc)
+{
+    struct conn_write *w;
+
+    *rc = 0;
+    if (c->closing || !c->connected) {
+        *rc = SKIFF_ECLOSED;
+        return NULL;
+    }
+    if (size - WIRE_HEADER_SIZE > c->limits.max_frame ||
+        c->pending + size > c->limits.max_pending) {
+        *rc = SKIFF_ELIMIT;
+        return NULL;
+    }
+    w = malloc(sizeof(*w) + size);
+    if (!w) {
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    w->conn = c;
+    w->len = size;
+    return w;
+}
+
+int conn_send(conn_t *c, const Envelope *env)
+{
+    size_t size = wire_frame_size(env);
+    struct conn_write *w;
+    int rc;
+
+    if (!(w = conn_write_new(c, size, &rc)))
+        return rc;
+    wire_pack(env, w->data);
+    return conn_queue(c, w);
+}
+
+int conn_send_frame(conn_t *c, const uint8_t *frame, size_t len)
+{
+    struct conn_write *w;
+    int rc;
+
+    if (len < WIRE_HEADER_SIZE)
+        return SKIFF_EINVAL;
+    if (!(w = conn_write_new(c, len, &rc)))
+        return rc;
+    memcpy(w->data, frame, len);
+    return conn_queue(c, w);
 }
 
 int conn_send_error(conn_t *c, uint64_t id, ErrorCode code, const char *fmt, ...)

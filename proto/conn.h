@@ -61,6 +61,10 @@ int conn_connect(conn_t *c, const char *hostport);
  * to close); SKIFF_ECLOSED after conn_close. */
 int conn_send(conn_t *c, const Envelope *env);
 
+/* Queues a frame already packed with wire_pack (header included); the
+ * bytes are copied. Returns as conn_send. */
+int conn_send_frame(conn_t *c, const uint8_t *frame, size_t len);
+
 /* Sends an Error with this code and message (printf-style) as the reply to
  * request id. Returns as conn_send. */
 int conn_send_error(conn_t *c, uint64_t id, ErrorCode code, const char *fmt, ...)
