@@ -266,6 +266,7 @@ controller_start() {
 	echo "=== $(date '+%H:%M:%S.%N' | cut -c1-12) skiff-controller ${args[*]}" >>"$log"
 	"$SKIFF_BIN/skiff-controller" "${args[@]}" </dev/null >>"$log" 2>&1 3>&- 4>&- &
 	pid=$!
+	disown "$pid" 2>/dev/null || true   # no "Killed" job notices in test output
 	echo "$pid" >"$SKIFF_TEST_DIR/pids/controller"
 	export CONTROLLER_PID=$pid
 	_skiff_wait_controller "$pid"
@@ -364,6 +365,7 @@ agent_start() {
 	echo "=== $(date '+%H:%M:%S.%N' | cut -c1-12) skiff-agent ${args[*]}" >>"$log"
 	"$SKIFF_BIN/skiff-agent" "${args[@]}" </dev/null >>"$log" 2>&1 3>&- 4>&- &
 	pid=$!
+	disown "$pid" 2>/dev/null || true   # no "Killed" job notices in test output
 	echo "$pid" >"$SKIFF_TEST_DIR/pids/agent-$i"
 	grep -qx "$name" "$SKIFF_TEST_DIR/nodes" 2>/dev/null || echo "$name" >>"$SKIFF_TEST_DIR/nodes"
 	NODES=$(tr '\n' ' ' <"$SKIFF_TEST_DIR/nodes")
@@ -408,7 +410,9 @@ _skiff_signal() {
 	case $sig in
 	KILL|TERM|INT|QUIT|9|15|2|3)
 		# A stopped process acts on TERM only once continued.
-		[ "$sig" != KILL ] && [ "$sig" != 9 ] && kill -s CONT "$pid" 2>/dev/null
+		if [ "$sig" != KILL ] && [ "$sig" != 9 ]; then
+			kill -s CONT "$pid" 2>/dev/null || true
+		fi
 		if ! _skiff_wait_gone "$pid" 10; then
 			echo "signal $sig: pid $pid still alive after 10s" >&2
 			return 1
@@ -422,12 +426,13 @@ _skiff_signal() {
 # _skiff_stop_pid PID: TERM, then KILL after 5 seconds.
 _skiff_stop_pid() {
 	local pid=$1
-	kill -s TERM "$pid" 2>/dev/null
-	kill -s CONT "$pid" 2>/dev/null
+	# Either may find the process gone already.
+	kill -s TERM "$pid" 2>/dev/null || true
+	kill -s CONT "$pid" 2>/dev/null || true
 	if ! _skiff_wait_gone "$pid" 5; then
 		echo "pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)) ignored TERM for 5s; killing it" >&2
-		kill -s KILL "$pid" 2>/dev/null
-		_skiff_wait_gone "$pid" 5
+		kill -s KILL "$pid" 2>/dev/null || true
+		_skiff_wait_gone "$pid" 5 || true
 	fi
 	return 0
 }
@@ -469,8 +474,10 @@ cluster_stop() {
 		*/controller) name=skiff-controller ;;
 		*) name=skiff-agent ;;
 		esac
-		_skiff_pid_is "$pid" "$name" && kill -s TERM "$pid" 2>/dev/null
-		kill -s CONT "$pid" 2>/dev/null
+		if _skiff_pid_is "$pid" "$name"; then
+			kill -s TERM "$pid" 2>/dev/null || true
+			kill -s CONT "$pid" 2>/dev/null || true
+		fi
 	done
 	for f in "$SKIFF_TEST_DIR"/pids/agent-* "$SKIFF_TEST_DIR"/pids/controller; do
 		[ -e "$f" ] || continue
@@ -532,7 +539,7 @@ dump_logs() {
 	if [ -n "${CLUSTER_ID:-}" ]; then
 		echo "----- containers of cluster $CLUSTER_ID -----"
 		docker ps -a --filter "label=skiff.cluster=$CLUSTER_ID" \
-			--format '{{.Names}}\t{{.Status}}\t{{.Label "skiff.node"}}\t{{.Ports}}' 2>&1
+			--format '{{.Names}}\t{{.Status}}\t{{.Label "skiff.node"}}\t{{.Ports}}' 2>&1 || true
 	fi
 	echo "----- end of logs -----"
 }
@@ -629,6 +636,7 @@ loadgen_start() {
 	"$SKIFF_BIN/skiff-loadgen" --until-file "$d/$name.stop" --out "$d/$name.json" --quiet "$@" \
 		</dev/null >/dev/null 2>"$d/$name.err" 3>&- 4>&- &
 	pid=$!
+	disown "$pid" 2>/dev/null || true   # no "Killed" job notices in test output
 	echo "$pid" >"$d/$name.loadgen.pid"
 	sleep 0.1
 	if ! _skiff_pid_alive "$pid"; then
@@ -650,7 +658,7 @@ loadgen_stop() {
 	touch "$d/$name.stop"
 	if ! _skiff_wait_gone "$pid" 30; then
 		echo "loadgen_stop: skiff-loadgen did not stop" >&2
-		kill -s KILL "$pid" 2>/dev/null
+		kill -s KILL "$pid" 2>/dev/null || true
 		return 1
 	fi
 	rm -f "$d/$name.loadgen.pid"

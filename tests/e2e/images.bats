@@ -290,7 +290,7 @@ EOF
 
 	# SIGSTOP / SIGCONT.
 	agent_kill 1 STOP
-	[ "$(awk '{ print $3 }' "/proc/$(agent_pid 1)/stat")" = T ]
+	wait_until 2 "[ \"\$(awk '{ print \$3 }' /proc/$(agent_pid 1)/stat)\" = T ]"
 	agent_kill 1 CONT
 	wait_until 2 "[ \"\$(awk '{ print \$3 }' /proc/$(agent_pid 1)/stat)\" != T ]"
 
