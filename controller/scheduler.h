@@ -1,4 +1,4 @@
-/* sched: the scheduler, a pure function (Nomad's scheduler, Swarm's filters).
+/* scheduler (sched_*): the scheduler, a pure function (Nomad's scheduler, Swarm's filters).
  *
  * Given a view of the nodes and a request for some tasks of one service, it
  * picks a node for each task, or says why none fits. Filter: the node is

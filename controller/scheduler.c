@@ -1,4 +1,4 @@
-/* sched: the scheduler; see sched.h.
+/* scheduler: see scheduler.h.
  *
  * Two passes. The filter looks at every node once and keeps those that could
  * take one more task of the request; they go into a binary min-heap ordered
@@ -11,7 +11,7 @@
  * Pure code: no I/O, and the only allocations are the heap and the cause
  * counters, made before anything changes and freed before returning.
  */
-#include "sched.h"
+#include "scheduler.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,0 +1,561 @@
+/* api: the requests of clients (the skiff CLI), one handler each, found in
+ * one table. A request that is wrong in any way gets one Error naming what
+ * is wrong, and changes nothing; one that is right changes the model, and
+ * its reply leaves once the change is committed (ctl_send).
+ */
+#include "ctl.h"
+#include "wire.h"
+#include "errors.h"
+#include "log.h"
+#include "pbutil.h"
+#include "spec.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <utlist.h>
+
+typedef int (*api_fn)(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env);
+
+/* ---------------------------------------------------------------- helpers */
+
+static void api_reply_service(ctl_t *ctl, peer_t *p, uint64_t id, service_t *svc)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    ServiceReply reply = PB_SERVICE_REPLY_INIT;
+
+    reply.service = orch_service_view(ctl, svc);
+    if (!reply.service) {
+        ctl_send_error(ctl, p, id, ERR_INTERNAL, "out of memory");
+        return;
+    }
+    env.id = id;
+    env.msg_case = MSG_SERVICE_REPLY;
+    env.service_reply = &reply;
+    ctl_send(ctl, p, &env);
+    orch_service_view_free(reply.service);
+}
+
+static void api_reply_ok(ctl_t *ctl, peer_t *p, uint64_t id)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    Ok ok = PB_OK_INIT;
+
+    env.id = id;
+    env.msg_case = MSG_OK;
+    env.ok = &ok;
+    ctl_send(ctl, p, &env);
+}
+
+/* Finds a live service, or replies the error and returns NULL. */
+static service_t *api_service(ctl_t *ctl, peer_t *p, uint64_t id, const char *ref)
+{
+    int ambiguous;
+    service_t *svc = model_service_find(&ctl->model, ref, &ambiguous);
+
+    if (!svc)
+        ctl_send_error(ctl, p, id, ERR_NOT_FOUND,
+                       ambiguous ? "service %.100s is ambiguous: give more of its id"
+                                 : "no such service: %.100s", ref);
+    return svc;
+}
+
+static node_t *api_node(ctl_t *ctl, peer_t *p, uint64_t id, const char *ref)
+{
+    int ambiguous;
+    node_t *node = model_node_find(&ctl->model, ref, &ambiguous);
+
+    if (!node)
+        ctl_send_error(ctl, p, id, ERR_NOT_FOUND,
+                       ambiguous ? "node %.100s is ambiguous: give more of its id"
+                                 : "no such node: %.100s", ref);
+    return node;
+}
+
+/* Checks a spec from a client; replies the error and returns nonzero when
+ * it is not acceptable. Published and exposed ports are one namespace on
+ * every node (the balancers listen there), so they must be free. */
+static int api_check_spec(ctl_t *ctl, peer_t *p, uint64_t id, ServiceSpec *spec,
+                          const service_t *self)
+{
+    char err[512];
+    service_t *o, *tmp;
+
+    if (!spec) {
+        ctl_send_error(ctl, p, id, ERR_INVALID, "spec: missing");
+        return 1;
+    }
+    if (spec_complete(spec)) {
+        ctl_send_error(ctl, p, id, ERR_INTERNAL, "out of memory");
+        return 1;
+    }
+    if (spec_validate(spec, &ctl->cfg.spec_limits, err, sizeof(err))) {
+        ctl_send_error(ctl, p, id, ERR_INVALID, "%s", err);
+        return 1;
+    }
+    HASH_ITER(hh_name, ctl->model.services_by_name, o, tmp) {
+        const ServiceSpec *os = o->pb->spec;
+        if (o == self)
+            continue;
+        for (size_t i = 0; i < spec->n_ports + spec->n_expose; i++) {
+            uint32_t port = i < spec->n_ports ? spec->ports[i]->published
+                                              : spec->expose[i - spec->n_ports];
+            for (size_t k = 0; k < os->n_ports + os->n_expose; k++) {
+                uint32_t used = k < os->n_ports ? os->ports[k]->published
+                                                : os->expose[k - os->n_ports];
+                if (port == used) {
+                    ctl_send_error(ctl, p, id, ERR_INVALID,
+                                   "%s[%zu]: port %u is already used by service %s",
+                                   i < spec->n_ports ? "ports" : "expose",
+                                   i < spec->n_ports ? i : i - spec->n_ports, port, os->name);
+                    return 1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- services */
+
+static int api_service_create(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    ServiceSpec *spec = env->service_create->spec;
+    char sid[MODEL_ID_LEN + 1];
+    Service *pb = NULL;
+    service_t *svc;
+
+    if (api_check_spec(ctl, p, id, spec, NULL))
+        return 0;
+    if (model_service_by_name(&ctl->model, spec->name)) {
+        ctl_send_error(ctl, p, id, ERR_EXISTS, "service %s already exists", spec->name);
+        return 0;
+    }
+    model_new_id(sid);
+    pb = PB_NEW(Service);
+    if (!pb || pb_set_str(&pb->id, sid) || !(pb->spec = pb_dup(spec)) ||
+        !(pb->update_status = PB_NEW(UpdateStatus)))
+        goto out_nomem;
+    pb->version = 1;
+    pb->created_ms = pb->updated_ms = model_wall_ms();
+    if (!(svc = model_service_add(&ctl->model, pb)))
+        goto out_nomem;
+    if (model_service_keep_spec(&ctl->model, svc)) {
+        model_service_delete(&ctl->model, svc);
+        goto out_nomem_sent;
+    }
+    model_touch_service(&ctl->model, svc);
+    orch_mark(svc);
+    ctl_event(ctl, "service", spec->name, "created (%u replicas of %s)", spec->replicas,
+              spec->image);
+    api_reply_service(ctl, p, id, svc);
+    return 0;
+
+out_nomem:
+    pb_free(pb);
+out_nomem_sent:
+    ctl_send_error(ctl, p, id, ERR_INTERNAL, "out of memory");
+    return 0;
+}
+
+static int api_service_update(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    const ServiceUpdate *req = env->service_update;
+    service_t *svc = api_service(ctl, p, id, req->service);
+    Service *pb;
+    ServiceSpec *spec;
+    UpdateStatus *u;
+
+    if (!svc || api_check_spec(ctl, p, id, req->spec, svc))
+        return 0;
+    pb = svc->pb;
+    u = pb->update_status;
+    if (req->version && req->version != pb->version) {
+        ctl_send_error(ctl, p, id, ERR_CONFLICT,
+                       "service %s changed since it was read (version %llu, now %llu); try again",
+                       pb->spec->name, (unsigned long long)req->version,
+                       (unsigned long long)pb->version);
+        return 0;
+    }
+    if (strcmp(req->spec->name, pb->spec->name) != 0 || strcmp(req->spec->stack, pb->spec->stack)) {
+        ctl_send_error(ctl, p, id, ERR_INVALID, "name: a service can't be renamed or moved to "
+                       "another stack");
+        return 0;
+    }
+    if (pb_equal(req->spec, pb->spec)) {
+        /* Nothing new: resumes a paused update, changes nothing else. */
+        if (u->state == UPDATE_PAUSED || u->state == UPDATE_ROLLBACK_PAUSED) {
+            u->state = u->state == UPDATE_PAUSED ? UPDATE_UPDATING : UPDATE_ROLLBACK_STARTED;
+            u->started_ms = model_wall_ms();
+            u->next_batch_ms = 0;
+            pb_set_str(&u->message, "update resumed");
+            model_touch_service(&ctl->model, svc);
+            orch_mark(svc);
+            ctl_event(ctl, "service", pb->spec->name, "update resumed");
+        }
+        api_reply_service(ctl, p, id, svc);
+        return 0;
+    }
+    if (!(spec = pb_dup(req->spec))) {
+        ctl_send_error(ctl, p, id, ERR_INTERNAL, "out of memory");
+        return 0;
+    }
+    if (spec_same_but_replicas(spec, pb->spec)) {
+        pb_free(pb->spec); /* a scale: no rolling update */
+        pb->spec = spec;
+    } else {
+        pb_free(pb->previous_spec);
+        pb->previous_spec = pb->spec;
+        pb->spec = spec;
+        u->state = UPDATE_UPDATING;
+        u->started_ms = model_wall_ms();
+        u->completed_ms = 0;
+        u->next_batch_ms = 0;
+        pb_set_str(&u->message, "update in progress");
+        ctl_event(ctl, "service", pb->spec->name, "update to version %llu started",
+                  (unsigned long long)pb->version + 1);
+    }
+    pb->version++;
+    pb->updated_ms = model_wall_ms();
+    if (model_service_keep_spec(&ctl->model, svc))
+        log_error("out of memory keeping a spec of %s", pb->spec->name);
+    model_touch_service(&ctl->model, svc);
+    orch_mark(svc);
+    api_reply_service(ctl, p, id, svc);
+    return 0;
+}
+
+static int api_service_scale(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    const ServiceScale *req = env->service_scale;
+    service_t *svc = api_service(ctl, p, id, req->service);
+
+    if (!svc)
+        return 0;
+    if (req->replicas > ctl->cfg.spec_limits.max_replicas) {
+        ctl_send_error(ctl, p, id, ERR_INVALID, "replicas: %u is more than the limit of %u",
+                       req->replicas, ctl->cfg.spec_limits.max_replicas);
+        return 0;
+    }
+    if (req->replicas != svc->pb->spec->replicas) {
+        ctl_event(ctl, "service", svc->pb->spec->name, "scaled from %u to %u",
+                  svc->pb->spec->replicas, req->replicas);
+        svc->pb->spec->replicas = req->replicas;
+        svc->pb->version++;
+        svc->pb->updated_ms = model_wall_ms();
+        if (model_service_keep_spec(&ctl->model, svc))
+            log_error("out of memory keeping a spec of %s", svc->pb->spec->name);
+        model_touch_service(&ctl->model, svc);
+        orch_mark(svc);
+    }
+    api_reply_service(ctl, p, id, svc);
+    return 0;
+}
+
+static int api_service_remove(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    service_t *svc = api_service(ctl, p, id, env->service_remove->service);
+
+    if (!svc)
+        return 0;
+    ctl_event(ctl, "service", svc->pb->spec->name, "removed");
+    model_service_mark_removed(&ctl->model, svc);
+    orch_mark(svc);
+    ctl->endpoints_check = 1;
+    api_reply_ok(ctl, p, id);
+    return 0;
+}
+
+static int api_service_rollback(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    service_t *svc = api_service(ctl, p, id, env->service_rollback->service);
+    int rc;
+
+    if (!svc)
+        return 0;
+    rc = orch_start_rollback(ctl, svc, "rollback started: requested");
+    if (rc == SKIFF_ENOTFOUND) {
+        ctl_send_error(ctl, p, id, ERR_INVALID, "service %s has no previous spec to roll back to",
+                       svc->pb->spec->name);
+        return 0;
+    }
+    if (rc) {
+        ctl_send_error(ctl, p, id, ERR_INTERNAL, "out of memory");
+        return 0;
+    }
+    api_reply_service(ctl, p, id, svc);
+    return 0;
+}
+
+static int api_service_get(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    service_t *svc = api_service(ctl, p, id, env->service_get->service);
+
+    if (svc)
+        api_reply_service(ctl, p, id, svc);
+    return 0;
+}
+
+static int api_by_service_name(const void *a, const void *b)
+{
+    const Service *x = *(Service *const *)a, *y = *(Service *const *)b;
+
+    return strcmp(x->spec->name, y->spec->name);
+}
+
+static int api_service_list(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    const char *stack = env->service_list->stack;
+    Envelope out = PB_ENVELOPE_INIT;
+    ServiceListReply reply = PB_SERVICE_LIST_REPLY_INIT;
+    service_t *svc, *tmp;
+    size_t n = 0;
+
+    reply.services = calloc(HASH_CNT(hh_name, ctl->model.services_by_name) + 1,
+                            sizeof(*reply.services));
+    if (!reply.services) {
+        ctl_send_error(ctl, p, id, ERR_INTERNAL, "out of memory");
+        return 0;
+    }
+    HASH_ITER(hh_name, ctl->model.services_by_name, svc, tmp) {
+        if (*stack && strcmp(stack, svc->pb->spec->stack) != 0)
+            continue;
+        if ((reply.services[n] = orch_service_view(ctl, svc)))
+            n++;
+    }
+    qsort(reply.services, n, sizeof(*reply.services), api_by_service_name);
+    reply.n_services = n;
+    out.id = id;
+    out.msg_case = MSG_SERVICE_LIST_REPLY;
+    out.service_list_reply = &reply;
+    ctl_send(ctl, p, &out);
+    for (size_t i = 0; i < n; i++)
+        orch_service_view_free(reply.services[i]);
+    free(reply.services);
+    return 0;
+}
+
+static int api_by_task(const void *a, const void *b)
+{
+    const Task *x = *(Task *const *)a, *y = *(Task *const *)b;
+    int c = strcmp(x->service_name, y->service_name);
+
+    if (c)
+        return c;
+    if (x->slot != y->slot)
+        return x->slot < y->slot ? -1 : 1;
+    return x->created_ms > y->created_ms ? -1 : x->created_ms < y->created_ms; /* newest first */
+}
+
+static int api_task_list(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    const TaskList *req = env->task_list;
+    Envelope out = PB_ENVELOPE_INIT;
+    TaskListReply reply = PB_TASK_LIST_REPLY_INIT;
+    service_t *only = NULL;
+    node_t *node = NULL;
+    task_t *t, *tmp;
+    size_t n = 0;
+
+    if (*req->service && !(only = api_service(ctl, p, id, req->service)))
+        return 0;
+    if (*req->node && !(node = api_node(ctl, p, id, req->node)))
+        return 0;
+    reply.tasks = calloc(HASH_COUNT(ctl->model.tasks) + 1, sizeof(*reply.tasks));
+    if (!reply.tasks) {
+        ctl_send_error(ctl, p, id, ERR_INTERNAL, "out of memory");
+        return 0;
+    }
+    HASH_ITER(hh, ctl->model.tasks, t, tmp) {
+        if (t->svc->removed || (only && t->svc != only) || (node && t->node != node) ||
+            (*req->stack && strcmp(req->stack, t->svc->pb->spec->stack) != 0) ||
+            (!req->all && t->pb->desired_state != DESIRED_RUNNING))
+            continue;
+        reply.tasks[n++] = t->pb; /* borrowed: packed before this returns */
+    }
+    qsort(reply.tasks, n, sizeof(*reply.tasks), api_by_task);
+    reply.n_tasks = n;
+    out.id = id;
+    out.msg_case = MSG_TASK_LIST_REPLY;
+    out.task_list_reply = &reply;
+    ctl_send(ctl, p, &out);
+    free(reply.tasks);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ nodes */
+
+/* A copy of the node with its task count, for replies. */
+static Node *api_node_view(node_t *node)
+{
+    Node *view = pb_dup(node->pb);
+    task_t *t;
+
+    if (!view)
+        return NULL;
+    view->tasks = 0;
+    if (!view->reserved)
+        view->reserved = PB_NEW(Resources);
+    DL_FOREACH2(node->tasks, t, node_next) {
+        const ServiceSpec *spec;
+        if (t->pb->desired_state != DESIRED_RUNNING)
+            continue;
+        view->tasks++;
+        spec = model_service_spec(t->svc, t->pb->spec_version);
+        if (view->reserved && spec && spec->reservations) {
+            view->reserved->nano_cpus += spec->reservations->nano_cpus;
+            view->reserved->memory_bytes += spec->reservations->memory_bytes;
+        }
+    }
+    return view;
+}
+
+static void api_reply_node(ctl_t *ctl, peer_t *p, uint64_t id, node_t *node)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    NodeReply reply = PB_NODE_REPLY_INIT;
+
+    if (!(reply.node = api_node_view(node))) {
+        ctl_send_error(ctl, p, id, ERR_INTERNAL, "out of memory");
+        return;
+    }
+    env.id = id;
+    env.msg_case = MSG_NODE_REPLY;
+    env.node_reply = &reply;
+    ctl_send(ctl, p, &env);
+    pb_free(reply.node);
+}
+
+static int api_by_node_name(const void *a, const void *b)
+{
+    return strcmp((*(Node *const *)a)->name, (*(Node *const *)b)->name);
+}
+
+static int api_node_list(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    Envelope out = PB_ENVELOPE_INIT;
+    NodeListReply reply = PB_NODE_LIST_REPLY_INIT;
+    node_t *node, *tmp;
+    size_t n = 0;
+
+    reply.nodes = calloc(HASH_COUNT(ctl->model.nodes) + 1, sizeof(*reply.nodes));
+    if (!reply.nodes) {
+        ctl_send_error(ctl, p, id, ERR_INTERNAL, "out of memory");
+        return 0;
+    }
+    HASH_ITER(hh, ctl->model.nodes, node, tmp)
+        if ((reply.nodes[n] = api_node_view(node)))
+            n++;
+    qsort(reply.nodes, n, sizeof(*reply.nodes), api_by_node_name);
+    reply.n_nodes = n;
+    out.id = id;
+    out.msg_case = MSG_NODE_LIST_REPLY;
+    out.node_list_reply = &reply;
+    ctl_send(ctl, p, &out);
+    for (size_t i = 0; i < n; i++)
+        pb_free(reply.nodes[i]);
+    free(reply.nodes);
+    return 0;
+}
+
+static int api_node_get(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    node_t *node = api_node(ctl, p, id, env->node_get->node);
+
+    if (node)
+        api_reply_node(ctl, p, id, node);
+    return 0;
+}
+
+static int api_node_update(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    const NodeUpdate *req = env->node_update;
+    node_t *node = api_node(ctl, p, id, req->node);
+
+    if (!node)
+        return 0;
+    if (req->availability != AVAILABILITY_ACTIVE && req->availability != AVAILABILITY_DRAIN) {
+        ctl_send_error(ctl, p, id, ERR_INVALID, "availability: must be active or drain");
+        return 0;
+    }
+    if (node->pb->availability != req->availability) {
+        node->pb->availability = req->availability;
+        model_touch_node(&ctl->model, node);
+        orch_mark_node(node);
+        ctl->sched_needed = 1;
+        ctl_event(ctl, "node", node->pb->name, "availability %s",
+                  req->availability == AVAILABILITY_DRAIN ? "drain" : "active");
+    }
+    api_reply_node(ctl, p, id, node);
+    return 0;
+}
+
+static int api_node_remove(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    const NodeRemove *req = env->node_remove;
+    node_t *node = api_node(ctl, p, id, req->node);
+    task_t *t;
+
+    if (!node)
+        return 0;
+    if (node->pb->state == NODE_READY && !req->force) {
+        ctl_send_error(ctl, p, id, ERR_INVALID,
+                       "node %s is ready: stop its agent first, or remove it with --force",
+                       node->pb->name);
+        return 0;
+    }
+    DL_FOREACH2(node->tasks, t, node_next) {
+        if (t->pb->desired_state == DESIRED_RUNNING) {
+            t->pb->desired_state = DESIRED_SHUTDOWN;
+            orch_set_state(ctl, t, TASK_ORPHANED, "node removed");
+        }
+        orch_mark(t->svc);
+    }
+    if (node->peer) {
+        node->peer->node = NULL;
+        if (node->peer->conn)
+            conn_close(node->peer->conn, 0);
+        node->peer = NULL;
+    }
+    ctl_event(ctl, "node", node->pb->name, "removed");
+    model_node_remove(&ctl->model, node);
+    ctl->sched_needed = 1;
+    ctl->endpoints_check = 1;
+    api_reply_ok(ctl, p, id);
+    return 0;
+}
+
+static int api_logs(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    return logs_request(ctl, p, id, env->logs_request);
+}
+
+/* ------------------------------------------------------------------ table */
+
+static const struct {
+    int msg;
+    api_fn fn;
+} api_table[] = {
+    { MSG_SERVICE_CREATE, api_service_create },
+    { MSG_SERVICE_UPDATE, api_service_update },
+    { MSG_SERVICE_SCALE, api_service_scale },
+    { MSG_SERVICE_REMOVE, api_service_remove },
+    { MSG_SERVICE_ROLLBACK, api_service_rollback },
+    { MSG_SERVICE_GET, api_service_get },
+    { MSG_SERVICE_LIST, api_service_list },
+    { MSG_TASK_LIST, api_task_list },
+    { MSG_NODE_LIST, api_node_list },
+    { MSG_NODE_GET, api_node_get },
+    { MSG_NODE_UPDATE, api_node_update },
+    { MSG_NODE_REMOVE, api_node_remove },
+    { MSG_LOGS_REQUEST, api_logs },
+};
+
+int api_handle(ctl_t *ctl, peer_t *p, Envelope *env)
+{
+    for (size_t i = 0; i < sizeof(api_table) / sizeof(api_table[0]); i++)
+        if (api_table[i].msg == (int)env->msg_case)
+            return api_table[i].fn(ctl, p, env->id, env);
+    ctl_send_error(ctl, p, env->id, ERR_PROTOCOL, "unexpected %s from a client",
+                   wire_msg_name(env->msg_case));
+    return 0;
+}

@@ -1,0 +1,474 @@
+/* ctl: see ctl.h. The listener, the handshake, the outbox and the commit
+ * pipeline live here; what a message means lives in agents.c and api.c. */
+#include "ctl.h"
+#include "errors.h"
+#include "log.h"
+#include "pbutil.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utlist.h>
+
+#define CTL_TICK_MS 100
+
+static const conn_ops_t ctl_conn_ops;
+
+int64_t ctl_now(const ctl_t *ctl)
+{
+    return (int64_t)uv_now(ctl->loop);
+}
+
+/* ---------------------------------------------------------------- peers */
+
+void peer_unref(peer_t *p)
+{
+    if (--p->refs == 0)
+        free(p);
+}
+
+static unsigned ctl_conns_from(const ctl_t *ctl, const char *addr)
+{
+    unsigned n = 0;
+
+    for (const peer_t *p = ctl->peers; p; p = p->next)
+        n += strcmp(p->addr, addr) == 0;
+    return n;
+}
+
+static void ctl_on_connection(uv_stream_t *server, int status)
+{
+    ctl_t *ctl = server->data;
+    conn_limits_t limits = {
+        .max_frame = ctl->cfg.max_frame,
+        .max_pending = ctl->cfg.max_pending,
+        .frame_timeout_ms = (uint64_t)ctl->cfg.handshake_timeout_ms,
+    };
+    peer_t *p;
+    char *colon;
+
+    if (status < 0) {
+        log_warn("accept: %s", uv_strerror(status));
+        return;
+    }
+    p = calloc(1, sizeof(*p));
+    if (!p || !(p->conn = conn_create(ctl->loop, &ctl_conn_ops, &limits, p))) {
+        uv_tcp_t *sink = malloc(sizeof(*sink)); /* accept and drop, or the listener spins */
+        free(p);
+        if (sink && uv_tcp_init(ctl->loop, sink) == 0) {
+            uv_accept(server, (uv_stream_t *)sink);
+            uv_close((uv_handle_t *)sink, (uv_close_cb)free);
+        } else {
+            free(sink);
+        }
+        return;
+    }
+    p->ctl = ctl;
+    p->refs = 1;
+    DL_APPEND(ctl->peers, p);
+    ctl->n_peers++;
+    if (conn_accept(p->conn, server) < 0)
+        return; /* closing; on_close unlists it */
+    snprintf(p->addr, sizeof(p->addr), "%s", conn_peer(p->conn));
+    if ((colon = strrchr(p->addr, ':')))
+        *colon = '\0';
+    if (ctl->n_peers > ctl->cfg.max_conns ||
+        ctl_conns_from(ctl, p->addr) > ctl->cfg.max_conns_per_addr) {
+        log_warn("refusing a connection from %s: too many connections (%u in all)",
+                 conn_peer(p->conn), ctl->n_peers - 1);
+        conn_close(p->conn, SKIFF_ELIMIT);
+    }
+}
+
+static void ctl_conn_closed(conn_t *c, int err)
+{
+    peer_t *p = conn_data(c);
+    ctl_t *ctl = p->ctl;
+
+    if (err && err != SKIFF_ECLOSED && err != SKIFF_ELIMIT)
+        log_info("connection from %s closed: %s", conn_peer(c), skiff_strerror(err));
+    DL_DELETE(ctl->peers, p);
+    ctl->n_peers--;
+    p->conn = NULL;
+    logs_peer_gone(ctl, p);
+    if (p->role == ROLE_AGENT)
+        agents_gone(ctl, p);
+    peer_unref(p);
+}
+
+static int ctl_hello(ctl_t *ctl, peer_t *p, Envelope *env)
+{
+    Envelope reply = PB_ENVELOPE_INIT;
+    HelloReply hr = PB_HELLO_REPLY_INIT;
+    const Hello *h = env->hello;
+    const char *expected;
+
+    if (env->msg_case != MSG_HELLO) {
+        log_warn("%s: refused: %s before hello", conn_peer(p->conn),
+                 wire_msg_name(env->msg_case));
+        conn_send_error(p->conn, env->id, ERR_AUTH, "say hello first");
+        conn_close(p->conn, 0);
+        return 0;
+    }
+    expected = h->role == ROLE_AGENT ? ctl->join_token
+             : h->role == ROLE_CLIENT ? ctl->admin_token : NULL;
+    if (!expected || !tokens_match(expected, h->token)) {
+        log_warn("%s: refused: %s", conn_peer(p->conn),
+                 expected ? (*h->token ? "wrong token" : "no token") : "unknown role");
+        conn_send_error(p->conn, env->id, ERR_AUTH,
+                        expected ? "wrong token" : "unknown role");
+        conn_close(p->conn, 0);
+        return 0;
+    }
+    p->role = h->role;
+    conn_set_frame_timeout(p->conn, p->role == ROLE_AGENT ? (uint64_t)ctl->cfg.agent_timeout_ms : 0);
+    hr.cluster_id = ctl->model.cluster_id;
+    hr.version = SKIFF_VERSION;
+    reply.id = env->id;
+    reply.msg_case = MSG_HELLO_REPLY;
+    reply.hello_reply = &hr;
+    ctl_send(ctl, p, &reply);
+    log_debug("%s: hello as %s", conn_peer(p->conn), p->role == ROLE_AGENT ? "agent" : "client");
+    return 0;
+}
+
+static int ctl_on_message(conn_t *c, Envelope *env)
+{
+    peer_t *p = conn_data(c);
+    ctl_t *ctl = p->ctl;
+    int rc;
+
+    if (p->role == 0)
+        rc = ctl_hello(ctl, p, env);
+    else if (p->role == ROLE_AGENT)
+        rc = agents_handle(ctl, p, env);
+    else
+        rc = api_handle(ctl, p, env);
+    wire_free(env);
+    return rc;
+}
+
+static const conn_ops_t ctl_conn_ops = {
+    .on_message = ctl_on_message,
+    .on_close = ctl_conn_closed,
+};
+
+/* --------------------------------------------------------------- outbox */
+
+static void ctl_deliver(ctl_t *ctl, peer_t *p, const uint8_t *frame, size_t len, int msg_case)
+{
+    int rc;
+
+    if (!p->conn || conn_is_closing(p->conn))
+        return;
+    rc = conn_send_frame(p->conn, frame, len);
+    if (rc) {
+        log_warn("%s: cannot send %s (%s); closing", conn_peer(p->conn), wire_msg_name(msg_case),
+                 skiff_strerror(rc));
+        conn_close(p->conn, rc);
+    }
+}
+
+void ctl_send(ctl_t *ctl, peer_t *p, const Envelope *env)
+{
+    size_t len = wire_frame_size(env);
+    outmsg_t *m;
+
+    if (!p->conn || conn_is_closing(p->conn))
+        return;
+    if (!ctl->committing && !model_has_changes(&ctl->model) && !ctl->out_head) {
+        uint8_t stackbuf[4096], *frame = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
+        if (!frame) {
+            conn_close(p->conn, -ENOMEM);
+            return;
+        }
+        wire_pack(env, frame);
+        ctl_deliver(ctl, p, frame, len, env->msg_case);
+        if (frame != stackbuf)
+            free(frame);
+        return;
+    }
+    m = malloc(sizeof(*m) + len);
+    if (!m) {
+        conn_close(p->conn, -ENOMEM);
+        return;
+    }
+    wire_pack(env, m->frame);
+    m->len = len;
+    m->msg_case = env->msg_case;
+    m->peer = p;
+    m->next = NULL;
+    p->refs++;
+    *ctl->out_tail = m;
+    ctl->out_tail = &m->next;
+}
+
+void ctl_send_error(ctl_t *ctl, peer_t *p, uint64_t id, ErrorCode code, const char *fmt, ...)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    Error err = PB_ERROR_INIT;
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    err.code = code;
+    err.message = msg;
+    env.id = id;
+    env.msg_case = MSG_ERROR;
+    env.error = &err;
+    ctl_send(ctl, p, &env);
+}
+
+void ctl_event(ctl_t *ctl, const char *kind, const char *object, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_info("%s %s: %s", kind, object, msg);
+    if (!ctl->events)
+        ctl->events = store_batch_new();
+    if (!ctl->events || store_add_event(ctl->events, model_wall_ms(), kind, object, msg))
+        log_error("event lost (out of memory): %s %s: %s", kind, object, msg);
+    ctl->model.meta_dirty = 1; /* makes the next flush commit */
+}
+
+/* ---------------------------------------------------------------- commit */
+
+/* Moves every change of the model into a batch. Returns it, or NULL when
+ * out of memory (fatal: the caller stops the controller). */
+static store_batch_t *ctl_seal(ctl_t *ctl)
+{
+    model_t *m = &ctl->model;
+    store_batch_t *b = ctl->events ? ctl->events : store_batch_new();
+    char num[32];
+    int rc = 0;
+
+    ctl->events = NULL;
+    if (!b)
+        return NULL;
+    for (node_t *n = m->dirty_nodes; n; n = n->dirty_next) {
+        rc |= store_put_node(b, n->pb);
+        n->dirty = MODEL_CLEAN;
+    }
+    for (service_t *s = m->dirty_services; s; s = s->dirty_next) {
+        rc |= store_put_service(b, s->pb, s->removed);
+        s->dirty = MODEL_CLEAN;
+    }
+    for (struct model_spec_put *p = m->spec_puts; p; p = p->next) {
+        const ServiceSpec *spec = model_service_spec(p->svc, p->version);
+        if (spec)
+            rc |= store_put_spec(b, p->svc->pb->id, p->version, spec);
+    }
+    for (task_t *t = m->dirty_tasks; t; t = t->dirty_next) {
+        rc |= store_put_task(b, t->pb);
+        t->dirty = MODEL_CLEAN;
+    }
+    for (model_deletion_t *d = m->deletions; d; d = d->next)
+        rc |= store_delete(b, d->table, d->id, d->version);
+    if (m->meta_dirty) {
+        rc |= store_put_meta(b, "cluster_id", m->cluster_id);
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)m->assignments_version);
+        rc |= store_put_meta(b, "assignments_version", num);
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)m->endpoints_version);
+        rc |= store_put_meta(b, "endpoints_version", num);
+    }
+    m->dirty_nodes = NULL;
+    m->dirty_services = NULL;
+    m->dirty_tasks = NULL;
+    m->meta_dirty = 0;
+    while (m->spec_puts) {
+        struct model_spec_put *p = m->spec_puts;
+        m->spec_puts = p->next;
+        free(p);
+    }
+    while (m->deletions) {
+        model_deletion_t *d = m->deletions;
+        m->deletions = d->next;
+        free(d);
+    }
+    if (rc) {
+        store_batch_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+static void ctl_commit_work(uv_work_t *w)
+{
+    ctl_t *ctl = w->data;
+
+    ctl->commit_rc = store_commit(ctl->store, ctl->batch, ctl->commit_err,
+                                  sizeof(ctl->commit_err));
+}
+
+static void ctl_flush_outbox(ctl_t *ctl, outmsg_t *m)
+{
+    while (m) {
+        outmsg_t *next = m->next;
+        ctl_deliver(ctl, m->peer, m->frame, m->len, m->msg_case);
+        peer_unref(m->peer);
+        free(m);
+        m = next;
+    }
+}
+
+static void ctl_commit_done(uv_work_t *w, int status)
+{
+    ctl_t *ctl = w->data;
+
+    if (status || ctl->commit_rc) {
+        /* The model is ahead of the disk and nothing of it has left: stop
+         * here, and the restart resumes from the last commit. */
+        log_error("store: %s; stopping (the state on disk is whole; restart to resume)",
+                  status ? uv_strerror(status) : ctl->commit_err);
+        exit(1);
+    }
+    store_batch_free(ctl->batch);
+    ctl->batch = NULL;
+    ctl->committing = 0;
+    ctl_flush_outbox(ctl, ctl->inflight);
+    ctl->inflight = NULL;
+    /* Whatever piled up meanwhile goes in the next flush, before the loop
+     * waits again. */
+}
+
+static void ctl_flush(uv_prepare_t *h)
+{
+    ctl_t *ctl = h->data;
+
+    if (ctl->committing)
+        return;
+    orch_run(ctl);
+    if (!model_has_changes(&ctl->model)) {
+        /* Nothing to write: whatever waits in the outbox can go. */
+        outmsg_t *m = ctl->out_head;
+        ctl->out_head = NULL;
+        ctl->out_tail = &ctl->out_head;
+        ctl_flush_outbox(ctl, m);
+        return;
+    }
+    ctl->batch = ctl_seal(ctl);
+    if (!ctl->batch) {
+        log_error("store: out of memory sealing a commit; stopping");
+        exit(1);
+    }
+    ctl->inflight = ctl->out_head;
+    ctl->out_head = NULL;
+    ctl->out_tail = &ctl->out_head;
+    ctl->committing = 1;
+    ctl->work.data = ctl;
+    if (uv_queue_work(ctl->loop, &ctl->work, ctl_commit_work, ctl_commit_done)) {
+        log_error("store: cannot queue a commit; stopping");
+        exit(1);
+    }
+}
+
+/* ----------------------------------------------------------------- timers */
+
+static void ctl_on_tick(uv_timer_t *t)
+{
+    ctl_t *ctl = t->data;
+    int64_t now = ctl_now(ctl);
+    service_t *s, *tmp;
+
+    agents_check_heartbeats(ctl);
+    HASH_ITER(hh, ctl->model.services, s, tmp) {
+        if (s->wake_ms && s->wake_ms <= now) {
+            s->wake_ms = 0;
+            orch_mark(s);
+        }
+    }
+}
+
+static void ctl_on_listener_closed(uv_handle_t *h)
+{
+}
+
+static void ctl_on_signal(uv_signal_t *sig, int signum)
+{
+    ctl_t *ctl = sig->data;
+
+    if (ctl->stopping++)
+        return;
+    log_info("signal %d: stopping", signum);
+    uv_close((uv_handle_t *)&ctl->listener, ctl_on_listener_closed);
+    uv_timer_stop(&ctl->tick);
+    for (peer_t *p = ctl->peers; p; p = p->next)
+        if (p->conn)
+            conn_close(p->conn, 0);
+    uv_signal_stop(&ctl->sigterm);
+    uv_signal_stop(&ctl->sigint);
+    uv_close((uv_handle_t *)&ctl->tick, NULL);
+    uv_close((uv_handle_t *)&ctl->sigterm, NULL);
+    uv_close((uv_handle_t *)&ctl->sigint, NULL);
+    uv_close((uv_handle_t *)&ctl->token_watch, NULL);
+    /* The flush handle stays: a commit in flight completes, and what waits
+     * for it is written, before the loop ends. */
+    uv_prepare_stop(&ctl->flush);
+    uv_close((uv_handle_t *)&ctl->flush, NULL);
+}
+
+static void ctl_on_token_change(uv_fs_event_t *h, const char *file, int events, int status)
+{
+    ctl_t *ctl = h->data;
+
+    if (status == 0 && file && strstr(file, "-token") && tokens_reload(ctl) == 0)
+        log_debug("tokens reread after a change of %s", file);
+}
+
+int ctl_start(ctl_t *ctl, uv_loop_t *loop)
+{
+    char host[128];
+    struct sockaddr_storage ss;
+    int port, rc;
+
+    ctl->loop = loop;
+    ctl->out_tail = &ctl->out_head;
+    rc = wire_parse_hostport(ctl->cfg.listen, host, sizeof(host), &port);
+    if (rc == 0)
+        rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+    if (rc && (rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss))) {
+        log_error("--listen %s: not an IP address and port", ctl->cfg.listen);
+        return SKIFF_EINVAL;
+    }
+    uv_tcp_init(loop, &ctl->listener);
+    ctl->listener.data = ctl;
+    rc = uv_tcp_bind(&ctl->listener, (struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&ctl->listener, 511, ctl_on_connection);
+    if (rc) {
+        log_error("--listen %s: %s", ctl->cfg.listen, uv_strerror(rc));
+        uv_close((uv_handle_t *)&ctl->listener, NULL);
+        return rc;
+    }
+    uv_timer_init(loop, &ctl->tick);
+    ctl->tick.data = ctl;
+    uv_timer_start(&ctl->tick, ctl_on_tick, CTL_TICK_MS, CTL_TICK_MS);
+    uv_prepare_init(loop, &ctl->flush);
+    ctl->flush.data = ctl;
+    uv_prepare_start(&ctl->flush, ctl_flush);
+    uv_signal_init(loop, &ctl->sigterm);
+    uv_signal_init(loop, &ctl->sigint);
+    ctl->sigterm.data = ctl->sigint.data = ctl;
+    uv_signal_start(&ctl->sigterm, ctl_on_signal, SIGTERM);
+    uv_signal_start(&ctl->sigint, ctl_on_signal, SIGINT);
+    uv_fs_event_init(loop, &ctl->token_watch);
+    ctl->token_watch.data = ctl;
+    if (uv_fs_event_start(&ctl->token_watch, ctl_on_token_change, ctl->cfg.data_dir, 0))
+        log_warn("cannot watch %s for token rotation", ctl->cfg.data_dir);
+    /* Every node gets the heartbeat timeout to come back after a restart. */
+    for (node_t *n = ctl->model.nodes; n; n = n->hh.next)
+        n->last_seen_ms = ctl_now(ctl);
+    for (service_t *s = ctl->model.services; s; s = s->hh.next)
+        orch_mark(s);
+    log_info("listening on %s, cluster %s", ctl->cfg.listen, ctl->model.cluster_id);
+    return 0;
+}

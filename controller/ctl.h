@@ -1,0 +1,177 @@
+/* ctl: the controller process: its loop, its peers, its commit pipeline.
+ *
+ * One libuv loop does everything. Requests and reports change the model
+ * (model.h) and mark what they touched; before the loop waits again,
+ * ctl_flush() lets the orchestrator act on what changed (orch.h), then
+ * writes every change to SQLite in one transaction on a worker thread.
+ * Messages to peers wait in an outbox until the transaction that covers
+ * the state they show has committed: nothing leaves the controller that a
+ * kill -9 could take back. Reads that change nothing are answered at once
+ * when no change is waiting.
+ */
+#ifndef SKIFF_CTL_H
+#define SKIFF_CTL_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "conn.h"
+#include "model.h"
+#include "spec.h"
+#include "store.h"
+
+#define CTL_TOKEN_LEN 64
+
+typedef struct ctl ctl_t;
+
+typedef struct ctl_config {
+    char listen[128];
+    char data_dir[PATH_MAX];
+    int64_t heartbeat_timeout_ms;
+    int64_t handshake_timeout_ms;  /* Hello must arrive within this */
+    int64_t agent_timeout_ms;      /* an agent silent this long is cut off */
+    size_t max_frame;
+    size_t max_pending;            /* queued output per connection */
+    unsigned max_conns;
+    unsigned max_conns_per_addr;
+    spec_limits_t spec_limits;
+} ctl_config_t;
+
+/* A connection to the controller. Outbox entries hold a reference, so a
+ * peer outlives its connection until they are gone. */
+typedef struct peer {
+    ctl_t *ctl;
+    conn_t *conn;          /* NULL once closed */
+    int role;              /* 0 until Hello; then ROLE_AGENT or ROLE_CLIENT */
+    node_t *node;          /* an agent's node, once registered */
+    int wants_endpoints;   /* send it the Endpoints in the next flush */
+    int refs;
+    char addr[64];         /* peer address without the port */
+    struct peer *prev, *next;
+} peer_t;
+
+/* A frame waiting for the commit that covers it. */
+typedef struct outmsg {
+    peer_t *peer;
+    struct outmsg *next;
+    int msg_case;  /* for logs */
+    size_t len;
+    uint8_t frame[];
+} outmsg_t;
+
+typedef struct logstream logstream_t;
+
+struct ctl {
+    uv_loop_t *loop;
+    ctl_config_t cfg;
+    model_t model;
+    store_t *store;
+    uv_tcp_t listener;
+    uv_timer_t tick;
+    uv_prepare_t flush;      /* before the loop waits: act, then commit */
+    uv_signal_t sigterm, sigint;
+    uv_fs_event_t token_watch;
+    peer_t *peers;
+    unsigned n_peers;
+    char join_token[CTL_TOKEN_LEN + 1];
+    char admin_token[CTL_TOKEN_LEN + 1];
+    /* the commit pipeline */
+    uv_work_t work;
+    store_batch_t *batch;     /* in flight */
+    int committing;
+    int commit_rc;
+    char commit_err[256];
+    outmsg_t *out_head, **out_tail;  /* for the next commit */
+    outmsg_t *inflight;              /* for the commit in flight */
+    store_batch_t *events;           /* events for the next commit */
+    /* what the next orch_run must look at, besides marked services */
+    int sched_needed;       /* unplaced tasks, or room for them, may exist */
+    int endpoints_check;    /* endpoints may have changed: rebuild and compare */
+    int endpoints_wanted;   /* some agent waits for the endpoints */
+    uint8_t *endpoints_packed;  /* the services part of the last Endpoints sent */
+    size_t endpoints_len;
+    /* logs relayed from agents to clients */
+    logstream_t *logstreams;
+    uint64_t next_stream;
+    int stopping;
+};
+
+/* ---- ctl.c */
+
+/* Sets up the listener, timers and signals on loop. Returns 0, or a
+ * negative code with the reason logged. */
+int ctl_start(ctl_t *ctl, uv_loop_t *loop);
+
+/* Drops a reference to a peer; the last one frees it. */
+void peer_unref(peer_t *p);
+
+/* Sends env to peer: at once when no change waits to be committed, else
+ * after the commit that covers it. On failure (a slow peer whose queue is
+ * full) the peer is closed. */
+void ctl_send(ctl_t *ctl, peer_t *peer, const Envelope *env);
+
+/* Replies Error{code, message} to request id. */
+void ctl_send_error(ctl_t *ctl, peer_t *peer, uint64_t id, ErrorCode code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* Records an event ("node", node name, "down") in the next commit, and logs it. */
+void ctl_event(ctl_t *ctl, const char *kind, const char *object, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* uv_now of the loop, in ms. */
+int64_t ctl_now(const ctl_t *ctl);
+
+/* ---- tokens.c */
+
+/* Creates the data dir (0700) and the tokens (0600) on first start, fixes
+ * loose permissions with a warning, and reads the tokens. Returns 0, or a
+ * negative code with the reason in err. */
+int tokens_prepare(ctl_t *ctl, char *err, size_t len);
+/* Makes the cluster id if the store had none, and writes it to
+ * <data-dir>/cluster-id. */
+int tokens_cluster_id(ctl_t *ctl, char *err, size_t len);
+/* Rereads the token files (after a rotation). */
+int tokens_reload(ctl_t *ctl);
+/* Writes a new join or admin token into data_dir, printing nothing. */
+int tokens_rotate(const char *data_dir, const char *which, char *err, size_t len);
+/* Constant-time comparison of a presented token with the expected one. */
+int tokens_match(const char *expected, const char *presented);
+
+/* ---- agents.c: messages from agents */
+int agents_handle(ctl_t *ctl, peer_t *peer, Envelope *env);
+/* The agent's connection closed. */
+void agents_gone(ctl_t *ctl, peer_t *peer);
+/* Marks nodes down whose agents missed the heartbeat timeout. */
+void agents_check_heartbeats(ctl_t *ctl);
+
+/* ---- api.c: requests from clients */
+int api_handle(ctl_t *ctl, peer_t *peer, Envelope *env);
+
+/* ---- logs.c: `service logs`, relayed from agents */
+int logs_request(ctl_t *ctl, peer_t *client, uint64_t id, const LogsRequest *req);
+void logs_from_agent(ctl_t *ctl, peer_t *agent, Envelope *env);
+void logs_peer_gone(ctl_t *ctl, peer_t *peer);
+
+/* ---- orch.c: the orchestrator */
+
+/* Acts on what changed: reconciles marked services, places pending tasks,
+ * and queues Assignments and Endpoints for the agents that need them. */
+void orch_run(ctl_t *ctl);
+/* Marks a service for the next orch_run. */
+void orch_mark(service_t *svc);
+/* Marks every service with a task on the node. */
+void orch_mark_node(node_t *node);
+/* Sets a task's observed state as the controller decides it (never-placed
+ * tasks, orphans), with a message. */
+void orch_set_state(ctl_t *ctl, task_t *t, TaskState s, const char *message);
+/* Starts a rollback to the previous spec (why: the update status message).
+ * Returns 0, SKIFF_ENOTFOUND without a previous spec, or -ENOMEM. */
+int orch_start_rollback(ctl_t *ctl, service_t *svc, const char *why);
+/* Builds the reply view of a service (counts, lb stats); free with
+ * orch_service_view_free. */
+Service *orch_service_view(ctl_t *ctl, service_t *svc);
+void orch_service_view_free(Service *view);
+
+#endif

@@ -1,0 +1,169 @@
+/* model: the controller's state in memory: nodes, services, tasks, and
+ * their indexes.
+ *
+ * Each object wraps its protobuf message (the fields users see and SQLite
+ * stores) with the links the controller needs. SQLite is the model's
+ * journal, not its home: every change marks the object dirty, and the
+ * controller commits the dirty objects in one transaction before anything
+ * that depends on them leaves the process (commit.c). The model does no
+ * I/O.
+ *
+ * Ownership: the model owns every object and every message in it.
+ */
+#ifndef SKIFF_MODEL_H
+#define SKIFF_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uthash.h>
+
+#include "skiff_pb.h"
+
+#define MODEL_ID_LEN 16 /* hex characters of an id */
+
+typedef struct task task_t;
+typedef struct service service_t;
+typedef struct node node_t;
+struct peer;
+
+/* What a row needs in the next commit. */
+enum model_dirty { MODEL_CLEAN = 0, MODEL_PUT = 1 };
+
+struct task {
+    Task *pb;         /* owned: id, slot, states, node name, ports, ... */
+    service_t *svc;
+    node_t *node;     /* NULL while unplaced */
+    task_t *svc_prev, *svc_next;   /* svc->tasks, oldest first */
+    task_t *node_prev, *node_next; /* node->tasks */
+    task_t *dirty_next;
+    int dirty;
+    unsigned report_gen; /* scratch: seen in the agent's report being read */
+    UT_hash_handle hh; /* model->tasks, by id */
+};
+
+typedef struct spec_version {
+    uint64_t version;
+    ServiceSpec *spec; /* owned */
+} spec_version_t;
+
+struct service {
+    Service *pb;             /* owned: id, spec, version, previous spec, update status */
+    spec_version_t *specs;   /* every version some task uses, and the current one */
+    size_t n_specs;
+    task_t *tasks;           /* every task of the service, history included */
+    int removed;             /* `service rm`: hidden, deleted once its tasks are gone */
+    int reconcile;           /* look at it in the next flush */
+    int64_t wake_ms;         /* look at it again at this time (uv_now); 0: no need */
+    service_t *dirty_next;
+    int dirty;
+    UT_hash_handle hh;       /* model->services, by id */
+    UT_hash_handle hh_name;  /* model->services_by_name, live services only */
+};
+
+struct node {
+    Node *pb;                /* owned */
+    task_t *tasks;           /* tasks placed here, any desired state */
+    struct peer *peer;       /* the agent's connection, while registered */
+    int64_t last_seen_ms;    /* uv_now() of its last report */
+    int assign_dirty;        /* its set changed: push Assignments */
+    int sched_index;         /* scratch for the scheduler's view */
+    LbStats **lb_stats;      /* the agent's last counters (owned) */
+    size_t n_lb_stats;
+    node_t *dirty_next;
+    int dirty;
+    UT_hash_handle hh;       /* model->nodes, by id */
+    UT_hash_handle hh_name;  /* model->nodes_by_name */
+};
+
+/* A row to delete in the next commit. */
+typedef struct model_deletion {
+    int table; /* enum store_table */
+    char id[MODEL_ID_LEN + 1];
+    uint64_t version; /* for spec rows */
+    struct model_deletion *next;
+} model_deletion_t;
+
+typedef struct model {
+    node_t *nodes, *nodes_by_name;
+    service_t *services, *services_by_name;
+    task_t *tasks;
+    char cluster_id[MODEL_ID_LEN * 2 + 1];
+    uint64_t assignments_version; /* last Assignments version sent, any node */
+    uint64_t endpoints_version;
+    int meta_dirty;
+    int endpoints_dirty;          /* push Endpoints to every agent */
+    task_t *dirty_tasks;
+    service_t *dirty_services;
+    node_t *dirty_nodes;
+    model_deletion_t *deletions;
+    /* spec versions to write: (service, version) pairs */
+    struct model_spec_put {
+        service_t *svc;
+        uint64_t version;
+        struct model_spec_put *next;
+    } *spec_puts;
+} model_t;
+
+void model_init(model_t *m);
+void model_free(model_t *m);
+
+/* Fills out with a fresh random id (hex, MODEL_ID_LEN characters). */
+void model_new_id(char out[MODEL_ID_LEN + 1]);
+int64_t model_wall_ms(void);
+
+/* 1 when anything waits to be committed. */
+int model_has_changes(const model_t *m);
+
+/* Marks an object for the next commit. */
+void model_touch_task(model_t *m, task_t *t);
+void model_touch_service(model_t *m, service_t *s);
+void model_touch_node(model_t *m, node_t *n);
+
+/* ---- nodes */
+node_t *model_node_by_id(model_t *m, const char *id);
+node_t *model_node_by_name(model_t *m, const char *name);
+/* By name, id, or unique id prefix. Returns NULL and sets *ambiguous when
+ * a prefix matches several. */
+node_t *model_node_find(model_t *m, const char *ref, int *ambiguous);
+/* Adopts pb (a wholly malloc'd Node with id and name set). NULL: -ENOMEM. */
+node_t *model_node_add(model_t *m, Node *pb);
+/* Removes the node from the model and the store; its tasks lose their node. */
+void model_node_remove(model_t *m, node_t *n);
+
+/* ---- services */
+service_t *model_service_by_id(model_t *m, const char *id);
+service_t *model_service_by_name(model_t *m, const char *name);
+/* A live service by name, id or unique id prefix. */
+service_t *model_service_find(model_t *m, const char *ref, int *ambiguous);
+/* Adopts pb (wholly malloc'd, id, spec and version set). */
+service_t *model_service_add(model_t *m, Service *pb);
+/* Hides a service from lookups by name (it lingers until its tasks are gone). */
+void model_service_mark_removed(model_t *m, service_t *s);
+/* Deletes a removed service, its tasks and spec versions. */
+void model_service_delete(model_t *m, service_t *s);
+/* The spec of version v (the current one, or one some task still uses). */
+const ServiceSpec *model_service_spec(const service_t *s, uint64_t v);
+/* Records a copy of the service's current spec as version pb->version.
+ * Returns 0 or -ENOMEM. */
+int model_service_keep_spec(model_t *m, service_t *s);
+/* Adopts spec (owned) as version v, as the store loads it. */
+int model_service_load_spec(service_t *s, uint64_t v, ServiceSpec *spec);
+/* Drops the spec versions no task uses any more, but the current one. */
+void model_service_prune_specs(model_t *m, service_t *s);
+
+/* ---- tasks */
+task_t *model_task_by_id(model_t *m, const char *id);
+/* Adopts pb (wholly malloc'd, id set) as a task of svc, on node (or NULL). */
+task_t *model_task_add(model_t *m, service_t *svc, node_t *node, Task *pb);
+void model_task_set_node(model_t *m, task_t *t, node_t *node);
+void model_task_delete(model_t *m, task_t *t);
+
+/* Task states that mean the task's container no longer runs and won't be
+ * started again by the agent. */
+int model_state_terminal(TaskState s);
+/* 1 when the spec has a health check (engine or HTTP). */
+int model_spec_has_check(const ServiceSpec *spec);
+/* 1 when the task may take connections: running, healthy where checked. */
+int model_task_ready(const task_t *t);
+
+#endif

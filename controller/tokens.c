@@ -1,0 +1,204 @@
+/* tokens: the data dir, the join and admin tokens, the cluster id.
+ *
+ * On first start the controller makes its data dir (0700), two tokens of 32
+ * random bytes in hex (join-token for agents, admin-token for clients, 0600)
+ * and the cluster id (kept in SQLite, and in the file cluster-id for tools).
+ * At every start it checks those modes and tightens them, with a warning.
+ * The files are small and read once (and again after a rotation); this is
+ * start-up code, before the loop runs, except tokens_reload.
+ */
+#include "ctl.h"
+#include "errors.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void tokens_hex(char out[CTL_TOKEN_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[CTL_TOKEN_LEN / 2];
+    size_t got = 0;
+
+    while (got < sizeof(raw)) {
+        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
+        if (n > 0)
+            got += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[CTL_TOKEN_LEN] = '\0';
+}
+
+/* Writes value and a newline to dir/name atomically (a temporary file, then
+ * rename), mode 0600. */
+static int tokens_write(const char *dir, const char *name, const char *value, char *err,
+                        size_t len)
+{
+    char path[PATH_MAX], tmp[PATH_MAX];
+    FILE *f;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || !(f = fdopen(fd, "w"))) {
+        snprintf(err, len, "%s: %s", tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -errno;
+    }
+    fprintf(f, "%s\n", value);
+    if (fflush(f) || fsync(fileno(f)) || fclose(f) || rename(tmp, path)) {
+        snprintf(err, len, "%s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -errno;
+    }
+    return 0;
+}
+
+/* Reads a 64-hex-character token from dir/name into out. */
+static int tokens_read(const char *dir, const char *name, char out[CTL_TOKEN_LEN + 1],
+                       char *err, size_t len)
+{
+    char path[PATH_MAX], line[CTL_TOKEN_LEN + 8];
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (!(f = fopen(path, "re"))) {
+        snprintf(err, len, "%s: %s", path, strerror(errno));
+        return -errno;
+    }
+    n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strlen(line) != CTL_TOKEN_LEN || strspn(line, "0123456789abcdef") != CTL_TOKEN_LEN) {
+        snprintf(err, len, "%s: not a token (64 hex characters)", path);
+        return SKIFF_EINVAL;
+    }
+    memcpy(out, line, CTL_TOKEN_LEN + 1);
+    return 0;
+}
+
+/* Makes sure path has at most mode (e.g. 0700): tighter is fine, looser is
+ * tightened with a warning; another owner is refused. */
+static int tokens_check_mode(const char *path, mode_t mode, char *err, size_t len)
+{
+    struct stat st;
+
+    if (stat(path, &st)) {
+        snprintf(err, len, "%s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (st.st_uid != geteuid()) {
+        snprintf(err, len, "%s: owned by uid %u, not by this user (uid %u)", path,
+                 (unsigned)st.st_uid, (unsigned)geteuid());
+        return SKIFF_EAUTH;
+    }
+    if ((st.st_mode & 0777 & ~mode) != 0) {
+        log_warn("%s had mode %04o; setting %04o", path, (unsigned)(st.st_mode & 0777),
+                 (unsigned)mode);
+        if (chmod(path, mode)) {
+            snprintf(err, len, "%s: chmod: %s", path, strerror(errno));
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+static int tokens_ensure(const char *dir, const char *name, char out[CTL_TOKEN_LEN + 1],
+                         char *err, size_t len)
+{
+    char path[PATH_MAX];
+    int rc;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (access(path, F_OK) != 0) {
+        tokens_hex(out);
+        rc = tokens_write(dir, name, out, err, len);
+        if (rc == 0)
+            log_info("created %s", path);
+        return rc;
+    }
+    rc = tokens_check_mode(path, 0600, err, len);
+    return rc ? rc : tokens_read(dir, name, out, err, len);
+}
+
+int tokens_prepare(ctl_t *ctl, char *err, size_t len)
+{
+    const char *dir = ctl->cfg.data_dir;
+    int rc;
+
+    if (mkdir(dir, 0700) && errno != EEXIST) {
+        snprintf(err, len, "--data-dir %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    rc = tokens_check_mode(dir, 0700, err, len);
+    if (!rc)
+        rc = tokens_ensure(dir, "join-token", ctl->join_token, err, len);
+    if (!rc)
+        rc = tokens_ensure(dir, "admin-token", ctl->admin_token, err, len);
+    return rc;
+}
+
+int tokens_cluster_id(ctl_t *ctl, char *err, size_t len)
+{
+    if (!ctl->model.cluster_id[0]) {
+        char fresh[CTL_TOKEN_LEN + 1];
+        tokens_hex(fresh);
+        snprintf(ctl->model.cluster_id, sizeof(ctl->model.cluster_id), "%.*s",
+                 MODEL_ID_LEN * 2, fresh);
+        ctl->model.meta_dirty = 1;
+    }
+    return tokens_write(ctl->cfg.data_dir, "cluster-id", ctl->model.cluster_id, err, len);
+}
+
+int tokens_reload(ctl_t *ctl)
+{
+    char join[CTL_TOKEN_LEN + 1], admin[CTL_TOKEN_LEN + 1], err[256];
+
+    if (tokens_read(ctl->cfg.data_dir, "join-token", join, err, sizeof(err)) ||
+        tokens_read(ctl->cfg.data_dir, "admin-token", admin, err, sizeof(err))) {
+        log_warn("tokens not reread: %s", err);
+        return SKIFF_EINVAL;
+    }
+    if (strcmp(join, ctl->join_token) || strcmp(admin, ctl->admin_token))
+        log_info("tokens reread: %s%s changed", strcmp(join, ctl->join_token) ? "join " : "",
+                 strcmp(admin, ctl->admin_token) ? "admin " : "");
+    memcpy(ctl->join_token, join, sizeof(join));
+    memcpy(ctl->admin_token, admin, sizeof(admin));
+    return 0;
+}
+
+int tokens_rotate(const char *data_dir, const char *which, char *err, size_t len)
+{
+    char token[CTL_TOKEN_LEN + 1], name[32];
+
+    if (strcmp(which, "join") != 0 && strcmp(which, "admin") != 0) {
+        snprintf(err, len, "--rotate-token %s: must be join or admin", which);
+        return SKIFF_EINVAL;
+    }
+    snprintf(name, sizeof(name), "%s-token", which);
+    tokens_hex(token);
+    return tokens_write(data_dir, name, token, err, len);
+}
+
+int tokens_match(const char *expected, const char *presented)
+{
+    size_t n = strlen(presented);
+    unsigned char diff = n != CTL_TOKEN_LEN;
+
+    /* Always CTL_TOKEN_LEN steps, whatever was presented. */
+    for (size_t i = 0; i < CTL_TOKEN_LEN; i++)
+        diff |= (unsigned char)expected[i] ^ (unsigned char)(i < n ? presented[i] : 0);
+    return diff == 0;
+}
