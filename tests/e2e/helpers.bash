@@ -201,6 +201,7 @@ cluster_start() {
 		return 1
 	fi
 	for i in skiff-controller skiff-agent; do
+		[ "$i" = skiff-agent ] && [ "$n" -eq 0 ] && continue
 		if [ ! -x "$SKIFF_BIN/$i" ]; then
 			echo "cluster_start: $SKIFF_BIN/$i not found (build first, or set SKIFF_BIN)" >&2
 			return 1
