@@ -54,6 +54,8 @@ int buf_reserve(buf_t *b, size_t n, size_t max)
     if (buf_room(b) >= n)
         return 0;
     cap = buf_cap(b) ? buf_cap(b) : 256;
+    if (cap > max) /* the first allocation, too, stays within max */
+        cap = max;
     while (cap < len + n)
         cap = cap > max / 2 ? max : cap * 2;
     p = realloc(b->start, cap);
