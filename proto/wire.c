@@ -2,6 +2,7 @@
 #include "wire.h"
 #include "errors.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,9 +117,11 @@ int wire_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
     }
     if (n == 0 || n >= hostlen)
         return SKIFF_EINVAL;
+    if (!isdigit((unsigned char)colon[1])) /* strtol would take "+80", " 80" */
+        return SKIFF_EINVAL;
     errno = 0;
     p = strtol(colon + 1, &end, 10);
-    if (errno || *end || end == colon + 1 || p < 1 || p > 65535)
+    if (errno || *end || p < 1 || p > 65535)
         return SKIFF_EINVAL;
     memcpy(host, h, n);
     host[n] = '\0';
