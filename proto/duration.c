@@ -28,12 +28,12 @@ int duration_parse(const char *s, int64_t *ms)
         return 0;
     }
     while (*p) {
-        int64_t whole = 0, frac = 0, scale = 1, unit = 0, part;
+        int64_t whole = 0, frac = 0, scale = 1, unit = 0, part, fpart;
         int digits = 0;
         size_t i, n = 0;
 
         while (*p >= '0' && *p <= '9') {
-            if (whole > (DURATION_MAX_NS - 9) / 10)
+            if (whole > (DURATION_MAX_NS - (*p - '0')) / 10)
                 return SKIFF_EINVAL;
             whole = whole * 10 + (*p++ - '0');
             digits++;
@@ -65,9 +65,10 @@ int duration_parse(const char *s, int64_t *ms)
             return SKIFF_EINVAL;
         part = whole * unit;
         /* frac / scale of a unit; unit <= 3.6e12 and frac < scale <= 1e9 */
-        part += (int64_t)((long double)frac * (long double)unit / (long double)scale);
-        if (part < 0 || total > DURATION_MAX_NS - part)
+        fpart = (int64_t)((long double)frac * (long double)unit / (long double)scale);
+        if (fpart > DURATION_MAX_NS - part || total > DURATION_MAX_NS - (part + fpart))
             return SKIFF_EINVAL;
+        part += fpart;
         total += part;
     }
     *ms = total / 1000000 + (total % 1000000 ? 1 : 0);
