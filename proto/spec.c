@@ -106,6 +106,10 @@ static int spec_fail(char *err, size_t len, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, len, fmt, ap);
     va_end(ap);
+    /* One line, as spec.h promises, even when it quotes a bad value. */
+    for (; len && *err; err++)
+        if ((unsigned char)*err < 0x20 || *err == 0x7f)
+            *err = '?';
     return SKIFF_EINVAL;
 }
 
@@ -378,7 +382,7 @@ int spec_validate(const ServiceSpec *s, const spec_limits_t *lim, char *err, siz
         size_t n = strlen(s->stack);
         if (!spec_name_valid(s->stack))
             return spec_fail(err, len, "stack: %.80s is not a valid stack name", s->stack);
-        if (strncmp(s->name, s->stack, n) != 0 || s->name[n] != '_')
+        if (strncmp(s->name, s->stack, n) != 0 || s->name[n] != '_' || !s->name[n + 1])
             return spec_fail(err, len, "name: a service of stack %s must be named %s_NAME",
                              s->stack, s->stack);
     }
@@ -451,14 +455,14 @@ static void spec_trim_copy(char *out, size_t outlen, const char *s, size_t n)
 
 int constraint_parse(const char *s, constraint_t *out)
 {
-    const char *op = strstr(s, "==");
+    const char *op = strstr(s, "=="), *ne = strstr(s, "!=");
     char lhs[160];
     size_t keylen;
 
     memset(out, 0, sizeof(*out));
     out->equal = 1;
-    if (!op) {
-        op = strstr(s, "!=");
+    if (ne && (!op || ne < op)) { /* the first operator, so a key never holds one */
+        op = ne;
         out->equal = 0;
     }
     if (!op || strlen(op + 2) >= sizeof(out->value) || (size_t)(op - s) >= sizeof(lhs))
