@@ -41,7 +41,7 @@ enum store_stmt {
 static const char *const store_sql[SQL_COUNT] = {
     [SQL_PUT_META] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
     [SQL_PUT_NODE] = "INSERT OR REPLACE INTO nodes (id, name, state, availability, data)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5)",
+                     " VALUES (?1, ?2, ?3, ?4, ?6)",
     [SQL_PUT_SERVICE] = "INSERT OR REPLACE INTO services (id, name, version, update_state,"
                         " removed, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [SQL_PUT_SPEC] = "INSERT OR REPLACE INTO specs (service_id, version, data) VALUES (?1, ?3, ?6)",
