@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "sched.h"
+#include "scheduler.h"
 
 #define MAX_NODES 12
 #define MAX_LABELS 4

@@ -9,7 +9,7 @@
  *
  *   skiff-bench-sched [RUNS]     (default 21)
  */
-#include "sched.h"
+#include "scheduler.h"
 
 #include <stdio.h>
 #include <stdlib.h>
