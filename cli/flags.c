@@ -1,0 +1,482 @@
+/* flags: see flags.h.
+ *
+ * Each table entry says where its value goes (a part of the spec and the
+ * offset of the field in it) and how to read it (its kind), so that the six
+ * --update-* flags and the six --rollback-* flags are twelve lines, not
+ * twelve functions.
+ */
+#include "flags.h"
+#include "duration.h"
+#include "edit.h"
+#include "errors.h"
+#include "parse.h"
+#include "pbutil.h"
+#include "spec.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum svc_kind {
+    K_STR,          /* char * */
+    K_UINT32,       /* uint32_t */
+    K_DURATION,     /* int64_t milliseconds */
+    K_RATIO,        /* double between 0 and 1 */
+    K_CPUS,         /* int64_t nano-CPUs */
+    K_MEMORY,       /* int64_t bytes */
+    K_RESTART,      /* RestartCondition */
+    K_ACTION,       /* FailureAction */
+    K_ORDER,        /* UpdateOrder */
+    K_ENV,
+    K_LABEL,
+    K_CONSTRAINT,
+    K_MOUNT,
+    K_PUBLISH,
+    K_EXPOSE,
+    K_HEALTH_CMD,
+    K_HEALTH_HTTP,
+    K_HEALTH_PORT,
+    K_NO_HEALTH,
+    K_ENTRYPOINT,
+    K_ARGS,
+};
+
+enum svc_sub { SUB_SPEC, SUB_HEALTH, SUB_RESTART, SUB_UPDATE, SUB_ROLLBACK, SUB_RESERVE,
+               SUB_LIMIT };
+
+enum svc_op { OP_SET, OP_ADD, OP_RM };
+
+#define C SVC_CREATE
+#define U SVC_UPDATE
+#define CU (SVC_CREATE | SVC_UPDATE)
+
+#define F(n, s, mv, m, k, sb, type, field, h) \
+    { .name = n, .shortc = s, .metavar = mv, .modes = m, .help = h, .kind = k, .sub = sb, \
+      .off = offsetof(type, field) }
+#define L(n, s, mv, m, hid, k, o, h) \
+    { .name = n, .shortc = s, .metavar = mv, .modes = m, .hidden = hid, .help = h, \
+      .kind = k, .op = o }
+#define UPDATE_FLAGS(pfx, sb, what, actions)                                               \
+    F(pfx "-parallelism", 0, "N", CU, K_UINT32, sb, UpdateConfig, parallelism,            \
+      "Tasks per " what " batch (0: all at once)"),                                                 \
+    F(pfx "-delay", 0, "DURATION", CU, K_DURATION, sb, UpdateConfig, delay_ms,            \
+      "Delay between " what " batches"),                                                  \
+    F(pfx "-order", 0, "ORDER", CU, K_ORDER, sb, UpdateConfig, order,                     \
+      "Order of the " what ": stop-first or start-first"),                                    \
+    F(pfx "-failure-action", 0, "ACTION", CU, K_ACTION, sb, UpdateConfig, failure_action, \
+      "Action on " what " failure: " actions),                                           \
+    F(pfx "-monitor", 0, "DURATION", CU, K_DURATION, sb, UpdateConfig, monitor_ms,        \
+      "Time to watch each new task for failure"),                              \
+    F(pfx "-max-failure-ratio", 0, "RATIO", CU, K_RATIO, sb, UpdateConfig,                \
+      max_failure_ratio, "Failure rate to tolerate during the " what " (0 to 1)")
+
+const svc_flag_t svc_flags[] = {
+    F("name", 0, "NAME", C, K_STR, SUB_SPEC, ServiceSpec, name,
+      "Service name (default: from the image)"),
+    F("image", 0, "IMAGE", U, K_STR, SUB_SPEC, ServiceSpec, image, "Service image"),
+    F("replicas", 0, "N", CU, K_UINT32, SUB_SPEC, ServiceSpec, replicas, "Number of tasks"),
+    L("publish", 'p', "PUBLISHED:TARGET", C, 0, K_PUBLISH, OP_ADD,
+      "Publish a port on every node: 8080:80, or published=8080,target=80"),
+    L("publish", 'p', "PUBLISHED:TARGET", U, 1, K_PUBLISH, OP_ADD, "Same as --publish-add"),
+    L("publish-add", 0, "PUBLISHED:TARGET", U, 0, K_PUBLISH, OP_ADD,
+      "Add or change a published port"),
+    L("publish-rm", 0, "TARGET", U, 0, K_PUBLISH, OP_RM,
+      "Remove a published port by its target port (or PUBLISHED:TARGET)"),
+    L("expose", 0, "PORT", C, 0, K_EXPOSE, OP_ADD,
+      "Balance a port for the stack's services only, not on the nodes' addresses"),
+    L("expose", 0, "PORT", U, 1, K_EXPOSE, OP_ADD, "Same as --expose-add"),
+    L("expose-add", 0, "PORT", U, 0, K_EXPOSE, OP_ADD, "Add an internal port"),
+    L("expose-rm", 0, "PORT", U, 0, K_EXPOSE, OP_RM, "Remove an internal port"),
+    L("env", 'e', "KEY=VALUE", C, 0, K_ENV, OP_ADD, "Set an environment variable"),
+    L("env", 'e', "KEY=VALUE", U, 1, K_ENV, OP_ADD, "Same as --env-add"),
+    L("env-add", 0, "KEY=VALUE", U, 0, K_ENV, OP_ADD, "Add or change an environment variable"),
+    L("env-rm", 0, "KEY", U, 0, K_ENV, OP_RM, "Remove an environment variable"),
+    L("label", 'l', "KEY=VALUE", C, 0, K_LABEL, OP_ADD, "Set a label (service and containers)"),
+    L("label", 'l', "KEY=VALUE", U, 1, K_LABEL, OP_ADD, "Same as --label-add"),
+    L("label-add", 0, "KEY=VALUE", U, 0, K_LABEL, OP_ADD, "Add or change a label"),
+    L("label-rm", 0, "KEY", U, 0, K_LABEL, OP_RM, "Remove a label"),
+    L("constraint", 0, "EXPR", C, 0, K_CONSTRAINT, OP_ADD,
+      "Placement constraint: node.labels.KEY==VALUE, node.name!=NAME"),
+    L("constraint", 0, "EXPR", U, 1, K_CONSTRAINT, OP_ADD, "Same as --constraint-add"),
+    L("constraint-add", 0, "EXPR", U, 0, K_CONSTRAINT, OP_ADD, "Add a placement constraint"),
+    L("constraint-rm", 0, "EXPR", U, 0, K_CONSTRAINT, OP_RM, "Remove a placement constraint"),
+    L("mount", 0, "MOUNT", C, 0, K_MOUNT, OP_ADD,
+      "Attach a volume or bind mount: type=volume|bind,source=S,target=T[,readonly]"),
+    L("mount", 0, "MOUNT", U, 1, K_MOUNT, OP_ADD, "Same as --mount-add"),
+    L("mount-add", 0, "MOUNT", U, 0, K_MOUNT, OP_ADD, "Add or change a mount"),
+    L("mount-rm", 0, "TARGET", U, 0, K_MOUNT, OP_RM, "Remove the mount at a target path"),
+    L("health-cmd", 0, "CMD", CU, 0, K_HEALTH_CMD, OP_SET,
+      "Command the engine runs to check health (\"\": none)"),
+    L("health-http", 0, "PATH", CU, 0, K_HEALTH_HTTP, OP_SET,
+      "HTTP path the agent probes on the service's port (\"\": none)"),
+    L("health-http-port", 0, "PORT", CU, 0, K_HEALTH_PORT, OP_SET,
+      "Target port for --health-http (default: the first port)"),
+    F("health-interval", 0, "DURATION", CU, K_DURATION, SUB_HEALTH, HealthCheck, interval_ms,
+      "Time between health checks"),
+    F("health-timeout", 0, "DURATION", CU, K_DURATION, SUB_HEALTH, HealthCheck, timeout_ms,
+      "Maximum time a check may take"),
+    F("health-retries", 0, "N", CU, K_UINT32, SUB_HEALTH, HealthCheck, retries,
+      "Consecutive failures that make a task unhealthy"),
+    F("health-start-period", 0, "DURATION", CU, K_DURATION, SUB_HEALTH, HealthCheck,
+      start_period_ms, "Time to start before failed checks count"),
+    L("no-healthcheck", 0, NULL, CU, 0, K_NO_HEALTH, OP_SET,
+      "Disable any health check, the image's too"),
+    F("restart-condition", 0, "CONDITION", CU, K_RESTART, SUB_RESTART, RestartPolicy,
+      condition, "Restart when: any, on-failure or none"),
+    F("restart-delay", 0, "DURATION", CU, K_DURATION, SUB_RESTART, RestartPolicy, delay_ms,
+      "First delay between restarts (it doubles, up to 10s)"),
+    F("restart-max-attempts", 0, "N", CU, K_UINT32, SUB_RESTART, RestartPolicy, max_attempts,
+      "Give up after N restarts in the window (0: never)"),
+    F("restart-window", 0, "DURATION", CU, K_DURATION, SUB_RESTART, RestartPolicy, window_ms,
+      "Window in which restarts are counted"),
+    UPDATE_FLAGS("update", SUB_UPDATE, "update", "pause, continue or rollback"),
+    UPDATE_FLAGS("rollback", SUB_ROLLBACK, "rollback", "pause or continue"),
+    F("reserve-cpu", 0, "CPUS", CU, K_CPUS, SUB_RESERVE, Resources, nano_cpus,
+      "CPUs to reserve per task (0.5)"),
+    F("reserve-memory", 0, "BYTES", CU, K_MEMORY, SUB_RESERVE, Resources, memory_bytes,
+      "Memory to reserve per task (512m, 1g)"),
+    F("limit-cpu", 0, "CPUS", CU, K_CPUS, SUB_LIMIT, Resources, nano_cpus, "CPU limit per task"),
+    F("limit-memory", 0, "BYTES", CU, K_MEMORY, SUB_LIMIT, Resources, memory_bytes,
+      "Memory limit per task"),
+    F("user", 'u', "USER", CU, K_STR, SUB_SPEC, ServiceSpec, user,
+      "User to run as: NAME or UID[:GID]"),
+    F("stop-grace-period", 0, "DURATION", CU, K_DURATION, SUB_SPEC, ServiceSpec,
+      stop_grace_period_ms, "Time to wait before killing a stopping container"),
+    F("drain-delay", 0, "DURATION", CU, K_DURATION, SUB_SPEC, ServiceSpec, drain_delay_ms,
+      "Time a leaving task keeps running after it left the balancers"),
+    L("entrypoint", 0, "CMD", CU, 0, K_ENTRYPOINT, OP_SET,
+      "Override the image's entrypoint (\"\": the image's)"),
+    L("args", 0, "COMMAND", U, 0, K_ARGS, OP_SET, "Replace the service's command"),
+};
+
+const size_t svc_flags_n = sizeof(svc_flags) / sizeof(svc_flags[0]);
+
+int svc_opts_push(svc_opts_t *o, const svc_flag_t *flag, const char *value)
+{
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 16;
+        svc_opt_t *grown = realloc(o->v, cap * sizeof(*grown));
+        if (!grown)
+            return -ENOMEM;
+        o->v = grown;
+        o->cap = cap;
+    }
+    o->v[o->n].flag = flag;
+    o->v[o->n].value = value;
+    o->n++;
+    return 0;
+}
+
+void svc_opts_free(svc_opts_t *o)
+{
+    free(o->v);
+    o->v = NULL;
+    o->n = o->cap = 0;
+}
+
+int svc_opts_has(const svc_opts_t *o, const char *name)
+{
+    for (size_t i = 0; i < o->n; i++)
+        if (strcmp(o->v[i].flag->name, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------- applying */
+
+static int svc_bad(char *err, size_t len, const svc_flag_t *f, const char *value,
+                   const char *hint)
+{
+    snprintf(err, len, "invalid value for --%s: \"%.200s\" (%s)", f->name, value ? value : "",
+             hint);
+    return SKIFF_EINVAL;
+}
+
+static void *svc_field(ServiceSpec *s, const svc_flag_t *f)
+{
+    char *base;
+
+    switch (f->sub) {
+    case SUB_HEALTH: base = (char *)s->health; break;
+    case SUB_RESTART: base = (char *)s->restart; break;
+    case SUB_UPDATE: base = (char *)s->update; break;
+    case SUB_ROLLBACK: base = (char *)s->rollback; break;
+    case SUB_RESERVE: base = (char *)s->reservations; break;
+    case SUB_LIMIT: base = (char *)s->limits; break;
+    default: base = (char *)s; break;
+    }
+    return base + f->off;
+}
+
+static int svc_apply_scalar(const svc_flag_t *f, const char *v, ServiceSpec *s, char *err,
+                            size_t len)
+{
+    void *field = svc_field(s, f);
+    uint64_t u;
+    int64_t i64;
+    double d;
+
+    switch (f->kind) {
+    case K_STR:
+        if (pb_set_str(field, v))
+            return -ENOMEM;
+        return 0;
+    case K_UINT32:
+        if (parse_uint(v, UINT32_MAX, &u))
+            return svc_bad(err, len, f, v, "a whole number");
+        *(uint32_t *)field = (uint32_t)u;
+        return 0;
+    case K_DURATION:
+        if (duration_parse(v, &i64))
+            return svc_bad(err, len, f, v, "a duration like 10s or 1m30s");
+        *(int64_t *)field = i64;
+        return 0;
+    case K_RATIO:
+        if (parse_ratio(v, &d))
+            return svc_bad(err, len, f, v, "a number between 0 and 1");
+        *(double *)field = d;
+        return 0;
+    case K_CPUS:
+        if (parse_cpus(v, &i64))
+            return svc_bad(err, len, f, v, "a number of CPUs like 0.5 or 2");
+        *(int64_t *)field = i64;
+        return 0;
+    case K_MEMORY:
+        if (parse_memory(v, &i64))
+            return svc_bad(err, len, f, v, "a size like 512m or 1g");
+        *(int64_t *)field = i64;
+        return 0;
+    case K_RESTART:
+        if (spec_restart_condition_parse(v, field))
+            return svc_bad(err, len, f, v, "any, on-failure or none");
+        return 0;
+    case K_ACTION: {
+        FailureAction a;
+        if (spec_failure_action_parse(v, &a) ||
+            (f->sub == SUB_ROLLBACK && a == FAILURE_ROLLBACK))
+            return svc_bad(err, len, f, v,
+                           f->sub == SUB_ROLLBACK ? "pause or continue"
+                                                  : "pause, continue or rollback");
+        *(FailureAction *)field = a;
+        return 0;
+    }
+    case K_ORDER:
+        if (spec_update_order_parse(v, field))
+            return svc_bad(err, len, f, v, "stop-first or start-first");
+        return 0;
+    }
+    return SKIFF_EINVAL;
+}
+
+static int svc_apply_env(const svc_flag_t *f, const char *v, ServiceSpec *s, char *err,
+                         size_t len)
+{
+    const char *eq = strchr(v, '='), *from_env;
+    char kv[4200];
+
+    if (f->op == OP_RM) {
+        if (!*v || eq)
+            return svc_bad(err, len, f, v, "a variable name");
+        edit_env_unset(s, v);
+        return 0;
+    }
+    if (!*v || eq == v)
+        return svc_bad(err, len, f, v, "KEY=VALUE");
+    if (eq)
+        return edit_env_set(s, v);
+    /* -e KEY: the value from skiff's own environment, as Docker does */
+    from_env = getenv(v);
+    if (!from_env)
+        return 0;
+    if ((size_t)snprintf(kv, sizeof(kv), "%s=%s", v, from_env) >= sizeof(kv))
+        return svc_bad(err, len, f, v, "the value in the environment is too long");
+    return edit_env_set(s, kv);
+}
+
+static int svc_apply_label(const svc_flag_t *f, const char *v, ServiceSpec *s, char *err,
+                           size_t len)
+{
+    const char *eq = strchr(v, '=');
+    char key[512];
+    size_t klen = eq ? (size_t)(eq - v) : strlen(v);
+
+    if (klen == 0 || klen >= sizeof(key))
+        return svc_bad(err, len, f, v, f->op == OP_RM ? "a label key" : "KEY=VALUE");
+    memcpy(key, v, klen);
+    key[klen] = '\0';
+    if (strncmp(key, "skiff.", 6) == 0)
+        return svc_bad(err, len, f, v, "the skiff. prefix is reserved");
+    if (f->op == OP_RM) {
+        if (eq)
+            return svc_bad(err, len, f, v, "a label key");
+        edit_label_unset(s, key);
+        return 0;
+    }
+    return edit_label_set(s, key, eq ? eq + 1 : "");
+}
+
+static int svc_apply_list(const svc_flag_t *f, const char *v, ServiceSpec *s, char *err,
+                          size_t len)
+{
+    char why[160];
+    constraint_t c;
+    uint32_t port;
+    PortConfig *p;
+    Mount *m;
+
+    switch (f->kind) {
+    case K_ENV:
+        return svc_apply_env(f, v, s, err, len);
+    case K_LABEL:
+        return svc_apply_label(f, v, s, err, len);
+    case K_CONSTRAINT:
+        if (constraint_parse(v, &c))
+            return svc_bad(err, len, f, v,
+                           "node.labels.KEY==VALUE, node.name!=NAME or node.id==ID");
+        if (f->op == OP_RM) {
+            edit_constraint_rm(s, v);
+            return 0;
+        }
+        return edit_constraint_add(s, v);
+    case K_MOUNT:
+        if (f->op == OP_RM) {
+            if (v[0] != '/')
+                return svc_bad(err, len, f, v, "the mount's target, an absolute path");
+            edit_mount_rm(s, v);
+            return 0;
+        }
+        if (!(m = parse_mount(v, why, sizeof(why))))
+            return svc_bad(err, len, f, v, why);
+        return edit_mount_add(s, m);
+    case K_PUBLISH:
+        if (f->op == OP_RM) {
+            if (strchr(v, ':') || strchr(v, '=')) {
+                if (!(p = parse_publish(v, why, sizeof(why))))
+                    return svc_bad(err, len, f, v, why);
+                edit_port_rm(s, p->published, p->target);
+                pb_free(p);
+                return 0;
+            }
+            if (parse_port(v, &port, why, sizeof(why)))
+                return svc_bad(err, len, f, v, why);
+            edit_port_rm(s, 0, port);
+            return 0;
+        }
+        if (!(p = parse_publish(v, why, sizeof(why))))
+            return svc_bad(err, len, f, v, why);
+        return edit_port_add(s, p);
+    case K_EXPOSE:
+        if (parse_port(v, &port, why, sizeof(why)))
+            return svc_bad(err, len, f, v, why);
+        if (f->op == OP_RM) {
+            edit_expose_rm(s, port);
+            return 0;
+        }
+        return edit_expose_add(s, port);
+    }
+    return SKIFF_EINVAL;
+}
+
+static int svc_apply_words(const svc_flag_t *f, const char *v, size_t *n, char ***arr,
+                           char *err, size_t len)
+{
+    size_t nw = 0;
+    char **words = NULL, why[96];
+    int rc = parse_words(v, &nw, &words, why, sizeof(why));
+
+    if (rc == SKIFF_EINVAL)
+        rc = svc_bad(err, len, f, v, why);
+    if (rc == 0)
+        rc = edit_strv_set(n, arr, words, nw);
+    for (size_t i = 0; i < nw; i++)
+        free(words[i]);
+    free(words);
+    return rc;
+}
+
+static int svc_apply_one(const svc_flag_t *f, const char *v, ServiceSpec *s, char *err,
+                         size_t len)
+{
+    HealthCheck *h = s->health;
+    char *const shell[] = { "CMD-SHELL", (char *)v };
+    char *const none[] = { "NONE" };
+    uint32_t port;
+    char why[96];
+
+    switch (f->kind) {
+    case K_ENV: case K_LABEL: case K_CONSTRAINT: case K_MOUNT: case K_PUBLISH: case K_EXPOSE:
+        return svc_apply_list(f, v, s, err, len);
+    case K_HEALTH_CMD:
+        return edit_strv_set(&h->n_test, &h->test, shell, *v ? 2 : 0);
+    case K_HEALTH_HTTP:
+        if (*v && (v[0] != '/' || strpbrk(v, " \t\r\n")))
+            return svc_bad(err, len, f, v, "a path like /health");
+        return pb_set_str(&h->http_path, v);
+    case K_HEALTH_PORT:
+        if (parse_port(v, &port, why, sizeof(why)))
+            return svc_bad(err, len, f, v, why);
+        h->http_port = port;
+        return 0;
+    case K_NO_HEALTH:
+        h->http_port = 0;
+        if (pb_set_str(&h->http_path, ""))
+            return -ENOMEM;
+        return edit_strv_set(&h->n_test, &h->test, none, 1);
+    case K_ENTRYPOINT:
+        return svc_apply_words(f, v, &s->n_entrypoint, &s->entrypoint, err, len);
+    case K_ARGS:
+        return svc_apply_words(f, v, &s->n_command, &s->command, err, len);
+    default:
+        return svc_apply_scalar(f, v, s, err, len);
+    }
+}
+
+int svc_opts_apply(const svc_opts_t *o, ServiceSpec *spec, char *err, size_t errlen)
+{
+    int rc;
+
+    if (svc_opts_has(o, "no-healthcheck")) {
+        for (size_t i = 0; i < o->n; i++) {
+            if (strncmp(o->v[i].flag->name, "health-", 7) == 0) {
+                snprintf(err, errlen, "--no-healthcheck conflicts with --%s",
+                         o->v[i].flag->name);
+                return SKIFF_EINVAL;
+            }
+        }
+    }
+    if ((rc = spec_complete(spec)))
+        return rc;
+    /* removals first, then the rest in command-line order */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < o->n; i++) {
+            const svc_flag_t *f = o->v[i].flag;
+            if ((f->op == OP_RM) != (pass == 0))
+                continue;
+            rc = svc_apply_one(f, o->v[i].value ? o->v[i].value : "", spec, err, errlen);
+            if (rc == -ENOMEM)
+                snprintf(err, errlen, "out of memory");
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+void svc_name_from_image(const char *image, char *out, size_t len)
+{
+    const char *start = strrchr(image, '/');
+    size_t n = 0;
+
+    start = start ? start + 1 : image;
+    for (const char *p = start; *p && *p != ':' && *p != '@' && n + 1 < len && n < 63; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (n == 0 && !isalnum(c))
+            continue;
+        out[n++] = isalnum(c) || c == '-' || c == '_' ? (char)c : '-';
+    }
+    if (len)
+        out[n < len ? n : len - 1] = '\0';
+}

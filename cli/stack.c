@@ -1,0 +1,319 @@
+/* stack: skiff stack deploy | ls | services | ps | rm.
+ *
+ * A stack is the services whose spec.stack names it. deploy reads the
+ * Compose file (compose.c), then in three steps changes only what changed:
+ * it reads every service of the file and of the stack first (and stops,
+ * having changed nothing, if a name belongs to a service outside the
+ * stack); then creates what is missing, scales what differs only in
+ * replicas, updates what differs otherwise, and (with --prune) removes what
+ * the file no longer has; then follows the services it changed.
+ */
+#include "cli.h"
+#include "compose.h"
+#include "errors.h"
+#include "pbutil.h"
+#include "spec.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum stack_action { STACK_UNCHANGED, STACK_CREATE, STACK_SCALE, STACK_UPDATE, STACK_RESUME };
+
+typedef struct stack_item {
+    ServiceSpec *spec;      /* from the file (owned by the compose_t) */
+    Envelope *current;      /* ServiceReply, or NULL when it does not exist */
+    enum stack_action action;
+    Envelope *result;       /* the reply to what was done */
+    enum progress_op op;
+} stack_item_t;
+
+/* ServiceList{stack}. */
+static int stack_list(client_t *c, const char *stack, Envelope **reply)
+{
+    Envelope req = PB_ENVELOPE_INIT;
+    ServiceList list = PB_SERVICE_LIST_INIT;
+
+    list.stack = (char *)stack;
+    req.msg_case = MSG_SERVICE_LIST;
+    req.service_list = &list;
+    return cli_request(c, &req, MSG_SERVICE_LIST_REPLY, reply);
+}
+
+/* What to do with one service of the file. Returns 0 or an exit status. */
+static int stack_plan(client_t *c, const char *stack, stack_item_t *it)
+{
+    Envelope req = PB_ENVELOPE_INIT;
+    ServiceGet get = PB_SERVICE_GET_INIT;
+    const Service *cur;
+    char err[512];
+    int rc;
+
+    get.service = it->spec->name;
+    req.msg_case = MSG_SERVICE_GET;
+    req.service_get = &get;
+    rc = client_call(c, &req, MSG_SERVICE_REPLY, &it->current, err, sizeof(err));
+    if (rc == SKIFF_ENOTFOUND) {
+        it->action = STACK_CREATE;
+        it->op = PROGRESS_CREATE;
+        return 0;
+    }
+    if (rc)
+        return cli_error(cli_status(rc), "%s", err);
+    cur = it->current->service_reply->service;
+    if (!cur || !cur->spec)
+        return cli_error(CLI_ERROR, "the controller sent a service without a spec");
+    if (strcmp(cur->spec->stack, stack) != 0)
+        return cli_error(CLI_ERROR, "service %s exists and is not part of stack %s; nothing "
+                         "was deployed", it->spec->name, stack);
+    /* force_update is not the file's business: keep the service's */
+    it->spec->force_update = cur->spec->force_update;
+    if (pb_equal(it->spec, cur->spec)) {
+        int paused = cur->update_status && (cur->update_status->state == UPDATE_PAUSED);
+        it->action = paused ? STACK_RESUME : STACK_UNCHANGED;
+        it->op = PROGRESS_UPDATE;
+    } else if (spec_same_but_replicas(it->spec, cur->spec)) {
+        it->action = STACK_SCALE;
+        it->op = PROGRESS_SCALE;
+    } else {
+        it->action = STACK_UPDATE;
+        it->op = PROGRESS_UPDATE;
+    }
+    return 0;
+}
+
+static int stack_apply(client_t *c, stack_item_t *it)
+{
+    Envelope req = PB_ENVELOPE_INIT;
+    ServiceCreate create = PB_SERVICE_CREATE_INIT;
+    ServiceUpdate up = PB_SERVICE_UPDATE_INIT;
+    ServiceScale scale = PB_SERVICE_SCALE_INIT;
+    const Service *cur = it->current ? it->current->service_reply->service : NULL;
+
+    switch (it->action) {
+    case STACK_UNCHANGED:
+        printf("Service %s is up to date\n", it->spec->name);
+        return 0;
+    case STACK_CREATE:
+        printf("Creating service %s\n", it->spec->name);
+        create.spec = it->spec;
+        req.msg_case = MSG_SERVICE_CREATE;
+        req.service_create = &create;
+        break;
+    case STACK_SCALE:
+        printf("Scaling service %s to %u\n", it->spec->name, it->spec->replicas);
+        scale.service = cur->id;
+        scale.replicas = it->spec->replicas;
+        req.msg_case = MSG_SERVICE_SCALE;
+        req.service_scale = &scale;
+        break;
+    case STACK_UPDATE:
+    case STACK_RESUME:
+        printf("%s service %s\n", it->action == STACK_UPDATE ? "Updating" : "Resuming",
+               it->spec->name);
+        up.service = cur->id;
+        up.spec = it->spec;
+        up.version = cur->version;
+        req.msg_case = MSG_SERVICE_UPDATE;
+        req.service_update = &up;
+        break;
+    }
+    fflush(stdout);
+    return cli_request(c, &req, MSG_SERVICE_REPLY, &it->result);
+}
+
+/* Removes the stack's services that are not among the file's. */
+static int stack_prune(client_t *c, const char *stack, const compose_t *cf)
+{
+    Envelope *list = NULL;
+    int status = stack_list(c, stack, &list);
+
+    for (size_t i = 0; status == 0 && i < list->service_list_reply->n_services; i++) {
+        const Service *s = list->service_list_reply->services[i];
+        Envelope req = PB_ENVELOPE_INIT, *reply = NULL;
+        ServiceRemove rm = PB_SERVICE_REMOVE_INIT;
+        int keep = 0;
+        if (!s->spec)
+            continue;
+        for (size_t k = 0; k < cf->n_services; k++)
+            if (strcmp(cf->services[k]->name, s->spec->name) == 0)
+                keep = 1;
+        if (keep)
+            continue;
+        printf("Removing service %s\n", s->spec->name);
+        fflush(stdout);
+        rm.service = s->id;
+        req.msg_case = MSG_SERVICE_REMOVE;
+        req.service_remove = &rm;
+        status = cli_request(c, &req, MSG_OK, &reply);
+        wire_free(reply);
+    }
+    wire_free(list);
+    return status;
+}
+
+int stack_deploy(cli_args_t *a)
+{
+    const char *stack = a->argv[0];
+    compose_opts_t opts = { .stack = stack };
+    compose_t *cf = NULL;
+    stack_item_t *items = NULL;
+    client_t *c = NULL;
+    char err[600];
+    int status = CLI_OK, rc;
+
+    if (!spec_name_valid(stack))
+        return cli_error(CLI_USAGE, "invalid stack name \"%.100s\" (letters, digits, '-' and "
+                         "'_', starting with a letter or digit)", stack);
+    rc = compose_load(a->compose_file, &opts, &cf, err, sizeof(err));
+    if (rc)
+        return cli_error(CLI_ERROR, "%s", err);
+    for (size_t i = 0; i < cf->n_warnings; i++)
+        fprintf(stderr, "skiff: warning: %s\n", cf->warnings[i]);
+    if (!(items = calloc(cf->n_services, sizeof(*items)))) {
+        status = cli_error(CLI_ERROR, "out of memory");
+        goto out_free;
+    }
+    if (!(c = cli_connect(a))) {
+        status = CLI_ERROR;
+        goto out_free;
+    }
+    /* 1. read everything; change nothing if anything is amiss */
+    for (size_t i = 0; i < cf->n_services; i++) {
+        items[i].spec = cf->services[i];
+        if ((status = stack_plan(c, stack, &items[i])))
+            goto out_free;
+    }
+    /* 2. change what changed */
+    for (size_t i = 0; i < cf->n_services && status == CLI_OK; i++)
+        status = stack_apply(c, &items[i]);
+    if (status == CLI_OK && a->prune)
+        status = stack_prune(c, stack, cf);
+    if (status)
+        goto out_free;
+    /* 3. follow what changed */
+    for (size_t i = 0; i < cf->n_services && status != CLI_INTERRUPTED; i++) {
+        const Service *s = items[i].result ? items[i].result->service_reply->service : NULL;
+        if (!s)
+            continue;
+        if (!a->detach && !a->quiet)
+            printf("%s\n", items[i].spec->name);
+        rc = cli_follow(c, s, items[i].op, a);
+        if (rc)
+            status = rc;
+    }
+out_free:
+    for (size_t i = 0; items && i < cf->n_services; i++) {
+        wire_free(items[i].current);
+        wire_free(items[i].result);
+    }
+    free(items);
+    client_close(c);
+    compose_free(cf);
+    return status;
+}
+
+int stack_ls(cli_args_t *a)
+{
+    fmt_opts_t o = cli_fmt_opts(a);
+    Envelope *reply = NULL;
+    client_t *c = cli_connect(a);
+    int status;
+
+    if (!c)
+        return CLI_ERROR;
+    status = stack_list(c, "", &reply);
+    if (status == 0 && fmt_stacks(stdout, reply->service_list_reply->services,
+                                  reply->service_list_reply->n_services, &o))
+        status = cli_error(CLI_ERROR, "out of memory");
+    wire_free(reply);
+    client_close(c);
+    return status;
+}
+
+int stack_services(cli_args_t *a)
+{
+    fmt_opts_t o = cli_fmt_opts(a);
+    Envelope *reply = NULL;
+    client_t *c = cli_connect(a);
+    int status;
+
+    if (!c)
+        return CLI_ERROR;
+    status = stack_list(c, a->argv[0], &reply);
+    if (status == 0 && reply->service_list_reply->n_services == 0)
+        status = cli_error(CLI_ERROR, "nothing found in stack: %s", a->argv[0]);
+    if (status == 0 && fmt_services(stdout, reply->service_list_reply->services,
+                                    reply->service_list_reply->n_services, &o))
+        status = cli_error(CLI_ERROR, "out of memory");
+    wire_free(reply);
+    client_close(c);
+    return status;
+}
+
+int stack_ps(cli_args_t *a)
+{
+    Envelope req = PB_ENVELOPE_INIT, *reply = NULL, *list = NULL;
+    TaskList tl = PB_TASK_LIST_INIT;
+    fmt_opts_t o = cli_fmt_opts(a);
+    client_t *c = cli_connect(a);
+    int status;
+
+    if (!c)
+        return CLI_ERROR;
+    tl.stack = a->argv[0];
+    tl.all = 1;
+    req.msg_case = MSG_TASK_LIST;
+    req.task_list = &tl;
+    status = cli_request(c, &req, MSG_TASK_LIST_REPLY, &reply);
+    if (status == 0 && reply->task_list_reply->n_tasks == 0) {
+        status = stack_list(c, a->argv[0], &list);
+        if (status == 0 && list->service_list_reply->n_services == 0)
+            status = cli_error(CLI_ERROR, "nothing found in stack: %s", a->argv[0]);
+    }
+    if (status == 0 && fmt_tasks(stdout, reply->task_list_reply->tasks,
+                                 reply->task_list_reply->n_tasks, &o))
+        status = cli_error(CLI_ERROR, "out of memory");
+    wire_free(list);
+    wire_free(reply);
+    client_close(c);
+    return status;
+}
+
+int stack_rm(cli_args_t *a)
+{
+    client_t *c = cli_connect(a);
+    int status = CLI_OK;
+
+    if (!c)
+        return CLI_ERROR;
+    for (int i = 0; i < a->argc && status != CLI_INTERRUPTED; i++) {
+        Envelope *list = NULL;
+        int rc = stack_list(c, a->argv[i], &list);
+        if (rc) {
+            status = rc;
+            continue;
+        }
+        if (list->service_list_reply->n_services == 0)
+            status = cli_error(CLI_ERROR, "nothing found in stack: %s", a->argv[i]);
+        for (size_t k = 0; k < list->service_list_reply->n_services; k++) {
+            const Service *s = list->service_list_reply->services[k];
+            Envelope req = PB_ENVELOPE_INIT, *reply = NULL;
+            ServiceRemove rm = PB_SERVICE_REMOVE_INIT;
+            printf("Removing service %s\n", s->spec ? s->spec->name : s->id);
+            fflush(stdout);
+            rm.service = s->id;
+            req.msg_case = MSG_SERVICE_REMOVE;
+            req.service_remove = &rm;
+            rc = cli_request(c, &req, MSG_OK, &reply);
+            if (rc)
+                status = rc;
+            wire_free(reply);
+        }
+        wire_free(list);
+    }
+    client_close(c);
+    return status;
+}
