@@ -41,6 +41,7 @@ struct progress {
     size_t n_printed;
     size_t drawn;            /* lines drawn on the terminal */
     char message[512];
+    char reason[256];        /* why a rollback started, as last seen */
 };
 
 progress_t *progress_create(enum progress_op op, int rolling)
@@ -150,8 +151,11 @@ static const Task *progress_slot_task(Task *const *tasks, size_t n, uint32_t slo
     return best;
 }
 
-/* Fills a slot's row; returns 1 when the slot is done. */
-static int progress_slot_row(const progress_t *p, const Service *svc, const Task *t,
+/* Fills a slot's row; returns 1 when the slot is done. versioned: an update
+ * is under way, and a task older than the service's version is still to be
+ * replaced (a scale bumps the version too, and keeps the tasks: so only
+ * then). */
+static int progress_slot_row(int versioned, const Service *svc, const Task *t,
                              progress_row_t *r)
 {
     static const int stages[] = {
@@ -169,7 +173,7 @@ static int progress_slot_row(const progress_t *p, const Service *svc, const Task
     r->state[0] = (char)(r->state[0] - 'A' + 'a');
     r->stage = (unsigned)t->state < sizeof(stages) / sizeof(stages[0]) ? stages[t->state] : 0;
     healthy = t->health == HEALTH_NONE || t->health == HEALTH_HEALTHY;
-    current = !p->rolling || t->spec_version >= svc->version;
+    current = !versioned || t->spec_version >= svc->version;
     if (!current) {
         snprintf(r->detail, sizeof(r->detail), "not updated yet");
         r->stage = 0;
@@ -234,6 +238,14 @@ static void progress_task_error(const Task *t, char *out, size_t len)
         snprintf(out, len, "%s", fmt_task_state(t->state));
 }
 
+/* Fails with "prefix: msg", unless the controller's msg begins so. */
+static int progress_fail_as(progress_t *p, const char *prefix, const char *msg)
+{
+    if (strncmp(msg, prefix, strlen(prefix)) == 0)
+        return progress_fail(p, "%s", msg);
+    return progress_fail(p, "%s: %s", prefix, *msg ? msg : "no reason given");
+}
+
 enum progress_verdict progress_eval(progress_t *p, const Service *svc, Task *const *tasks,
                                     size_t n)
 {
@@ -243,11 +255,18 @@ enum progress_verdict progress_eval(progress_t *p, const Service *svc, Task *con
     const char *umsg = us ? us->message : "";
     uint32_t replicas = spec ? spec->replicas : 0, done = 0;
     enum progress_verdict verdict = PROGRESS_WAITING;
+    int versioned = p->rolling && (st == UPDATE_UPDATING || st == UPDATE_ROLLBACK_STARTED);
     progress_row_t *overall, *r;
     char name[32];
 
     p->n_rows = 0;
     p->message[0] = '\0';
+    if (st == UPDATE_ROLLBACK_STARTED && *umsg) {
+        const char *why = umsg;
+        if (strncmp(why, "rollback started: ", 18) == 0)
+            why += 18;
+        snprintf(p->reason, sizeof(p->reason), "%s", why);
+    }
     if (progress_note(p, tasks, n) || !(overall = progress_row(p)))
         return progress_fail(p, "out of memory");
     if (p->rolling) {
@@ -265,7 +284,7 @@ enum progress_verdict progress_eval(progress_t *p, const Service *svc, Task *con
         uint32_t strikes;
 
         snprintf(row.label, sizeof(row.label), "%u/%u", slot, replicas);
-        done += (uint32_t)progress_slot_row(p, svc, cur, &row);
+        done += (uint32_t)progress_slot_row(versioned, svc, cur, &row);
         if (slot <= PROGRESS_MAX_SLOT_LINES) {
             if (!(r = progress_row(p)))
                 return progress_fail(p, "out of memory");
@@ -295,11 +314,12 @@ enum progress_verdict progress_eval(progress_t *p, const Service *svc, Task *con
         return verdict;
     if (p->rolling) {
         if (st == UPDATE_PAUSED)
-            return progress_fail(p, "update paused: %s", *umsg ? umsg : "no reason given");
+            return progress_fail_as(p, "update paused", umsg);
         if (st == UPDATE_ROLLBACK_PAUSED)
-            return progress_fail(p, "rollback paused: %s", *umsg ? umsg : "no reason given");
+            return progress_fail_as(p, "rollback paused", umsg);
         if (st == UPDATE_ROLLBACK_COMPLETED && p->op != PROGRESS_ROLLBACK)
-            return progress_fail(p, "update rolled back: %s", *umsg ? umsg : "no reason given");
+            return progress_fail(p, "update rolled back: %s",
+                                 *p->reason ? p->reason : *umsg ? umsg : "no reason given");
         if (st == UPDATE_UPDATING || st == UPDATE_ROLLBACK_STARTED)
             return PROGRESS_WAITING;
     }
