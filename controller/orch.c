@@ -867,7 +867,8 @@ static void orch_push_endpoints(ctl_t *ctl)
         log_error("out of memory building endpoints");
         return;
     }
-    changed = len != ctl->endpoints_len || memcmp(packed, ctl->endpoints_packed, len) != 0;
+    changed = len != ctl->endpoints_len ||
+              (len && memcmp(packed, ctl->endpoints_packed, len) != 0);
     if (changed) {
         free(ctl->endpoints_packed);
         ctl->endpoints_packed = packed;
