@@ -254,6 +254,7 @@ static void rt_end(runtask_t *t, int exit_code, int oom, const char *why, int64_
     t->death_wall = death_wall;
     t->n_ports = 0;
     t->probe_at = 0;
+    t->ehealth = ENGINE_HEALTH_NONE; /* the run's; the next one starts over */
 
     if (!t->asg) {
         if (t->end_reason != STOP_UNASSIGNED) {
