@@ -31,6 +31,7 @@
 #define CZ_MAX_VISITS 2000000
 #define CZ_MAX_VALUE 65536
 #define CZ_MAX_DEPTH 8
+#define CZ_MAX_KEYS 1024 /* in one mapping; keys are checked for duplicates */
 
 typedef struct cz_volume {
     char *key;   /* as the file names it */
@@ -477,21 +478,24 @@ static int cz_items(cz_t *cz, yaml_node_t *n, const char *path, yaml_node_item_t
 }
 
 static int cz_pairs_add(cz_t *cz, cz_pair_t **pairs, size_t *n, size_t *cap,
-                        yaml_node_t *mapping, const char *path, int merged);
+                        yaml_node_t *mapping, const char *path, int depth);
 
-/* Merges a "<<" value (a mapping or a list of them): keys not set yet. */
+/* Merges a "<<" value (a mapping or a list of them): keys not set yet.
+ * depth bounds merges of merges (an anchor may even merge itself). */
 static int cz_pairs_merge(cz_t *cz, cz_pair_t **pairs, size_t *n, size_t *cap, yaml_node_t *v,
-                          const char *path)
+                          const char *path, int depth)
 {
+    if (depth > CZ_MAX_DEPTH)
+        return cz_fail(cz, v, path, "<<: merges nest too deep");
     if (v && v->type == YAML_MAPPING_NODE)
-        return cz_pairs_add(cz, pairs, n, cap, v, path, 1);
+        return cz_pairs_add(cz, pairs, n, cap, v, path, depth);
     if (v && v->type == YAML_SEQUENCE_NODE) {
         for (yaml_node_item_t *it = v->data.sequence.items.start;
              it < v->data.sequence.items.top; it++) {
             yaml_node_t *m = cz_node(cz, *it);
             if (!m || m->type != YAML_MAPPING_NODE)
                 return cz_fail(cz, m, path, "<<: expected a mapping to merge");
-            int rc = cz_pairs_add(cz, pairs, n, cap, m, path, 1);
+            int rc = cz_pairs_add(cz, pairs, n, cap, m, path, depth);
             if (rc)
                 return rc;
         }
@@ -500,8 +504,10 @@ static int cz_pairs_merge(cz_t *cz, cz_pair_t **pairs, size_t *n, size_t *cap, y
     return cz_fail(cz, v, path, "<<: expected a mapping or a list of mappings to merge");
 }
 
+/* Adds the pairs of mapping; depth 0 is the mapping itself, more is a
+ * mapping merged into it. */
 static int cz_pairs_add(cz_t *cz, cz_pair_t **pairs, size_t *n, size_t *cap,
-                        yaml_node_t *mapping, const char *path, int merged)
+                        yaml_node_t *mapping, const char *path, int depth)
 {
     yaml_node_pair_t *p;
     yaml_node_t *merge = NULL;
@@ -510,6 +516,8 @@ static int cz_pairs_add(cz_t *cz, cz_pair_t **pairs, size_t *n, size_t *cap,
 
     if ((rc = cz_visit(cz, mapping, path)))
         return rc;
+    if (mapping->data.mapping.pairs.top - mapping->data.mapping.pairs.start > CZ_MAX_KEYS)
+        return cz_fail(cz, mapping, path, "more than %d keys", CZ_MAX_KEYS);
     for (p = mapping->data.mapping.pairs.start; p < mapping->data.mapping.pairs.top; p++) {
         yaml_node_t *k = cz_node(cz, p->key), *v = cz_node(cz, p->value);
         const char *key;
@@ -524,13 +532,15 @@ static int cz_pairs_add(cz_t *cz, cz_pair_t **pairs, size_t *n, size_t *cap,
         }
         for (size_t i = 0; i < *n; i++) {
             if (strcmp((*pairs)[i].key, key) == 0) {
-                if (!merged && i >= first)
+                if (depth == 0 && i >= first)
                     return cz_fail(cz, k, path, "duplicate key %s", key);
                 dup = 1;
             }
         }
         if (dup)
             continue; /* set before (explicitly, or by an earlier merge) */
+        if (*n >= CZ_MAX_KEYS)
+            return cz_fail(cz, mapping, path, "more than %d keys", CZ_MAX_KEYS);
         if (*n == *cap) {
             size_t ncap = *cap ? 2 * *cap : 16;
             cz_pair_t *grown = realloc(*pairs, ncap * sizeof(*grown));
@@ -541,7 +551,7 @@ static int cz_pairs_add(cz_t *cz, cz_pair_t **pairs, size_t *n, size_t *cap,
         }
         (*pairs)[(*n)++] = (cz_pair_t){ key, k, v };
     }
-    return merge ? cz_pairs_merge(cz, pairs, n, cap, merge, path) : 0;
+    return merge ? cz_pairs_merge(cz, pairs, n, cap, merge, path, depth + 1) : 0;
 }
 
 /* The pairs of a mapping, merge keys applied (explicit keys win). */

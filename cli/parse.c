@@ -35,9 +35,10 @@ int parse_uint(const char *s, uint64_t max, uint64_t *out)
     for (const char *p = s; *p; p++) {
         if (!isdigit((unsigned char)*p))
             return SKIFF_EINVAL;
-        if (v > (max - (uint64_t)(*p - '0')) / 10)
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > max / 10 || v * 10 > max - d || d > max)
             return SKIFF_EINVAL;
-        v = v * 10 + (uint64_t)(*p - '0');
+        v = v * 10 + d;
     }
     *out = v;
     return 0;
@@ -70,9 +71,10 @@ static const char *parse_decimal(const char *s, uint64_t max_whole, uint64_t *wh
     int digits = 0;
 
     while (isdigit((unsigned char)*s)) {
-        if (w > (max_whole - (uint64_t)(*s - '0')) / 10)
+        uint64_t d = (uint64_t)(*s++ - '0');
+        if (w > max_whole / 10 || w * 10 > max_whole - d || d > max_whole)
             return NULL;
-        w = w * 10 + (uint64_t)(*s++ - '0');
+        w = w * 10 + d;
         digits++;
     }
     if (*s == '.') {

@@ -666,6 +666,12 @@ static void test_parse_values(void **state)
     assert_int_equal(parse_uint("18446744073709551615", UINT64_MAX, &u), 0);
     assert_int_equal(parse_uint("18446744073709551616", UINT64_MAX, &u), SKIFF_EINVAL);
     assert_int_equal(parse_uint("+1", 10, &u), SKIFF_EINVAL);
+    /* a digit above the maximum (this once wrapped around) */
+    assert_int_equal(parse_uint("5", 3, &u), SKIFF_EINVAL);
+    assert_int_equal(parse_uint("3", 3, &u), 0);
+    assert_int_equal(parse_uint("10", 9, &u), SKIFF_EINVAL);
+    assert_int_equal(parse_ratio("2", &d), SKIFF_EINVAL);
+    assert_int_equal(parse_cpus("1000001", &v), SKIFF_EINVAL);
     assert_int_equal(parse_port("80/tcp", &port, why, sizeof(why)), 0);
     assert_int_equal(port, 80);
     assert_int_equal(parse_port("80/udp", &port, why, sizeof(why)), SKIFF_EINVAL);
