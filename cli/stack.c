@@ -42,6 +42,50 @@ static int stack_list(client_t *c, const char *stack, Envelope **reply)
     return cli_request(c, &req, MSG_SERVICE_LIST_REPLY, reply);
 }
 
+/* The ports a spec listens on (published and exposed): one namespace on
+ * every node, as the controller checks them. */
+static size_t stack_ports(const ServiceSpec *s, size_t i)
+{
+    return i < s->n_ports ? s->ports[i]->published : s->expose[i - s->n_ports];
+}
+
+/* Refuses, before anything changes, a port that another service of the
+ * file or a service outside it already uses; the controller would refuse
+ * it at that service, after creating the ones before. */
+static int stack_check_ports(client_t *c, const compose_t *cf)
+{
+    Envelope *all = NULL;
+    int status = stack_list(c, "", &all);
+
+    for (size_t i = 0; status == 0 && i < cf->n_services; i++) {
+        const ServiceSpec *s = cf->services[i];
+        for (size_t k = 0; status == 0 && k < s->n_ports + s->n_expose; k++) {
+            size_t port = stack_ports(s, k);
+            for (size_t j = 0; status == 0 && j < i; j++) {
+                const ServiceSpec *o = cf->services[j];
+                for (size_t m = 0; m < o->n_ports + o->n_expose; m++)
+                    if (stack_ports(o, m) == port)
+                        status = cli_error(CLI_ERROR, "services %s and %s both use port %zu; "
+                                           "nothing was deployed", o->name, s->name, port);
+            }
+            for (size_t j = 0; status == 0 && j < all->service_list_reply->n_services; j++) {
+                const ServiceSpec *o = all->service_list_reply->services[j]->spec;
+                int ours = 0;
+                if (!o)
+                    continue;
+                for (size_t m = 0; m < cf->n_services; m++)
+                    ours |= strcmp(cf->services[m]->name, o->name) == 0;
+                for (size_t m = 0; !ours && m < o->n_ports + o->n_expose; m++)
+                    if (stack_ports(o, m) == port)
+                        status = cli_error(CLI_ERROR, "%s: port %zu is already used by service "
+                                           "%s; nothing was deployed", s->name, port, o->name);
+            }
+        }
+    }
+    wire_free(all);
+    return status;
+}
+
 /* What to do with one service of the file. Returns 0 or an exit status. */
 static int stack_plan(client_t *c, const char *stack, stack_item_t *it)
 {
@@ -186,6 +230,8 @@ int stack_deploy(cli_args_t *a)
         if ((status = stack_plan(c, stack, &items[i])))
             goto out_free;
     }
+    if ((status = stack_check_ports(c, cf)))
+        goto out_free;
     /* 2. change what changed */
     for (size_t i = 0; i < cf->n_services && status == CLI_OK; i++)
         status = stack_apply(c, &items[i]);
