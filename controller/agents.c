@@ -105,6 +105,10 @@ static void agents_apply(ctl_t *ctl, node_t *node, const TaskStatus *s, unsigned
     }
     t->report_gen = gen;
     pb = t->pb;
+    if (pb->state == TASK_ORPHANED && pb->desired_state != DESIRED_RUNNING &&
+        !model_state_terminal(s->state))
+        return; /* replaced while its node was down: it stays out of the node's set, and
+                   the agent removes its container */
     if (pb->state == s->state && pb->health == s->health && pb->exit_code == s->exit_code &&
         pb->restarts == s->restarts && strcmp(pb->container_id, s->container_id) == 0 &&
         strcmp(pb->message, s->message) == 0 && agents_ports_equal(pb, s))
