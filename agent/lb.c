@@ -125,6 +125,7 @@ typedef struct lb_conn lb_conn_t;
 typedef struct lb_pipe {
     lb_conn_t *conn;
     uv_stream_t *from, *to;
+    int to_fd; /* to's socket, for the direct send */
     buf_t buf; /* what `to` has not taken yet; allocated only while writing */
     uv_write_t wreq;
     uint64_t *bytes; /* the target's counter for this direction */
@@ -465,7 +466,6 @@ static bool pipe_done(const lb_pipe_t *p)
 static void conn_settle(lb_conn_t *c)
 {
     lb_pipe_t *ps[2] = { &c->up, &c->down };
-    uv_os_fd_t fd;
 
     if (pipe_done(&c->up) && pipe_done(&c->down)) {
         conn_close(c);
@@ -477,7 +477,7 @@ static void conn_settle(lb_conn_t *c)
         if (!pipe_done(p) || p->shut)
             continue;
         p->shut = true;
-        if (uv_fileno((uv_handle_t *)p->to, &fd) || shutdown(fd, SHUT_WR)) {
+        if (shutdown(p->to_fd, SHUT_WR)) {
             conn_close(c);
             return;
         }
@@ -532,16 +532,22 @@ static void on_write(uv_write_t *req, int status)
 }
 
 /* Writes n bytes read from p->from to p->to: at once where the peer takes
- * them, otherwise through p's buffer, with reading stopped until it drains. */
+ * them, otherwise through p's buffer, with reading stopped until it drains.
+ * The direct write is a send(2) of our own: nothing is queued on p->to when
+ * p is not writing (p is its only writer), and MSG_NOSIGNAL spares a signal
+ * when the peer has gone. */
 static void pipe_send(lb_pipe_t *p, const char *data, size_t n)
 {
     lb_conn_t *c = p->conn;
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
-    int w = uv_try_write(p->to, &b, 1);
+    uv_buf_t b;
+    ssize_t w;
 
-    if (w == (int)n)
+    do
+        w = send(p->to_fd, data, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w == (ssize_t)n)
         return;
-    if (w < 0 && w != UV_EAGAIN)
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
         goto out_close;
     if (w < 0)
         w = 0;
@@ -636,6 +642,11 @@ static void on_connect(uv_connect_t *req, int status)
     c->set = NULL;
     c->up.bytes = &t->bytes_in;
     c->down.bytes = &t->bytes_out;
+    if (uv_fileno((uv_handle_t *)&c->client, &c->down.to_fd) ||
+        uv_fileno((uv_handle_t *)&c->backend, &c->up.to_fd)) {
+        conn_close(c);
+        return;
+    }
     conn_queue(c, &c->lb->established);
     if (uv_read_start((uv_stream_t *)&c->client, on_alloc, on_read))
         conn_close(c);

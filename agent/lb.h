@@ -6,11 +6,15 @@
  * agents sharing one engine can all listen there). Each accepted connection
  * goes round-robin to the service's backends; a backend that refuses or
  * times out a connect is skipped and the next one tried, each at most once,
- * so no client fails while any backend is up. Bytes are proxied both ways
- * with bounded buffers, half-close and an idle timeout. It knows nothing of
- * tasks, health or the controller: what it is given is what it balances.
+ * so no client fails while any backend is up (and for a second after such a
+ * failure, new connections try that backend after the others). Bytes are
+ * proxied both ways with bounded buffers (buffer_size per direction, held
+ * only while a peer is slower than the other), half-close and an idle
+ * timeout. It knows nothing of tasks, health or the controller: what it is
+ * given is what it balances.
  *
- * Everything runs on the loop's thread; nothing blocks.
+ * Everything runs on the loop's thread; nothing blocks. The process must
+ * ignore SIGPIPE (libuv writes with write(2)).
  */
 #ifndef SKIFF_LB_H
 #define SKIFF_LB_H
