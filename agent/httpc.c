@@ -22,6 +22,7 @@ struct httpc_xfer {
     const httpc_ops_t *ops;
     void *arg;
     int dead;  /* cancelled inside a curl call: remove it when curl returns */
+    int added; /* in the multi handle (not waiting to be added) */
     httpc_xfer_t *prev, *next;
     char err[CURL_ERROR_SIZE];
 };
@@ -41,6 +42,7 @@ struct httpc {
     httpc_sock_t *socks;
     int in_curl;     /* depth of calls into curl that may run our callbacks */
     int has_dead;
+    int has_pending; /* transfers added inside a curl call, not yet in curl */
     int closing;
     int handles;     /* uv handles not yet closed (timer and polls) */
     int active;
@@ -112,9 +114,11 @@ static void httpc_xfer_free(httpc_xfer_t *x)
 
     httpc_xfer_unlink(x);
     h->active--;
-    h->in_curl++;
-    curl_multi_remove_handle(h->multi, x->easy);
-    h->in_curl--;
+    if (x->added) {
+        h->in_curl++;
+        curl_multi_remove_handle(h->multi, x->easy);
+        h->in_curl--;
+    }
     curl_easy_cleanup(x->easy);
     curl_slist_free_all(x->headers);
     free(x);
@@ -131,6 +135,41 @@ static void httpc_reap_dead(httpc_t *h)
         next = x->next;
         if (x->dead)
             httpc_xfer_free(x);
+    }
+}
+
+/* Adds the transfers that were started while curl was running: curl
+ * refuses curl_multi_add_handle from inside its callbacks. */
+static void httpc_add_pending(httpc_t *h)
+{
+    httpc_xfer_t *x, *next;
+
+    if (h->in_curl || !h->has_pending)
+        return;
+    h->has_pending = 0;
+    for (x = h->xfers; x; x = next) {
+        CURLMcode mc;
+
+        next = x->next;
+        if (x->added || x->dead)
+            continue;
+        h->in_curl++;
+        mc = curl_multi_add_handle(h->multi, x->easy);
+        h->in_curl--;
+        if (mc == CURLM_OK) {
+            x->added = 1;
+            continue;
+        }
+        {
+            const httpc_ops_t *ops = x->ops;
+            void *arg = x->arg;
+            httpc_xfer_free(x);
+            if (ops->on_done)
+                ops->on_done(arg, CURLE_OUT_OF_MEMORY, 0, "cannot start the transfer");
+        }
+        if (h->closing)
+            return;
+        next = h->xfers; /* the callback may have changed the list */
     }
 }
 
@@ -182,6 +221,7 @@ static void httpc_action(httpc_t *h, curl_socket_t fd, int flags)
     curl_multi_socket_action(h->multi, fd, flags, &running);
     h->in_curl--;
     httpc_reap_dead(h);
+    httpc_add_pending(h);
     httpc_check_done(h);
 }
 
@@ -348,14 +388,20 @@ int httpc_add(httpc_t *h, CURL *easy, struct curl_slist *headers, const httpc_op
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     if (headers)
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-    h->in_curl++;
-    mc = curl_multi_add_handle(h->multi, easy);
-    h->in_curl--;
-    if (mc != CURLM_OK) {
-        curl_easy_cleanup(easy);
-        curl_slist_free_all(headers);
-        free(x);
-        return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : SKIFF_EINVAL;
+    if (h->in_curl) {
+        /* Inside a curl callback: added when curl returns. */
+        h->has_pending = 1;
+    } else {
+        h->in_curl++;
+        mc = curl_multi_add_handle(h->multi, easy);
+        h->in_curl--;
+        if (mc != CURLM_OK) {
+            curl_easy_cleanup(easy);
+            curl_slist_free_all(headers);
+            free(x);
+            return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : SKIFF_EINVAL;
+        }
+        x->added = 1;
     }
     x->next = h->xfers;
     if (h->xfers)

@@ -51,7 +51,8 @@ struct runner {
     size_t n, cap;
 
     int started;
-    int ready;           /* the first listing is done */
+    int adopting;        /* the first listing is done, its inspects are not */
+    int ready;           /* adoption is done: 1, and the owner was told: 2 */
     int set_seen;        /* a set has arrived */
     uint64_t version;
     int listing;         /* a list is in flight */
@@ -372,6 +373,8 @@ static void runner_step_once(runner_t *r, int64_t *wake)
     }
 }
 
+static void runner_check_adopted(runner_t *r);
+
 void runner_step(runner_t *r)
 {
     int64_t wake, now;
@@ -403,6 +406,7 @@ void runner_step(runner_t *r)
             changed = 1;
     if (changed && r->ops->on_change)
         r->ops->on_change(r->arg);
+    runner_check_adopted(r);
 }
 
 /* ------------------------------------------------------------ listing */
@@ -532,8 +536,8 @@ static void runner_on_list(void *arg, const engine_result_t *res)
         runtask_gone(e->t, now, wall);
     }
     free(seen);
-    if (!r->ready) {
-        r->ready = 1;
+    if (!r->ready && !r->adopting) {
+        r->adopting = 1;
         log_info("found %zu container%s of this node", res->n_containers,
                  res->n_containers == 1 ? "" : "s");
     }
@@ -542,10 +546,23 @@ static void runner_on_list(void *arg, const engine_result_t *res)
         runner_list(r);
     }
     runner_step(r);
-    if (r->ops->on_ready && r->ready == 1) {
-        r->ready = 2;
-        r->ops->on_ready(r->arg);
+}
+
+/* Adoption is done when every container found has been inspected: then
+ * the statuses the node registers with are the engine's, health included. */
+static void runner_check_adopted(runner_t *r)
+{
+    if (!r->adopting)
+        return;
+    for (size_t i = 0; i < r->n; i++) {
+        const runtask_t *t = r->entries[i]->t;
+        if (t->cid[0] && (t->need_inspect || t->op == RT_INSPECT))
+            return;
     }
+    r->adopting = 0;
+    r->ready = 1;
+    if (r->ops->on_ready)
+        r->ops->on_ready(r->arg);
 }
 
 /* ------------------------------------------------------------ events */

@@ -1,0 +1,45 @@
+/* agent: skiff-agent's life, wired together.
+ *
+ * It reaches the engine (ping, /info, the bridge gateway; retried until the
+ * engine answers), connects to the controller (Hello as ROLE_AGENT), and,
+ * once it knows the cluster id and has listed the engine's containers of
+ * this cluster and node, registers (NodeRegister with resources, labels,
+ * gateway, versions and the adopted tasks' statuses). Then: Assignments to
+ * the runner, Endpoints to the load balancer, LogsOpen/LogsClose to the log
+ * streams; StatusReport{full} every heartbeat and StatusReport{changes} as
+ * soon as a task's status changes. When the controller goes away it
+ * reconnects with backoff (100 ms doubling to 2 s) and changes nothing
+ * meanwhile. Closing the agent never stops a task.
+ */
+#ifndef SKIFF_AGENT_H
+#define SKIFF_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct agent agent_t;
+
+typedef struct agent_config {
+    const char *controller;     /* "HOST:PORT" */
+    const char *name;           /* node name */
+    const char *advertise;      /* an IP address */
+    const char *token;          /* the join token */
+    const char *docker_socket;  /* the engine's unix socket path */
+    const char *const *labels;  /* "KEY=VALUE" */
+    size_t n_labels;
+    uint64_t heartbeat_ms;
+} agent_config_t;
+
+/* A new agent on loop; the config is copied. NULL when out of memory. */
+agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg);
+
+/* Starts reaching the engine and the controller. Returns 0 or a negative
+ * code. */
+int agent_start(agent_t *a);
+
+/* Closes everything (containers keep running) and frees the agent;
+ * done(arg) is called from the loop when it is gone. */
+void agent_close(agent_t *a, void (*done)(void *arg), void *arg);
+
+#endif

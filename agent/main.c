@@ -1,0 +1,297 @@
+/* skiff-agent: the node agent. Reads its flags, then runs agent.c on one
+ * libuv loop until SIGTERM or SIGINT, which close it cleanly: the node's
+ * containers keep running (stopping the agent never stops a task).
+ */
+#include "agent.h"
+#include "docker.h"
+#include "duration.h"
+#include "errors.h"
+#include "log.h"
+#include "wire.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define MAIN_MAX_LABELS 64
+#define MAIN_MAX_LABEL_LEN 256
+#define MAIN_NAME_MAX 127      /* it is a container label value */
+#define MAIN_TOKEN_FILE_MAX 4096
+
+static const char usage[] =
+    "Usage: skiff-agent [OPTIONS]\n"
+    "\n"
+    "Runs a node's tasks through the Docker engine for a skiff controller.\n"
+    "\n"
+    "Options:\n"
+    "  --controller ADDR:PORT       the controller (default 127.0.0.1:7400)\n"
+    "  --name NODE                  this node's name (default: the host name)\n"
+    "  --advertise ADDR             this node's address: published ports and load\n"
+    "                               balancers bind to it (default 127.0.0.1)\n"
+    "  --join-token-file FILE       the cluster's join token (or SKIFF_JOIN_TOKEN\n"
+    "                               holding the token itself)\n"
+    "  --docker-host unix:///PATH   the engine (or DOCKER_HOST; default\n"
+    "                               unix:///var/run/docker.sock)\n"
+    "  --label KEY=VALUE            a node label, for placement constraints\n"
+    "                               (repeatable)\n"
+    "  --heartbeat-interval DURATION  how often to report (default 1s)\n"
+    "  --log-level LEVEL            debug, info, warn or error (default info)\n"
+    "  -h, --help                   this help\n"
+    "  --version                    the version\n";
+
+static int main_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int main_fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("skiff-agent: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 2;
+}
+
+/* Node names are host names: letters, digits, '.', '-', '_'. */
+static int main_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > MAIN_NAME_MAX || !isalnum((unsigned char)s[0]))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr(".-_", s[i]))
+            return 0;
+    return 1;
+}
+
+static int main_ip_valid(const char *s)
+{
+    struct sockaddr_in a4;
+    struct sockaddr_in6 a6;
+
+    return uv_ip4_addr(s, 0, &a4) == 0 || uv_ip6_addr(s, 0, &a6) == 0;
+}
+
+static int main_token_valid(const char *t)
+{
+    size_t n = strlen(t);
+
+    if (n != 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isxdigit((unsigned char)t[i]))
+            return 0;
+    return 1;
+}
+
+/* Reads the token file into out. Returns 0, or 2 after saying why. */
+static int main_read_token(const char *path, char *out, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (!f)
+        return main_fail("--join-token-file: %s: %s", path, strerror(errno));
+    n = fread(out, 1, len - 1, f);
+    if (ferror(f)) {
+        int e = errno;
+        fclose(f);
+        return main_fail("--join-token-file: %s: %s", path, strerror(e));
+    }
+    fclose(f);
+    out[n] = '\0';
+    while (n > 0 && isspace((unsigned char)out[n - 1]))
+        out[--n] = '\0';
+    if (!main_token_valid(out))
+        return main_fail("--join-token-file: %s does not hold a join token (64 hex digits)",
+                         path);
+    return 0;
+}
+
+static int main_label_valid(const char *s)
+{
+    const char *eq = strchr(s, '=');
+
+    if (!eq || eq == s || (size_t)(eq - s) > MAIN_MAX_LABEL_LEN ||
+        strlen(eq + 1) > MAIN_MAX_LABEL_LEN)
+        return 0;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20)
+            return 0;
+    return 1;
+}
+
+/* ------------------------------------------------------------ running */
+
+static uv_signal_t sig_term, sig_int;
+static agent_t *the_agent;
+
+static void main_on_agent_closed(void *arg)
+{
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
+static void main_on_signal(uv_signal_t *s, int signum)
+{
+    if (!the_agent) {
+        /* A second signal while closing: go now. */
+        log_warn("%s again: exiting at once", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        _exit(1);
+    }
+    log_info("%s: closing", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    agent_close(the_agent, main_on_agent_closed, NULL);
+    the_agent = NULL;
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_CONTROLLER = 256, OPT_NAME, OPT_ADVERTISE, OPT_TOKEN_FILE, OPT_DOCKER_HOST,
+           OPT_LABEL, OPT_HEARTBEAT, OPT_LOG_LEVEL, OPT_VERSION };
+    static const struct option options[] = {
+        { "controller", required_argument, NULL, OPT_CONTROLLER },
+        { "name", required_argument, NULL, OPT_NAME },
+        { "advertise", required_argument, NULL, OPT_ADVERTISE },
+        { "join-token-file", required_argument, NULL, OPT_TOKEN_FILE },
+        { "docker-host", required_argument, NULL, OPT_DOCKER_HOST },
+        { "label", required_argument, NULL, OPT_LABEL },
+        { "heartbeat-interval", required_argument, NULL, OPT_HEARTBEAT },
+        { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, OPT_VERSION },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *controller = "127.0.0.1:7400", *name = NULL, *advertise = "127.0.0.1";
+    const char *token_file = NULL, *docker_host = NULL;
+    const char *labels[MAIN_MAX_LABELS];
+    size_t n_labels = 0;
+    int64_t heartbeat_ms = 1000;
+    enum log_level level = LOG_INFO;
+    char hostname[256], token[MAIN_TOKEN_FILE_MAX], socket_path[256], err[256], host[256];
+    agent_config_t cfg = { 0 };
+    uv_loop_t *loop;
+    int opt, port, rc;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_CONTROLLER:
+            controller = optarg;
+            break;
+        case OPT_NAME:
+            name = optarg;
+            break;
+        case OPT_ADVERTISE:
+            advertise = optarg;
+            break;
+        case OPT_TOKEN_FILE:
+            token_file = optarg;
+            break;
+        case OPT_DOCKER_HOST:
+            docker_host = optarg;
+            break;
+        case OPT_LABEL:
+            if (n_labels == MAIN_MAX_LABELS)
+                return main_fail("--label: more than %d labels", MAIN_MAX_LABELS);
+            if (!main_label_valid(optarg))
+                return main_fail("--label: '%.100s' is not KEY=VALUE (at most %d bytes each)",
+                                 optarg, MAIN_MAX_LABEL_LEN);
+            labels[n_labels++] = optarg;
+            break;
+        case OPT_HEARTBEAT:
+            if (duration_parse(optarg, &heartbeat_ms) != 0 || heartbeat_ms < 10 ||
+                heartbeat_ms > 60000)
+                return main_fail("--heartbeat-interval: '%.100s' is not a duration between "
+                                 "10ms and 1m (like 1s or 500ms)", optarg);
+            break;
+        case OPT_LOG_LEVEL:
+            if (log_level_parse(optarg, &level) != 0)
+                return main_fail("--log-level: '%.100s' is not debug, info, warn or error",
+                                 optarg);
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        case OPT_VERSION:
+            printf("skiff-agent %s\n", SKIFF_VERSION);
+            return 0;
+        case ':':
+            return main_fail("%s needs a value (see --help)", argv[optind - 1]);
+        default:
+            return main_fail("unknown option '%s' (see --help)", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return main_fail("unexpected argument '%.100s' (see --help)", argv[optind]);
+
+    if (wire_parse_hostport(controller, host, sizeof(host), &port) != 0 || port < 1)
+        return main_fail("--controller: '%.100s' is not ADDR:PORT", controller);
+    if (!main_ip_valid(advertise))
+        return main_fail("--advertise: '%.100s' is not an IP address", advertise);
+    if (!name) {
+        if (gethostname(hostname, sizeof(hostname)) != 0)
+            return main_fail("cannot read the host name (%s): give --name", strerror(errno));
+        hostname[sizeof(hostname) - 1] = '\0';
+        name = hostname;
+        if (!main_name_valid(name))
+            return main_fail("the host name '%.100s' is not a valid node name: give --name",
+                             name);
+    } else if (!main_name_valid(name)) {
+        return main_fail("--name: '%.100s' must be 1 to %d letters, digits, '.', '-' or '_', "
+                         "starting with a letter or digit", name, MAIN_NAME_MAX);
+    }
+    if (token_file) {
+        if ((rc = main_read_token(token_file, token, sizeof(token))) != 0)
+            return rc;
+    } else if (getenv("SKIFF_JOIN_TOKEN")) {
+        snprintf(token, sizeof(token), "%s", getenv("SKIFF_JOIN_TOKEN"));
+        if (!main_token_valid(token))
+            return main_fail("SKIFF_JOIN_TOKEN does not hold a join token (64 hex digits)");
+    } else {
+        return main_fail("a join token is needed: --join-token-file FILE, or SKIFF_JOIN_TOKEN");
+    }
+    if (!docker_host)
+        docker_host = getenv("DOCKER_HOST") && *getenv("DOCKER_HOST") ? getenv("DOCKER_HOST")
+                                                                      : "unix:///var/run/docker.sock";
+    if (docker_host_parse(docker_host, socket_path, sizeof(socket_path), err, sizeof(err)) != 0)
+        return main_fail("--docker-host: %s", err);
+
+    log_init("agent", level);
+    signal(SIGPIPE, SIG_IGN);
+    loop = uv_default_loop();
+    cfg.controller = controller;
+    cfg.name = name;
+    cfg.advertise = advertise;
+    cfg.token = token;
+    cfg.docker_socket = socket_path;
+    cfg.labels = labels;
+    cfg.n_labels = n_labels;
+    cfg.heartbeat_ms = (uint64_t)heartbeat_ms;
+    the_agent = agent_create(loop, &cfg);
+    memset(token, 0, sizeof(token));
+    if (!the_agent) {
+        fprintf(stderr, "skiff-agent: out of memory\n");
+        return 1;
+    }
+    uv_signal_init(loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_start(&sig_term, main_on_signal, SIGTERM);
+    uv_signal_start(&sig_int, main_on_signal, SIGINT);
+    if (agent_start(the_agent) != 0) {
+        fprintf(stderr, "skiff-agent: cannot start\n");
+        return 1;
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    log_info("closed");
+    return 0;
+}
