@@ -6,13 +6,9 @@
  * balancer on the loop's thread with on_loop(). Backends are tiny libuv
  * servers: "echo" writes a banner "B<id>\n" on accept and echoes what it gets
  * (shutting down after the client's EOF); "big" sends a fixed number of bytes
- * and then shuts down; "silent" accepts nothing, with a backlog that is full.
+ * and then shuts down; "silent" accepts nothing, with a backlog that is full;
+ * "stall" accepts and never reads.
  */
-/* Unit tests see controller/ on their include path, where sched.h (the
- * scheduler) shadows the C library's <sched.h> that <uv.h> needs through
- * <pthread.h>: take the C library's first. */
-#include </usr/include/sched.h>
-
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -39,7 +35,7 @@
 #define BIG_CHUNK (64 * 1024)
 
 enum { KIND_STATIC, KIND_HEAP };
-enum { BE_ECHO, BE_BIG, BE_SILENT };
+enum { BE_ECHO, BE_BIG, BE_SILENT, BE_STALL };
 
 typedef struct backend {
     int kind; /* KIND_STATIC: first member, see close_any() */
@@ -244,6 +240,8 @@ static void on_bconnection(uv_stream_t *server, int status)
         return;
     }
     be->accepted++;
+    if (be->type == BE_STALL)
+        return;
     uv_read_start((uv_stream_t *)&c->tcp, on_balloc, on_bread);
     if (be->type == BE_ECHO) {
         snprintf(banner, sizeof(banner), "B%d\n", be->id);
@@ -848,6 +846,112 @@ static void test_backpressure(void **state)
     assert_int_equal(stats_of(be->port).s.bytes_out, total);
 }
 
+static void test_backpressure_upstream(void **state)
+{
+    backend_t *be = backend_start(BE_STALL, 0);
+    int port = free_port("127.0.0.1");
+    long rmem_max = 6 << 20;
+    static char chunk[65536];
+    uint64_t bound, last = 0, now;
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_rmem", "r");
+    size_t sent = 0;
+    int fd, sndbuf = 64 * 1024;
+
+    if (f) {
+        long lo, def;
+
+        if (fscanf(f, "%ld %ld %ld", &lo, &def, &rmem_max) != 3)
+            rmem_max = 6 << 20;
+        fclose(f);
+    }
+    /* The balancer's buffer, its send buffer to the backend and the
+     * backend's receive buffer (which can grow to tcp_rmem's maximum). */
+    bound = (uint64_t)rmem_max + (4u << 20) + 16 * 1024;
+    lb_start(&base_cfg);
+    svc_t s = { "sink", (uint32_t)port, false, 1, { be->port } };
+    assert_int_equal(apply(&s, 1), 0);
+    fd = client("127.0.0.1", port);
+    assert_true(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    /* The backend never reads: the client can write only so much, and what
+     * the balancer read from it levels off. */
+    for (int i = 0; i < 100; i++) {
+        struct pollfd p = { .fd = fd, .events = POLLOUT };
+        ssize_t w;
+
+        while (poll(&p, 1, 20) == 1 && (w = send(fd, chunk, sizeof(chunk), MSG_DONTWAIT)) > 0)
+            sent += (size_t)w;
+        now = stats_of(be->port).s.bytes_in;
+        if (i > 10 && now == last)
+            break;
+        last = now;
+    }
+    assert_true(last > 0);
+    assert_true(last <= sent);
+    assert_true(last < bound);
+    assert_true(sent < bound + (8u << 20));
+    close(fd);
+}
+
+/* Backends the balancer cannot use are skipped; the others serve. */
+static void test_bad_backends_skipped(void **state)
+{
+    backend_t *be = backend_start(BE_ECHO, 0);
+    int port = free_port("127.0.0.1");
+    PortMapping good = SKIFF__V1__PORT_MAPPING__INIT, other = SKIFF__V1__PORT_MAPPING__INIT;
+    PortMapping zero = SKIFF__V1__PORT_MAPPING__INIT;
+    PortMapping *pgood = &good, *pother = &other, *pzero = &zero;
+    Backend b[4] = { SKIFF__V1__BACKEND__INIT, SKIFF__V1__BACKEND__INIT,
+                     SKIFF__V1__BACKEND__INIT, SKIFF__V1__BACKEND__INIT };
+    Backend *bp[4] = { &b[0], &b[1], &b[2], &b[3] };
+    ServicePort sp = SKIFF__V1__SERVICE_PORT__INIT, bad = SKIFF__V1__SERVICE_PORT__INIT;
+    ServicePort *spp[2] = { &bad, &sp };
+    ServiceEndpoints se = SKIFF__V1__SERVICE_ENDPOINTS__INIT, *sep = &se;
+    Endpoints eps = SKIFF__V1__ENDPOINTS__INIT;
+    apply_args_t a;
+    int fd;
+
+    good.target = 80;
+    good.host_port = (uint32_t)be->port;
+    other.target = 81; /* not the port's target */
+    other.host_port = (uint32_t)be->port;
+    zero.target = 80;
+    b[0].address = "not-an-address";
+    b[0].n_ports = 1;
+    b[0].ports = &pgood;
+    b[1].address = "127.0.0.1";
+    b[1].n_ports = 1;
+    b[1].ports = &pother;
+    b[2].address = "127.0.0.1";
+    b[2].n_ports = 1;
+    b[2].ports = &pzero;
+    b[3].address = "127.0.0.1";
+    b[3].n_ports = 1;
+    b[3].ports = &pgood;
+    bad.port = 70000;
+    bad.target = 80;
+    sp.port = (uint32_t)port;
+    sp.target = 80;
+    se.service_id = se.service_name = "web";
+    se.n_ports = 2;
+    se.ports = spp;
+    se.n_backends = 4;
+    se.backends = bp;
+    eps.n_services = 1;
+    eps.services = &sep;
+    lb_start(&base_cfg);
+    a = (apply_args_t){ fx.lb, &eps, -1 };
+    on_loop(apply_cb, &a);
+    assert_int_equal(a.rc, 0);
+    for (int i = 0; i < 3; i++) {
+        fd = client("127.0.0.1", port);
+        assert_int_equal(read_banner(fd), be->id);
+        close(fd);
+    }
+    assert_int_equal(stats_of(be->port).rows, 1);
+    assert_int_equal(stats_of(be->port).s.connections, 3);
+}
+
 static void test_idle_timeout(void **state)
 {
     backend_t *be = backend_start(BE_ECHO, 0);
@@ -1035,6 +1139,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_apply_keeps_open_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backpressure_upstream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_backends_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gateway_and_internal, setup, teardown),
