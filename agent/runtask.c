@@ -220,6 +220,7 @@ static void rt_decide(runtask_t *t, int64_t ran_ms, int64_t mono, int64_t wall)
     if (d.restart) {
         t->restart_pending = 1;
         t->restart_at = mono + d.delay_ms;
+        t->recreate = t->end_reason == STOP_UNHEALTHY;
         snprintf(msg, sizeof(msg), "%s; restart %u in %s", why, t->rs.restarts,
                  duration_format(d.delay_ms, delay, sizeof(delay)));
         rt_set(t, TASK_STARTING, msg, wall);
@@ -500,6 +501,8 @@ runtask_action_t runtask_next(const runtask_t *t, int64_t mono, int set_seen)
         return rt_act(RT_NONE);
     if (t->stop_reason == STOP_UNHEALTHY && rt_running(t))
         return rt_stop(t);
+    if (t->restart_pending && t->recreate && t->cid[0] && !rt_running(t))
+        return rt_act(RT_REMOVE); /* a new container, after the delay */
     if (t->restart_pending && t->restart_at > mono)
         return rt_wait(t->restart_at);
     if (!t->cid[0]) {
@@ -540,6 +543,7 @@ void runtask_begin(runtask_t *t, const runtask_action_t *a, int64_t mono, int64_
         break;
     case RT_START:
         t->restart_pending = 0;
+        t->recreate = 0;
         if (t->state != TASK_STARTING)
             rt_set(t, TASK_STARTING, "", wall);
         break;
@@ -663,6 +667,7 @@ void runtask_done(runtask_t *t, const engine_result_t *res, int64_t mono, int64_
     case RT_REMOVE:
         if (st == 0 || st == SKIFF_ENOTFOUND) {
             t->cid[0] = '\0';
+            t->recreate = 0;
             t->cstate = ENGINE_STATE_UNKNOWN;
             t->alive = 0;
             t->n_ports = 0;

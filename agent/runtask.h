@@ -11,6 +11,11 @@
  * (monotonic ms for delays, Unix ms for reports) from its caller, which is
  * how the unit tests run a task's life without an engine or a clock.
  *
+ * A container that ended is restarted as it is (docker start: fast, and
+ * what Docker's own restart policy does); one that was unhealthy is
+ * replaced by a new container of the same task, since what made it
+ * unhealthy may be in its file system.
+ *
  * The restart policy (restart_decide) is here too: condition, a delay
  * doubling per consecutive restart up to SPEC_RESTART_DELAY_CAP_MS and
  * reset after 10 s of running, and at most max_attempts restarts within the
@@ -104,6 +109,7 @@ typedef struct runtask {
 
     restart_state_t rs;
     int restart_pending;      /* a restart is due at restart_at */
+    int recreate;             /* restart in a new container (after unhealthy) */
     int64_t restart_at;       /* monotonic ms */
     int pending_exit;         /* ended before the set said what to do */
     int end_oom;              /* how the last run ended */

@@ -1,0 +1,283 @@
+#!/usr/bin/env bats
+# skiff-agent against the real engine: restarts from the event stream
+# (docker kill), health checks that fail (the agent's HTTP probe and the
+# engine's own check), the restart policy giving up (exit codes, OOM kills),
+# adoption across an agent's kill -9 and restart (same containers, none
+# twice, none left over), an agent that starts while the controller is away,
+# containers that are not this agent's, and a clean SIGTERM that leaves the
+# tasks running. (A restart of dockerd is in agent_engine.bats.)
+#
+# One cluster for the file: a controller and two agents; each test pins its
+# service to a node with a constraint and uses its own ports.
+
+load helpers
+
+setup_file() {
+	cluster_start 2
+}
+
+teardown_file() {
+	skiff_teardown_file
+}
+
+teardown() {
+	skiff_teardown
+}
+
+# tasks SERVICE: the JSON of the service's tasks that should run.
+tasks() {
+	skiff service ps --format json "$1" | jq -c '[.[] | select(.desired_state == "running")]'
+}
+
+# slot SERVICE N FIELD: a field of the running task of slot N.
+slot() {
+	skiff service ps --format json "$1" |
+		jq -r --argjson n "$2" --arg f "$3" \
+			'[.[] | select(.desired_state == "running" and .slot == $n)][0][$f] // empty'
+}
+
+# slot_is SERVICE N STATE [HEALTH]
+slot_is() {
+	[ "$(slot "$1" "$2" state)" = "$3" ] || return 1
+	[ -z "${4:-}" ] || [ "$(slot "$1" "$2" health)" = "$4" ]
+}
+
+# cid_of SERVICE N: the container of slot N (full id).
+cid_of() {
+	slot "$1" "$2" container_id
+}
+
+# all_of_cluster: every container of the cluster, running or not, sorted.
+all_of_cluster() {
+	docker ps -aq --no-trunc --filter "label=skiff.cluster=$CLUSTER_ID" | sort
+}
+
+now_ms() {
+	local t=${EPOCHREALTIME/[.,]/}
+	echo $((t / 1000))
+}
+
+@test "docker kill of a task's container: the agent starts it again at once" {
+	local port cid t0 t1 id
+	port=$(free_port)
+	run skiff service create -q --name kill1 --replicas 2 -p "$port:8080" \
+		--constraint "node.name==$(node_name 1)" skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	wait_until 30 slot_is kill1 1 running
+	cid=$(cid_of kill1 1)
+	id=$(slot kill1 1 id)
+	[ -n "$cid" ]
+
+	t0=$(now_ms)
+	docker kill "$cid" >/dev/null
+	wait_until 10 "[ \"\$(docker inspect -f '{{.State.Running}}' $cid)\" = true ]"
+	t1=$(now_ms)
+	echo "# killed container running again after $((t1 - t0)) ms" >&3
+
+	# The same task and the same container, restarted once, and no other.
+	wait_until 10 "[ \"\$(slot kill1 1 restarts)\" = 1 ]"
+	wait_until 10 slot_is kill1 1 running
+	[ "$(slot kill1 1 id)" = "$id" ]
+	[ "$(cid_of kill1 1)" = "$cid" ]
+	[ "$(count_running kill1)" -eq 2 ]
+	[ "$(docker ps -aq --filter "label=skiff.service=kill1" | wc -l)" -eq 2 ]
+	[[ "$(docker logs "$cid" 2>&1 | grep -c listening)" -eq 2 ]]
+	http_get "http://$(agent_addr 1):$port/" | grep -q '^v1 '
+	skiff service rm kill1
+}
+
+@test "a task whose HTTP probe fails is reported unhealthy and replaced" {
+	local port cid id
+	port=$(free_port)
+	run skiff service create -q --name probe1 -p "$port:8080" \
+		--constraint "node.name==$(node_name 1)" \
+		--health-http /health --health-interval 500ms --health-retries 2 \
+		skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	wait_until 30 slot_is probe1 1 running healthy
+	cid=$(cid_of probe1 1)
+	id=$(slot probe1 1 id)
+
+	docker exec "$cid" rm /www/health
+	# Reported unhealthy, then replaced by a new container of the same task
+	# (the old one's file system is what is broken).
+	wait_until 15 "[ \"\$(slot probe1 1 restarts)\" = 1 ]"
+	grep -q "probe1\.1\..*(unhealthy): unhealthy: HTTP 404" "$SKIFF_TEST_DIR/agent-1.log"
+	wait_until 20 slot_is probe1 1 running healthy
+	[ "$(slot probe1 1 id)" = "$id" ]
+	[ "$(cid_of probe1 1)" != "$cid" ]
+	run docker inspect "$cid"
+	[ "$status" -ne 0 ]
+	[ "$(docker ps -aq --filter "label=skiff.service=probe1" | wc -l)" -eq 1 ]
+	http_get "http://$(agent_addr 1):$port/health"
+	skiff service rm probe1
+}
+
+@test "a task whose engine health check fails is reported unhealthy and replaced" {
+	local port cid
+	port=$(free_port)
+	run skiff service create -q --name hcmd1 -p "$port:8080" \
+		--constraint "node.name==$(node_name 2)" \
+		--health-cmd "wget -q -O /dev/null http://127.0.0.1:8080/health" \
+		--health-interval 500ms --health-retries 2 skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	wait_until 30 slot_is hcmd1 1 running healthy
+	cid=$(cid_of hcmd1 1)
+	[ "$(docker inspect -f '{{.State.Health.Status}}' "$cid")" = healthy ]
+
+	docker exec "$cid" rm /www/health
+	wait_until 15 "[ \"\$(slot hcmd1 1 restarts)\" = 1 ]"
+	wait_until 20 slot_is hcmd1 1 running healthy
+	[ "$(cid_of hcmd1 1)" != "$cid" ]
+	grep -q "hcmd1.1.*unhealthy" "$SKIFF_TEST_DIR/agent-2.log"
+	skiff service rm hcmd1
+}
+
+@test "the restart policy gives up: the task fails and the controller replaces it" {
+	local id
+	run skiff service create -d -q --name exit1 --constraint "node.name==$(node_name 1)" \
+		--restart-condition on-failure --restart-delay 50ms --restart-max-attempts 2 \
+		skiff-test/exit:latest
+	[ "$status" -eq 0 ]
+	wait_until 30 "skiff service ps --format json exit1 | jq -e '[.[] | select(.state == \"failed\")] | length >= 1' >/dev/null"
+	run skiff service ps --format json exit1
+	[ "$(jq -r '[.[] | select(.state == "failed")][0].message' <<<"$output")" = \
+		"exited with code 1; gave up after 2 restarts" ]
+	[ "$(jq -r '[.[] | select(.state == "failed")][0].exit_code' <<<"$output")" = 1 ]
+	[ "$(jq -r '[.[] | select(.state == "failed")][0].restarts' <<<"$output")" = 2 ]
+	id=$(jq -r '[.[] | select(.state == "failed")][0].id' <<<"$output")
+	# A replacement: another task in slot 1.
+	wait_until 30 "skiff service ps --format json exit1 | jq -e --arg id $id '[.[] | select(.slot == 1 and .id != \$id)] | length >= 1' >/dev/null"
+	skiff service rm exit1
+}
+
+@test "an OOM kill is a failure" {
+	run skiff service create -d -q --name oom1 --constraint "node.name==$(node_name 2)" \
+		--limit-memory 8m --restart-condition on-failure --restart-max-attempts 1 \
+		skiff-test/oom:latest
+	[ "$status" -eq 0 ]
+	wait_until 60 "skiff service ps --format json oom1 | jq -e '[.[] | select(.state == \"failed\")] | length >= 1' >/dev/null"
+	run skiff service ps --format json oom1
+	jq -e '[.[] | select(.state == "failed")][0].message | test("^OOM killed")' <<<"$output"
+	skiff service rm oom1
+}
+
+@test "kill -9 of an agent and a restart adopt the same containers" {
+	local port before after
+	port=$(free_port)
+	run skiff service create -q --name adopt1 --replicas 3 -p "$port:8080" \
+		--constraint "node.name==$(node_name 1)" --health-http /health skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	wait_until 30 "[ \"\$(count_running adopt1)\" -eq 3 ]"
+	before=$(all_of_cluster)
+
+	agent_kill 1 KILL
+	# While the agent is away, its tasks keep running.
+	[ "$(count_running adopt1)" -eq 3 ]
+	agent_start 1
+	wait_until 15 "[ \"\$(grep -c 'registered as node' $SKIFF_TEST_DIR/agent-1.log)\" -ge 2 ]"
+	wait_until 15 "skiff service ps --format json adopt1 | jq -e '[.[] | select(.desired_state == \"running\" and .state == \"running\" and .health == \"healthy\")] | length == 3' >/dev/null"
+	sleep 2 # anything left over or started twice would show now
+	after=$(all_of_cluster)
+	[ "$before" = "$after" ]
+	[ "$(count_running adopt1)" -eq 3 ]
+	# No restarts, no new tasks.
+	[ "$(skiff service ps --format json adopt1 | jq '[.[] | select(.restarts > 0)] | length')" -eq 0 ]
+	[ "$(skiff service ps --format json adopt1 | jq 'length')" -eq 3 ]
+	http_get "http://$(agent_addr 1):$port/" | grep -q '^v1 '
+	skiff service rm adopt1
+}
+
+@test "an agent that starts while the controller is away changes nothing" {
+	local port before
+	port=$(free_port)
+	run skiff service create -q --name away1 --replicas 2 -p "$port:8080" \
+		--constraint "node.name==$(node_name 2)" skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	wait_until 30 "[ \"\$(count_running away1)\" -eq 2 ]"
+	before=$(all_of_cluster)
+
+	agent_kill 2 KILL
+	controller_kill KILL
+	agent_start 2
+	sleep 3
+	# Nothing removed, nothing stopped, while no set has come.
+	[ "$(all_of_cluster)" = "$before" ]
+	[ "$(count_running away1)" -eq 2 ]
+	grep -q "cannot reach the controller" "$SKIFF_TEST_DIR/agent-2.log"
+
+	controller_start
+	wait_nodes_ready 2 30
+	wait_until 20 "skiff service ps --format json away1 | jq -e '[.[] | select(.desired_state == \"running\" and .state == \"running\")] | length == 2' >/dev/null"
+	sleep 1
+	[ "$(all_of_cluster)" = "$before" ]
+	skiff service rm away1
+}
+
+@test "containers of other clusters are never touched; unknown ones of ours are removed" {
+	local foreign stray node
+	node=$(node_name 1)
+	foreign=$(docker run -d --label skiff.cluster=not-this-one --label "skiff.node=$node" \
+		--label skiff.task=x1 --label skiff.service=x skiff-test/web:v1)
+	stray=$(docker run -d --label "skiff.cluster=$CLUSTER_ID" --label "skiff.node=$node" \
+		--label skiff.task=nosuchtask --label skiff.service=x skiff-test/web:v1)
+	# The agent notices on its next listing (the start event of a container
+	# it does not know triggers one).
+	wait_until 40 "! docker inspect $stray >/dev/null 2>&1"
+	sleep 1
+	[ "$(docker inspect -f '{{.State.Running}}' "$foreign")" = true ]
+	docker rm -f "$foreign" >/dev/null
+}
+
+@test "SIGTERM closes the agent cleanly and its tasks keep running" {
+	local port before
+	port=$(free_port)
+	run skiff service create -q --name term1 -p "$port:8080" \
+		--constraint "node.name==$(node_name 2)" skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	wait_until 30 slot_is term1 1 running
+	before=$(all_of_cluster)
+	agent_kill 2 TERM
+	grep -q "closing (the tasks keep running)" "$SKIFF_TEST_DIR/agent-2.log"
+	[ "$(count_running term1)" -eq 1 ]
+	[ "$(all_of_cluster)" = "$before" ]
+	agent_start 2
+	wait_nodes_ready 2 30
+	wait_until 20 slot_is term1 1 running
+	[ "$(all_of_cluster)" = "$before" ]
+	skiff service rm term1
+}
+
+@test "service logs come from the agents, whole lines, task by task" {
+	run skiff service create -q --name logs1 --replicas 2 \
+		--constraint "node.name==$(node_name 1)" skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	wait_until 30 "[ \"\$(count_running logs1)\" -eq 2 ]"
+	wait_until 10 "[ \"\$(skiff service logs logs1 | grep -c 'listening on :8080')\" -eq 2 ]"
+	run skiff service logs logs1
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" == logs1.* ]]
+	skiff service rm logs1
+}
+
+@test "bad flags: one line naming the flag, exit 2" {
+	run skiff-agent --advertise nope
+	[ "$status" -eq 2 ]
+	[ "${#lines[@]}" -eq 1 ]
+	[[ "$output" == *"--advertise"* ]]
+	run skiff-agent --heartbeat-interval 5 --join-token-file "$SKIFF_JOIN_TOKEN_FILE"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"--heartbeat-interval"* ]]
+	run skiff-agent --docker-host tcp://127.0.0.1:2375 --join-token-file "$SKIFF_JOIN_TOKEN_FILE"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"--docker-host"* ]]
+	run skiff-agent --label nolabel --join-token-file "$SKIFF_JOIN_TOKEN_FILE"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"--label"* ]]
+	run env -u SKIFF_JOIN_TOKEN skiff-agent
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"join token"* ]]
+	run skiff-agent --frobnicate
+	[ "$status" -eq 2 ]
+	[ "${#lines[@]}" -eq 1 ]
+}
