@@ -642,6 +642,7 @@ static void orch_place(ctl_t *ctl, orch_sched_t *v, service_t *svc, task_t **tas
             orch_mark(svc); /* a replacement got a node: the task it replaces may stop */
         } else if (t->pb->state != TASK_PENDING || strcmp(t->pb->message, reason) != 0) {
             orch_set_state(ctl, t, TASK_PENDING, reason);
+            orch_mark(svc); /* a drained task whose replacement fits nowhere may stop */
         }
     }
 
