@@ -226,8 +226,9 @@ body_from() {
 	pid=$!
 	wait_until 10 "grep -q '2/2: pending' '$out'"
 	kill -INT "$pid"
-	run wait "$pid"
-	[ "$status" -eq 130 ]
+	rc=0
+	wait "$pid" || rc=$?   # not `run wait`: its subshell is not the job's parent
+	[ "$rc" -eq 130 ]
 	grep -q 'the operation goes on in the background' "$out"
 	run skiff service inspect cpend
 	[ "$(jq -r '.[0].spec.replicas' <<<"$output")" -eq 2 ]
