@@ -348,7 +348,10 @@ static void progress_format(const progress_row_t *r, int with_bar, char *out, si
         return;
     }
     if (!with_bar || r->stage < 0) {
-        snprintf(out, len, "%s: %s%s%s", r->label, r->state, *r->detail ? " " : "", r->detail);
+        if (*r->detail)
+            snprintf(out, len, "%s: %s (%s)", r->label, r->state, r->detail);
+        else
+            snprintf(out, len, "%s: %s", r->label, r->state);
         return;
     }
     /* Docker's bar: 50 wide, '=' up to the stage, then '>' */

@@ -224,7 +224,7 @@ body_from() {
 	out=$SKIFF_TEST_DIR/scale.out
 	skiff service scale cpend=2 >"$out" 2>&1 &
 	pid=$!
-	wait_until 10 "grep -q '2/2: pending' '$out'"
+	wait_until 10 "grep -q '2/2: pending (no suitable node' '$out'"
 	kill -INT "$pid"
 	rc=0
 	wait "$pid" || rc=$?   # not `run wait`: its subshell is not the job's parent

@@ -471,7 +471,7 @@ static void test_progress_create(void **state)
     expect_line(pr, 0, "overall progress: 1 out of 3 tasks");
     expect_line(pr, 1, "1/3: running");
     expect_line(pr, 2, "2/3: starting");
-    expect_line(pr, 3, "3/3: pending no suitable node (3 nodes lack memory)");
+    expect_line(pr, 3, "3/3: pending (no suitable node (3 nodes lack memory))");
     progress_line(pr, 1, 1, line, sizeof(line));
     assert_string_equal(line, "1/3: running   [==================================================>]");
     progress_line(pr, 2, 1, line, sizeof(line));
@@ -487,7 +487,7 @@ static void test_progress_create(void **state)
     assert_int_equal(eval(pr, p), PROGRESS_WAITING);
     progress_render(pr, c.f, 0, 80);
     capture_expect(&c, "overall progress: 1 out of 3 tasks\n1/3: running\n2/3: starting\n"
-                       "3/3: pending no suitable node (3 nodes lack memory)\n"
+                       "3/3: pending (no suitable node (3 nodes lack memory))\n"
                        "overall progress: 2 out of 3 tasks\n2/3: running\n");
 
     /* still pending after a long while is no failure: it waits */
@@ -523,7 +523,7 @@ static void test_progress_health_and_scale(void **state)
     /* a scale bumps the service's version, not the tasks' */
     p->svc->version = 5;
     assert_int_equal(eval(pr, p), PROGRESS_WAITING);
-    expect_line(pr, 1, "1/2: running health: starting");
+    expect_line(pr, 1, "1/2: running (health: starting)");
     p->tasks[0]->health = HEALTH_HEALTHY;
     assert_int_equal(eval(pr, p), PROGRESS_CONVERGED);
     /* the controller counts one too many: not yet */
@@ -607,7 +607,7 @@ static void test_progress_update(void **state)
     assert_int_equal(eval(pr, p), PROGRESS_WAITING);
     expect_line(pr, 0, "overall progress: 1 out of 2 tasks");
     expect_line(pr, 1, "update: updating: update in progress");
-    expect_line(pr, 3, "2/2: running not updated yet");
+    expect_line(pr, 3, "2/2: running (not updated yet)");
     /* restarts during an update are the controller's to judge */
     p->tasks[0]->restarts = 9;
     assert_int_equal(eval(pr, p), PROGRESS_WAITING);
