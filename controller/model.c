@@ -268,8 +268,9 @@ service_t *model_service_add(model_t *m, Service *pb)
     if (!s)
         return NULL;
     s->pb = pb;
+    snprintf(s->name, sizeof(s->name), "%s", pb->spec->name);
     HASH_ADD_KEYPTR(hh, m->services, pb->id, strlen(pb->id), s);
-    HASH_ADD_KEYPTR(hh_name, m->services_by_name, pb->spec->name, strlen(pb->spec->name), s);
+    HASH_ADD_KEYPTR(hh_name, m->services_by_name, s->name, strlen(s->name), s);
     return s;
 }
 

@@ -51,6 +51,8 @@ struct service {
     spec_version_t *specs;   /* every version some task uses, and the current one */
     size_t n_specs;
     task_t *tasks;           /* every task of the service, history included */
+    char name[64];           /* the key in services_by_name: a copy, since pb->spec is
+                                replaced (and freed) by updates; names are <= 63 */
     int removed;             /* `service rm`: hidden, deleted once its tasks are gone */
     int reconcile;           /* look at it in the next flush */
     int64_t wake_ms;         /* look at it again at this time (uv_now); 0: no need */
