@@ -1113,6 +1113,86 @@ static void rolling_update(UpdateOrder order, int min_ready)
     done(h);
 }
 
+/* Distinct tasks of web assigned for slot whose image is image. */
+static size_t seen_image(harness_t *h, uint32_t slot, const char *image)
+{
+    service_t *svc = h_service(h, "web");
+    size_t n = 0;
+
+    for (size_t i = 0; i < h->n_seen; i++) {
+        const ServiceSpec *spec;
+        if (strcmp(h->seen[i].service, "web") != 0 || h->seen[i].slot != slot)
+            continue;
+        spec = model_service_spec(svc, h->seen[i].spec_version);
+        if (!spec)
+            fail_msg("spec version %llu of a task seen is gone",
+                     (unsigned long long)h->seen[i].spec_version);
+        n += strcmp(spec->image, image) == 0;
+    }
+    return n;
+}
+
+/* An update that also scales; a scale in the middle of an update; a
+ * rollback asked for in the middle of an update. */
+static void test_update_and_scale(void **state)
+{
+    harness_t *h = cluster(3);
+    Service *s;
+    Envelope *r;
+
+    (void)state;
+    create(h, web_spec(3, ORDER_STOP_FIRST, FAILURE_PAUSE));
+    H_RUN_UNTIL(h, h_converged(h, "web"), WAIT_MS);
+
+    /* v2 and 5 replicas at once: slots 4 and 5 start on v2. */
+    s = get(h, "web");
+    pb_set_str(&s->spec->image, "web:v2");
+    s->spec->replicas = 5;
+    r = h_expect(h_service_update(h, "web", s->spec, s->version), MSG_SERVICE_REPLY);
+    assert_int_equal(r->service_reply->service->update_status->state, UPDATE_UPDATING);
+    wire_free(r);
+    pb_free(s);
+    H_RUN_UNTIL(h, update_state(h, "web") == UPDATE_COMPLETED && h_converged(h, "web") &&
+                   all_on(h, "web:v2", 5), WAIT_MS);
+    for (uint32_t slot = 1; slot <= 5; slot++) {
+        assert_int_equal(h_seen_count(h, "web", slot, 1), slot <= 3);
+        assert_int_equal(h_seen_count(h, "web", slot, 2), 1);
+    }
+
+    /* v3, scaled down to 2 once the update has begun. */
+    assert_int_equal(update_image(h, "web:v3"), UPDATE_UPDATING);
+    H_RUN_UNTIL(h, seen_image(h, 1, "web:v3") == 1, WAIT_MS);
+    scale(h, "web", 2);
+    H_RUN_UNTIL(h, update_state(h, "web") == UPDATE_COMPLETED && h_converged(h, "web") &&
+                   all_on(h, "web:v3", 2), WAIT_MS);
+    for (uint32_t slot = 1; slot <= 5; slot++)
+        assert_true(seen_image(h, slot, "web:v3") == (slot <= 2));
+    assert_int_equal(h_max_per_slot(h, "web"), 1);
+
+    /* v4, rolled back by hand in the middle: back to v3. */
+    {
+        watch_t w = { .service = "web", .min_backends = 99, .min_ready = 99, .armed = 1 };
+        h->test_data = &w;
+        h->on_push = watch_push;
+        assert_int_equal(update_image(h, "web:v4"), UPDATE_UPDATING);
+        H_RUN_UNTIL(h, seen_image(h, 1, "web:v4") == 1, WAIT_MS);
+        r = h_expect(h_service_rollback(h, "web"), MSG_SERVICE_REPLY);
+        assert_string_equal(r->service_reply->service->spec->image, "web:v3");
+        assert_int_equal(r->service_reply->service->spec->replicas, 2);
+        wire_free(r);
+        RUN_WATCHING(h, &w, update_state(h, "web") == UPDATE_ROLLBACK_COMPLETED &&
+                     h_converged(h, "web") && all_on(h, "web:v3", 2), WAIT_MS);
+        assert_true(w.min_backends >= 1);
+        h->on_push = NULL;
+    }
+    assert_int_equal(seen_image(h, 1, "web:v4"), 1);
+    assert_int_equal(seen_image(h, 2, "web:v4"), 0);
+    assert_int_equal(seen_image(h, 2, "web:v3"), 1); /* never touched */
+    assert_int_equal(h_max_per_slot(h, "web"), 1);
+    restart(h);
+    done(h);
+}
+
 static void test_update_stop_first(void **state)
 {
     (void)state;
@@ -1461,6 +1541,7 @@ int main(void)
         cmocka_unit_test(test_remove_and_list),
         cmocka_unit_test(test_update_stop_first),
         cmocka_unit_test(test_update_start_first),
+        cmocka_unit_test(test_update_and_scale),
         cmocka_unit_test(test_update_failed_rollback),
         cmocka_unit_test(test_update_restarts_rollback),
         cmocka_unit_test(test_update_pause_resume),

@@ -743,6 +743,17 @@ static void test_model_find(void **state)
     assert_int_equal(amb, 0);
     assert_ptr_equal(model_service_find(&m, "7700000000000003", &amb), s3);
     assert_ptr_equal(model_service_by_id(&m, "7700000000000004"), gone);
+    /* Updates replace (and free) a service's spec: it is still found by
+     * its name. */
+    {
+        ServiceSpec *spec = pb_dup(s1->pb->spec);
+        assert_non_null(spec);
+        pb_set_str(&spec->image, "web:2");
+        pb_free(s1->pb->spec);
+        s1->pb->spec = spec;
+        assert_ptr_equal(model_service_find(&m, "web", &amb), s1);
+        assert_ptr_equal(model_service_by_name(&m, "web"), s1);
+    }
     /* Its name is free for a new service. */
     assert_non_null(add_service(&m, "7700000000000005", "old", "old:2", 1));
     assert_string_equal(model_service_find(&m, "old", &amb)->pb->spec->image, "old:2");
