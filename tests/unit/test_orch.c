@@ -773,6 +773,21 @@ static void test_node_remove(void **state)
     r = h_expect(h_node_list(h), MSG_NODE_LIST_REPLY);
     assert_int_equal(r->node_list_reply->n_nodes, 3);
     wire_free(r);
+
+    /* Another agent registers under n1's name: it gets n1 (and its set),
+     * the old connection is closed. */
+    {
+        h_agent_t *twin = h_agent_add(h, "n1", "127.0.0.21", "zone=a");
+        h_agent_t *n1 = &h->agents[0];
+        int closed = n1->closed;
+        h_agent_connect(h, twin);
+        assert_string_equal(twin->node_id, n1->node_id);
+        H_RUN_UNTIL(h, n1->closed != closed && twin->set != NULL, WAIT_MS);
+        assert_int_equal(h_agent_count(twin, "web", DESIRED_RUNNING),
+                         h_agent_count(n1, "web", DESIRED_RUNNING));
+        assert_string_equal(model_node_by_name(&h->ctl->model, "n1")->pb->address, "127.0.0.21");
+        n1->silent = 1; /* the old one is gone */
+    }
     done(h);
 }
 
@@ -937,6 +952,23 @@ static void test_remove_and_list(void **state)
     restart(h);
     assert_null(model_service_by_id(&h->ctl->model, id));
 
+    /* A client that goes away before its reply: the change stands, and
+     * the reply waiting for the commit goes nowhere. */
+    {
+        Envelope env = PB_ENVELOPE_INIT;
+        ServiceCreate m = PB_SERVICE_CREATE_INIT;
+        m.spec = h_spec("late", "late:1", 1);
+        env.id = ++h->next_id;
+        env.msg_case = MSG_SERVICE_CREATE;
+        env.service_create = &m;
+        assert_int_equal(conn_send(h->client, &env), 0);
+        conn_close(h->client, 0); /* after the request is written */
+        pb_free(m.spec);
+        H_RUN_UNTIL(h, !h->client, WAIT_MS);
+        H_RUN_UNTIL(h, h_converged(h, "late"), WAIT_MS);
+        h_client_connect(h);
+    }
+
     /* The name is free; the port too. */
     spec = h_spec("web", "web:v9", 1);
     h_spec_port(spec, 8080, 80);
@@ -1041,6 +1073,8 @@ static int all_on(harness_t *h, const char *image, size_t replicas)
 
     for (size_t i = 0; i < h->n_agents; i++) {
         const h_agent_t *a = &h->agents[i];
+        if (a->deaf)
+            continue; /* what it has is stale */
         for (size_t k = 0; a->set && k < a->set->n_tasks; k++) {
             const Assignment *as = a->set->tasks[k];
             const h_task_t *t = h_agent_task((h_agent_t *)a, as->task_id);
@@ -1189,6 +1223,54 @@ static void test_update_and_scale(void **state)
     assert_int_equal(seen_image(h, 2, "web:v4"), 0);
     assert_int_equal(seen_image(h, 2, "web:v3"), 1); /* never touched */
     assert_int_equal(h_max_per_slot(h, "web"), 1);
+
+    /* --force: the same spec, every task replaced once. */
+    {
+        size_t seen = h->n_seen;
+        s = get(h, "web");
+        s->spec->force_update++;
+        r = h_expect(h_service_update(h, "web", s->spec, s->version), MSG_SERVICE_REPLY);
+        assert_int_equal(r->service_reply->service->update_status->state, UPDATE_UPDATING);
+        wire_free(r);
+        pb_free(s);
+        H_RUN_UNTIL(h, update_state(h, "web") == UPDATE_COMPLETED && h_converged(h, "web") &&
+                       all_on(h, "web:v3", 2), WAIT_MS);
+        assert_int_equal(h->n_seen, seen + 2);
+        assert_int_equal(seen_image(h, 1, "web:v3"), 3); /* v3, rollback to v3, forced */
+        assert_int_equal(seen_image(h, 2, "web:v3"), 2);
+    }
+    restart(h);
+    done(h);
+}
+
+/* A node is lost in the middle of an update: its slot is replaced on the
+ * new spec, and the update completes. */
+static void test_node_loss_during_update(void **state)
+{
+    harness_t *h = cluster(3);
+    ServiceSpec *spec = web_spec(3, ORDER_STOP_FIRST, FAILURE_PAUSE);
+    h_agent_t *n3 = &h->agents[2];
+
+    (void)state;
+    spec->update->monitor_ms = 300;
+    create(h, spec);
+    H_RUN_UNTIL(h, spread_is(h, "web", 1) && backends_are(h, "web", 3), WAIT_MS);
+    assert_int_equal(update_image(h, "web:v2"), UPDATE_UPDATING);
+    H_RUN_UNTIL(h, h_seen_count(h, "web", 1, 2) == 1, WAIT_MS);
+    n3->silent = n3->deaf = 1;
+    H_RUN_UNTIL(h, update_state(h, "web") == UPDATE_COMPLETED && h_converged(h, "web") &&
+                   all_on(h, "web:v2", 3), WAIT_MS);
+    assert_int_equal(node_state(h, "n3"), NODE_DOWN);
+    for (uint32_t slot = 1; slot <= 3; slot++)
+        assert_int_equal(h_seen_count(h, "web", slot, 2), 1);
+    assert_int_equal(h_max_per_slot(h, "web"), 1);
+    /* It comes back: nothing of web for it to run. */
+    h_agent_disconnect(h, n3);
+    n3->silent = n3->deaf = 0;
+    h_agent_connect(h, n3);
+    H_RUN_UNTIL(h, node_state(h, "n3") == NODE_READY && h_agent_count(n3, "web", DESIRED_RUNNING) +
+                   h_agent_count(n3, "web", DESIRED_SHUTDOWN) == 0, WAIT_MS);
+    assert_true(h_converged(h, "web"));
     restart(h);
     done(h);
 }
@@ -1542,6 +1624,7 @@ int main(void)
         cmocka_unit_test(test_update_stop_first),
         cmocka_unit_test(test_update_start_first),
         cmocka_unit_test(test_update_and_scale),
+        cmocka_unit_test(test_node_loss_during_update),
         cmocka_unit_test(test_update_failed_rollback),
         cmocka_unit_test(test_update_restarts_rollback),
         cmocka_unit_test(test_update_pause_resume),
