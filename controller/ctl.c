@@ -410,8 +410,9 @@ static void ctl_on_signal(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&ctl->sigterm, NULL);
     uv_close((uv_handle_t *)&ctl->sigint, NULL);
     uv_close((uv_handle_t *)&ctl->token_watch, NULL);
-    /* The flush handle stays: a commit in flight completes, and what waits
-     * for it is written, before the loop ends. */
+    /* A commit in flight completes before the loop ends (uv_run waits for
+     * queued work); changes not yet committed are dropped, as after kill -9,
+     * and nothing that depended on them was sent. */
     uv_prepare_stop(&ctl->flush);
     uv_close((uv_handle_t *)&ctl->flush, NULL);
 }

@@ -979,12 +979,14 @@ void orch_run(ctl_t *ctl)
         if (!orch_any_marked(ctl))
             break;
     }
-    HASH_ITER(hh, ctl->model.nodes, node, tmp)
-        if (node->assign_dirty && node->peer)
-            orch_push_assignments(ctl, node);
+    /* Endpoints first: a task told to stop has left every balancer before
+     * its agent hears that it should stop. */
     if (ctl->endpoints_check || ctl->endpoints_wanted) {
         ctl->endpoints_check = 0;
         ctl->endpoints_wanted = 0;
         orch_push_endpoints(ctl);
     }
+    HASH_ITER(hh, ctl->model.nodes, node, tmp)
+        if (node->assign_dirty && node->peer)
+            orch_push_assignments(ctl, node);
 }
