@@ -133,14 +133,14 @@ static const struct {
 
 int cli_error(int status, const char *fmt, ...)
 {
+    char msg[1024];
     va_list ap;
 
-    fflush(stdout);
-    fputs("skiff: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    fflush(stdout);
+    fprintf(stderr, "skiff: %s\n", parse_one_line(msg));
     return status;
 }
 
@@ -166,6 +166,7 @@ static int cli_fail(char *err, size_t len, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, len, fmt, ap);
     va_end(ap);
+    parse_one_line(err);
     return SKIFF_EINVAL;
 }
 

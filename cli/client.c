@@ -7,6 +7,7 @@
 #include "client.h"
 #include "conn.h"
 #include "errors.h"
+#include "parse.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -174,6 +175,7 @@ static int client_fail(char *err, size_t len, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, len, fmt, ap);
     va_end(ap);
+    parse_one_line(err);
     return code;
 }
 

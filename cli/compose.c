@@ -101,6 +101,7 @@ static int cz_fail(cz_t *cz, const yaml_node_t *node, const char *path, const ch
     else
         snprintf(cz->err, cz->errlen, "%s: %s%s%s", cz->file, path ? path : "",
                  path && *path ? ": " : "", msg);
+    parse_one_line(cz->err);
     return SKIFF_EINVAL;
 }
 
@@ -121,6 +122,7 @@ static int cz_warn(cz_t *cz, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    parse_one_line(msg);
     for (size_t i = 0; i < c->n_warnings; i++)
         if (strcmp(c->warnings[i], msg) == 0)
             return 0;
@@ -185,6 +187,7 @@ static int cz_interp_fail(cz_interp_t *in, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(in->why, in->whylen, fmt, ap);
     va_end(ap);
+    parse_one_line(in->why);
     return SKIFF_EINVAL;
 }
 
@@ -1732,7 +1735,8 @@ int compose_parse(const char *file, const char *text, size_t len, const compose_
     if (!opts.base_dir)
         opts.base_dir = getcwd(cwd, sizeof(cwd)) ? cwd : "/";
     if (!opts.stack || !spec_name_valid(opts.stack)) {
-        snprintf(err, errlen, "%s is not a valid stack name", opts.stack ? opts.stack : "");
+        snprintf(err, errlen, "%.100s is not a valid stack name", opts.stack ? opts.stack : "");
+        parse_one_line(err);
         return SKIFF_EINVAL;
     }
     if (len > COMPOSE_MAX_FILE)
@@ -1748,6 +1752,7 @@ int compose_parse(const char *file, const char *text, size_t len, const compose_
         snprintf(err, errlen, "%s:%zu: YAML: %s%s%s", file, parser.problem_mark.line + 1,
                  parser.problem ? parser.problem : "malformed",
                  parser.context ? " " : "", parser.context ? parser.context : "");
+        parse_one_line(err);
         rc = SKIFF_EINVAL;
         goto out_delete_parser;
     }
@@ -1758,6 +1763,7 @@ int compose_parse(const char *file, const char *text, size_t len, const compose_
     if (!yaml_parser_load(&parser, &extra)) {
         snprintf(err, errlen, "%s:%zu: YAML: %s", file, parser.problem_mark.line + 1,
                  parser.problem ? parser.problem : "malformed");
+        parse_one_line(err);
         rc = SKIFF_EINVAL;
         goto out_delete_doc;
     }

@@ -192,6 +192,7 @@ static int svc_bad(char *err, size_t len, const svc_flag_t *f, const char *value
 {
     snprintf(err, len, "invalid value for --%s: \"%.200s\" (%s)", f->name, value ? value : "",
              hint);
+    parse_one_line(err);
     return SKIFF_EINVAL;
 }
 

@@ -11,6 +11,14 @@
 #include <string.h>
 #include <strings.h>
 
+char *parse_one_line(char *s)
+{
+    for (char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return s;
+}
+
 static int parse_fail(char *why, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -22,6 +30,7 @@ static int parse_fail(char *why, size_t len, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(why, len, fmt, ap);
         va_end(ap);
+        parse_one_line(why);
     }
     return SKIFF_EINVAL;
 }

@@ -47,6 +47,10 @@ Mount *parse_mount(const char *s, char *why, size_t whylen);
  * the words to *words (pb_push_str). */
 int parse_words(const char *s, size_t *n, char ***words, char *why, size_t whylen);
 
+/* Makes s one line: control characters become '?' (messages quote values
+ * that may hold newlines). Returns s. */
+char *parse_one_line(char *s);
+
 /* Human form of a size in bytes ("512MiB", "1.5GiB", "100B") and of
  * nano-CPUs ("0.5"), for messages and JSON. */
 char *format_memory(int64_t bytes, char *out, size_t len);

@@ -2,6 +2,7 @@
 #include "progress.h"
 #include "errors.h"
 #include "format.h"
+#include "parse.h"
 #include "pbjson.h"
 #include "pbutil.h"
 #include "wire.h"
@@ -132,6 +133,7 @@ static int progress_fail(progress_t *p, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(p->message, sizeof(p->message), fmt, ap);
     va_end(ap);
+    parse_one_line(p->message);
     return PROGRESS_FAILED;
 }
 
@@ -375,6 +377,7 @@ void progress_line(const progress_t *p, size_t i, int with_bar, char *out, size_
         return;
     }
     progress_format(&p->rows[i], with_bar, out, len);
+    parse_one_line(out);
 }
 
 /* Cuts s to width characters (UTF-8). */
@@ -403,6 +406,7 @@ void progress_render(progress_t *p, FILE *out, int tty, int width)
             fprintf(out, "\033[%zuA", p->drawn);
         for (size_t i = 0; i < p->n_rows; i++) {
             progress_format(&p->rows[i], 1, line, sizeof(line));
+            parse_one_line(line);
             progress_cut(line, width - 1);
             fprintf(out, "\r%s\033[K\n", line);
         }
@@ -413,6 +417,7 @@ void progress_render(progress_t *p, FILE *out, int tty, int width)
     }
     for (size_t i = 0; i < p->n_rows; i++) {
         progress_format(&p->rows[i], 0, line, sizeof(line));
+        parse_one_line(line);
         if (i < p->n_printed) {
             progress_format(&p->printed[i], 0, before, sizeof(before));
             if (strcmp(line, before) == 0)

@@ -60,6 +60,7 @@ ServiceSpec *service_create_spec(const cli_args_t *a, char *err, size_t errlen)
         if (!*name) {
             snprintf(err, errlen, "--name is required (none comes from the image %.100s)",
                      a->argv[0]);
+            parse_one_line(err);
             goto out_free_spec;
         }
         if (pb_set_str(&s->name, name)) {
@@ -461,7 +462,7 @@ static int service_logs_data(void *arg, const LogsData *d)
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        fprintf(out, "%-*s    | %.*s\n", (int)ctx->width, name, (int)n, p);
+        fprintf(out, "%-*s    | %.*s\n", (int)ctx->width, parse_one_line(name), (int)n, p);
         p += n + (nl ? 1 : 0);
     }
     fflush(out);

@@ -1,5 +1,6 @@
 /* table: see table.h. */
 #include "table.h"
+#include "parse.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -61,6 +62,7 @@ int table_add(table_t *t, const char *const *cells)
                 free(row[i]);
             return -ENOMEM;
         }
+        parse_one_line(row[i]); /* a newline in a cell would break the table */
     }
     for (size_t i = 0; i < t->ncols; i++) {
         size_t w = table_width(row[i]);

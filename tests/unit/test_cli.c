@@ -495,6 +495,10 @@ static void test_create_bad_values(void **state)
         expect_error(line, cases[i].message);
     }
     expect_error("skiff service create ---", "unknown flag: --- (see skiff service create --help)");
+    /* a value with a newline: still one line (fuzz_flags found it) */
+    expect_error("skiff service create --update-delay '1s\n2s' img",
+                 "invalid value for --update-delay: \"1s?2s\" (a duration like 10s or 1m30s)");
+    expect_error("skiff 'u\n-=A-'", "unknown command \"u?-=A-\" (see skiff --help)");
     expect_error("skiff service create --name x 'im age'", "image: im age must not contain "
                                                              "spaces");
     expect_error("skiff service create :latest", "--name is required (none comes from the image "

@@ -502,6 +502,10 @@ static const struct {
       "t.yml:3: services.api.image: TAG_NOPE: give a tag" },
     { "services:\n  api:\n    image: x\n    deploy:\n      replicas: ${NOPE:-many}\n",
       "t.yml:5: services.api.deploy.replicas: expected an integer, not \"many\"" },
+    /* a quoted value with a newline: the message stays one line */
+    { "services:\n  api:\n    image: x\n    stop_grace_period: \"10s\\nBm\"\n",
+      "t.yml:4: services.api.stop_grace_period: expected a duration like 10s or 1m30s, not "
+      "\"10s?Bm\"" },
     /* YAML */
     { "services:\n  api:\n    image: x\n   bad: indent\n",
       "t.yml:4: YAML: did not find expected key while parsing a block mapping" },
