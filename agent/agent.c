@@ -366,6 +366,8 @@ static int agent_on_hello_reply(agent_t *a, const HelloReply *hr)
     if (!a->cluster[0])
         snprintf(a->cluster, sizeof(a->cluster), "%s", hr->cluster_id);
     a->hello_done = 1;
+    /* The handshake is done; registration may wait for the engine. */
+    conn_set_frame_timeout(a->conn, 0);
     log_info("connected to controller %s (cluster %s, controller %s)", a->controller,
              a->cluster, *hr->version ? hr->version : "?");
     agent_maybe_start_runner(a);
@@ -381,7 +383,6 @@ static int agent_on_registered(agent_t *a, uint64_t id, const NodeRegistered *nr
     a->registered = 1;
     a->failures = 0;
     a->backoff_ms = AGENT_BACKOFF_MIN_MS;
-    conn_set_frame_timeout(a->conn, 0);
     log_info("registered as node %s (%s)", a->name, a->node_id);
     uv_timer_start(&a->heartbeat_timer, agent_on_heartbeat, a->heartbeat_ms, a->heartbeat_ms);
     return 0;

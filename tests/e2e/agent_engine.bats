@@ -24,7 +24,8 @@ teardown() {
 # dockerd_restart: stops dockerd (TERM; it stops its containers first) and
 # starts it again the way it was started, then waits until it answers.
 dockerd_restart() {
-	local pid cmd=() log=/var/log/skiff-test-dockerd.log
+	local pid cmd=() log=/var/log/skiff-test-dockerd.log t0
+	t0=$(_skiff_now_ms)
 	exec 8>/tmp/skiff-dockerd-restart.lock
 	flock 8
 	if command -v systemctl >/dev/null && systemctl is-active -q docker 2>/dev/null; then
@@ -38,10 +39,18 @@ dockerd_restart() {
 			echo "dockerd_restart: dockerd (pid $pid) did not stop" >&2
 			return 1
 		fi
-		setsid nohup "${cmd[@]}" </dev/null >>"$log" 2>&1 &
+		echo "# dockerd stopped after $(($(_skiff_now_ms) - t0)) ms" >&3
+		# Started apart from this test: its own session, and none of the
+		# test's descriptors (bats' pipes, the lock), so that it outlives the
+		# test without holding them.
+		(
+			for fd in $(seq 3 255); do eval "exec $fd>&-"; done 2>/dev/null
+			exec setsid nohup "${cmd[@]}" </dev/null >>"$log" 2>&1
+		) &
 		disown $! 2>/dev/null || true
 	fi
 	wait_until 90 docker info
+	echo "# dockerd answers again after $(($(_skiff_now_ms) - t0)) ms" >&3
 	flock -u 8
 	exec 8>&-
 }
@@ -57,7 +66,7 @@ task_ids() {
 }
 
 @test "a dockerd restart brings every task back to running" {
-	local port ids_web ids_db
+	local port ids_web ids_db t0
 	port=$(free_port)
 	run skiff service create -q --name eweb --replicas 3 -p "$port:8080" \
 		--health-http /health --health-interval 1s skiff-test/web:v1
@@ -71,12 +80,12 @@ task_ids() {
 	ids_web=$(task_ids eweb)
 	ids_db=$(task_ids edb)
 
+	t0=$(_skiff_now_ms)
 	dockerd_restart
-	echo "# dockerd answers again" >&3
 
 	wait_until 90 ready eweb 3
 	wait_until 90 ready edb 2
-	echo "# every task running and healthy again" >&3
+	echo "# every task running and healthy again after $(($(_skiff_now_ms) - t0)) ms" >&3
 	# The same tasks (restarted by their agents, not replaced), each in one
 	# container, and nothing else of the cluster.
 	[ "$(task_ids eweb)" = "$ids_web" ]
