@@ -201,12 +201,22 @@ static void runner_log_changes(runner_t *r, rentry_t *e)
 
 static void runner_on_op(void *arg, const engine_result_t *res);
 
+static const char *runner_act_name(runtask_act_t act)
+{
+    static const char *const names[] = { "none", "wait", "image inspect", "pull", "create",
+                                         "start", "inspect", "stop", "remove", "forget" };
+
+    return (unsigned)act < sizeof(names) / sizeof(names[0]) ? names[act] : "?";
+}
+
 static int runner_issue(runner_t *r, rentry_t *e, const runtask_action_t *a)
 {
     runtask_t *t = e->t;
     engine_t *en = r->engine;
     const ServiceSpec *s = t->asg ? t->asg->spec : NULL;
     char name[256];
+
+    log_debug("%s: %s", runner_name(e, name, sizeof(name)), runner_act_name(a->act));
 
     switch (a->act) {
     case RT_IMAGE:
@@ -264,9 +274,11 @@ static void runner_on_op(void *arg, const engine_result_t *res)
         fixed.message = msg;
         fixed.container = NULL;
     }
-    if (res->status && res->status != SKIFF_ENOTFOUND)
-        log_debug("%s: engine: %s", runner_name(e, name, sizeof(name)),
+    if (res->status)
+        log_debug("%s: %s: %s", runner_name(e, name, sizeof(name)), runner_act_name(op),
                   res->message && *res->message ? res->message : skiff_strerror(res->status));
+    else
+        log_debug("%s: %s done", runner_name(e, name, sizeof(name)), runner_act_name(op));
     runtask_done(t, &fixed, runner_mono(r), runner_wall(r));
     if (!had_cid && t->cid[0])
         e->cid_at = runner_mono(r);

@@ -21,7 +21,36 @@ teardown_file() {
 }
 
 teardown() {
+	registry_stop
 	skiff_teardown
+}
+
+# registry_start: a registry (docker-registry) on 127.0.0.1:$REGISTRY_PORT,
+# which the engine trusts without TLS (it is on the loopback network).
+registry_start() {
+	local d=$BATS_TEST_TMPDIR/registry
+	command -v docker-registry >/dev/null || skip "no docker-registry"
+	REGISTRY_PORT=$(free_port)
+	mkdir -p "$d/data"
+	cat >"$d/config.yml" <<-EOF
+		version: 0.1
+		storage:
+		  filesystem:
+		    rootdirectory: $d/data
+		http:
+		  addr: 127.0.0.1:$REGISTRY_PORT
+	EOF
+	docker-registry serve "$d/config.yml" </dev/null >"$d/registry.log" 2>&1 3>&- 4>&- &
+	echo $! >"$d/pid"
+	disown $! 2>/dev/null || true
+	wait_port 127.0.0.1 "$REGISTRY_PORT" 10
+}
+
+registry_stop() {
+	local f=$BATS_TEST_TMPDIR/registry/pid
+	[ -e "$f" ] || return 0
+	_skiff_pid_is "$(cat "$f")" docker-registry && _skiff_stop_pid "$(cat "$f")"
+	rm -f "$f"
 }
 
 # tasks SERVICE: the JSON of the service's tasks that should run.
@@ -160,6 +189,33 @@ now_ms() {
 	run skiff service ps --format json oom1
 	jq -e '[.[] | select(.state == "failed")][0].message | test("^OOM killed")' <<<"$output"
 	skiff service rm oom1
+}
+
+@test "a missing image is pulled; one that cannot be pulled is rejected with the engine's message" {
+	local image
+	registry_start
+	image=127.0.0.1:$REGISTRY_PORT/web:v2
+	docker tag skiff-test/web:v2 "$image"
+	docker push -q "$image" >/dev/null
+	docker rmi "$image" >/dev/null
+	run docker image inspect "$image"
+	[ "$status" -ne 0 ]
+
+	run skiff service create -q --name pull1 --constraint "node.name==$(node_name 1)" "$image"
+	[ "$status" -eq 0 ]
+	wait_until 30 slot_is pull1 1 running
+	docker image inspect "$image" >/dev/null
+	grep -q "pulling $image" "$SKIFF_TEST_DIR/agent-1.log"
+
+	run skiff service create -d -q --name pull2 --constraint "node.name==$(node_name 1)" \
+		"127.0.0.1:$REGISTRY_PORT/nope:v1"
+	[ "$status" -eq 0 ]
+	wait_until 30 "skiff service ps --format json pull2 | jq -e '[.[] | select(.state == \"rejected\")] | length >= 1' >/dev/null"
+	skiff service ps --format json pull2 |
+		jq -e '[.[] | select(.state == "rejected")][0].message | test("manifest unknown|not found")' >/dev/null
+	skiff service rm pull1 pull2
+	wait_until 20 "[ \"\$(docker ps -aq --filter label=skiff.service=pull1 | wc -l)\" -eq 0 ]"
+	docker rmi "$image" >/dev/null
 }
 
 @test "kill -9 of an agent and a restart adopt the same containers" {
