@@ -10,7 +10,7 @@ int buf_init(buf_t *b, size_t cap)
     b->start = cap ? malloc(cap) : NULL;
     if (cap && !b->start)
         return -ENOMEM;
-    b->end = b->start + cap;
+    b->end = cap ? b->start + cap : b->start;
     b->pos = b->last = b->start;
     return 0;
 }
@@ -23,6 +23,8 @@ void buf_free(buf_t *b)
 
 void buf_consume(buf_t *b, size_t n)
 {
+    if (n == 0)
+        return; /* pos may be NULL: NULL + 0 is undefined */
     b->pos += n;
     if (b->pos >= b->last)
         b->pos = b->last = b->start;
@@ -73,8 +75,9 @@ int buf_append(buf_t *b, const void *data, size_t n, size_t max)
 
     if (rc)
         return rc;
-    if (n)
+    if (n) { /* last may be NULL: NULL + 0 is undefined */
         memcpy(b->last, data, n);
-    b->last += n;
+        b->last += n;
+    }
     return 0;
 }
