@@ -127,6 +127,42 @@ int spec_name_valid(const char *name)
     return 1;
 }
 
+/* 1 when s is valid UTF-8 (no overlong forms, surrogates or code points
+ * past U+10FFFF): proto3 strings must be, and the engine's JSON can't carry
+ * anything else. */
+static int spec_utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p) {
+        uint32_t cp;
+        int n;
+
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        if (*p >= 0xc2 && *p <= 0xdf)
+            n = 1, cp = *p & 0x1f;
+        else if (*p >= 0xe0 && *p <= 0xef)
+            n = 2, cp = *p & 0x0f;
+        else if (*p >= 0xf0 && *p <= 0xf4)
+            n = 3, cp = *p & 0x07;
+        else
+            return 0;
+        for (int i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return 0;
+            cp = cp << 6 | (p[i] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        p += n + 1;
+    }
+    return 1;
+}
+
 static int spec_has_ctl(const char *s)
 {
     for (; *s; s++)
@@ -143,6 +179,8 @@ static int spec_check_str(const char *field, const char *s, const spec_limits_t 
         return spec_fail(err, len, "%s: longer than %zu bytes", field, lim->max_string);
     if (spec_has_ctl(s))
         return spec_fail(err, len, "%s: contains control characters", field);
+    if (!spec_utf8_valid(s))
+        return spec_fail(err, len, "%s: not valid UTF-8", field);
     return 0;
 }
 
@@ -393,6 +431,8 @@ int spec_validate(const ServiceSpec *s, const spec_limits_t *lim, char *err, siz
     for (const char *p = s->image; *p; p++)
         if (isspace((unsigned char)*p) || (unsigned char)*p < 0x20)
             return spec_fail(err, len, "image: %.80s must not contain spaces", s->image);
+    if (!spec_utf8_valid(s->image))
+        return spec_fail(err, len, "image: not valid UTF-8");
     if (spec_check_list("command", s->n_command, s->command, lim, err, len) ||
         spec_check_list("entrypoint", s->n_entrypoint, s->entrypoint, lim, err, len) ||
         spec_check_env(s, lim, err, len) || spec_check_labels(s, lim, err, len))
@@ -417,7 +457,7 @@ int spec_validate(const ServiceSpec *s, const spec_limits_t *lim, char *err, siz
     if (s->n_constraints > lim->max_constraints)
         return spec_fail(err, len, "constraints: more than %zu", lim->max_constraints);
     for (size_t i = 0; i < s->n_constraints; i++)
-        if (constraint_parse(s->constraints[i], &c))
+        if (constraint_parse(s->constraints[i], &c) || !spec_utf8_valid(s->constraints[i]))
             return spec_fail(err, len,
                              "constraints[%zu]: %.100s: expected node.name, node.id or "
                              "node.labels.KEY, then == or !=, then a value", i,
