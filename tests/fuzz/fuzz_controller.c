@@ -1,0 +1,548 @@
+/* fuzz_controller: the controller's message handling, end to end, in
+ * process: a ctl_t started as skiff-controller starts it (a temporary data
+ * dir with its tokens, a SQLite store, a listener on 127.0.0.1), and fake
+ * peers that connect to it over loopback TCP and send what the input says.
+ * Nothing in controller/ is changed or bypassed for this: the bytes go
+ * through conn.c, wire.c, the handshake, agents.c, api.c, logs.c, the
+ * orchestrator and the commit pipeline, as they would from the network.
+ *
+ * The input is a list of records: one byte op, a 2-byte little-endian
+ * length, then that many bytes.
+ *   op & 3 == 0  an Envelope from the client (said hello with the admin token)
+ *   op & 3 == 1  an Envelope from agent A (said hello with the join token)
+ *   op & 3 == 2  an Envelope from agent B (the same; may take A's name)
+ *   op & 3 == 3  raw bytes on a connection that said nothing yet
+ *   op & 0x80    then let the controller settle: run until its commit is
+ *                done and its replies and pushes are out
+ * A record of length 0 closes that connection; the next record for it
+ * connects again (an agent that comes back, a second client).
+ * An Envelope that does not unpack is skipped (fuzz_frame and the raw
+ * connection cover broken frames). A task_id "#N" in a TaskStatus becomes
+ * the id of the controller's Nth task, since task ids are random.
+ *
+ * At the end the client asks for the node list and waits for the answer
+ * (so every reply before it has left), every connection is shut, and the
+ * controller runs until it is idle with no peers. Checked: nothing
+ * crashes, exits (a failed commit stops a controller: that would be a
+ * peer stopping it), hangs or trips a sanitizer; every frame the controller
+ * sent decodes and fits its maximum; the store then loads back into a fresh
+ * model. Then the controller's state is wiped (a fresh model and store,
+ * same listener and tokens), so each input starts from an empty cluster and
+ * leaks show up per input.
+ *
+ * The limits are skiff-controller's defaults but for max_replicas (16, to
+ * keep each run short).
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "ctl.h"
+#include "errors.h"
+#include "log.h"
+#include "pbutil.h"
+#include "spec.h"
+#include "store.h"
+#include "wire.h"
+
+#define FZ_CLIENT 0
+#define FZ_AGENT_A 1
+#define FZ_AGENT_B 2
+#define FZ_RAW 3
+#define FZ_CONNS 4
+#define FZ_SYNC_ID 0x5359e4cULL
+#define FZ_MAX_TURNS 200000     /* loop turns before a run counts as hung */
+#define FZ_MAX_IN ((size_t)64 << 20)
+
+typedef struct fz_conn {
+    int fd;          /* -1: not connected */
+    int eof;         /* the controller closed it */
+    buf_t in;        /* what the controller sent */
+} fz_conn_t;
+
+static struct {
+    uv_loop_t loop;
+    uv_timer_t wake;    /* so that a blocking turn never waits long */
+    ctl_t *ctl;
+    char dir[128];
+    char db[192];
+    char cluster_id[MODEL_ID_LEN * 2 + 1];
+    struct sockaddr_in addr;
+    fz_conn_t conns[FZ_CONNS];
+} F;
+
+static void fz_fail(const char *what)
+{
+    fprintf(stderr, "fuzz_controller: %s\n", what);
+    abort();
+}
+
+/* ------------------------------------------------------------ set-up */
+
+static void fz_rm_dir(void)
+{
+    DIR *d = opendir(F.dir);
+    struct dirent *e;
+    char path[512];
+
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", F.dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(F.dir);
+}
+
+static int fz_free_port(void)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+/* The database of an empty controller, schema made: each run starts from a
+ * copy of it, which is much faster than making the schema again. */
+static uint8_t *fz_template;
+static size_t fz_template_len;
+
+static void fz_unlink_db(void)
+{
+    char p[256];
+
+    unlink(F.db);
+    snprintf(p, sizeof(p), "%s-wal", F.db);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", F.db);
+    unlink(p);
+}
+
+static void fz_open_store(void)
+{
+    char err[512];
+    FILE *f;
+
+    fz_unlink_db();
+    if (fz_template) {
+        if (!(f = fopen(F.db, "wb")) || fwrite(fz_template, 1, fz_template_len, f) !=
+            fz_template_len || fclose(f))
+            fz_fail("cannot write the database");
+    } else {
+        /* The first time: make the schema, and keep the file. */
+        if (!(F.ctl->store = store_open(F.db, err, sizeof(err))))
+            fz_fail(err);
+        store_close(F.ctl->store); /* checkpoints the WAL into the file */
+        if (!(f = fopen(F.db, "rb")) || fseek(f, 0, SEEK_END) ||
+            (fz_template_len = (size_t)ftell(f)) == 0 || fseek(f, 0, SEEK_SET) ||
+            !(fz_template = malloc(fz_template_len)) ||
+            fread(fz_template, 1, fz_template_len, f) != fz_template_len)
+            fz_fail("cannot read the database back");
+        fclose(f);
+    }
+    F.ctl->store = store_open(F.db, err, sizeof(err));
+    if (!F.ctl->store || store_load(F.ctl->store, &F.ctl->model, err, sizeof(err)))
+        fz_fail(err);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    const char *level = getenv("SKIFF_FUZZ_LOG"), *tmp;
+    enum log_level lvl = LOG_ERROR;
+    ctl_t *ctl;
+    char err[512];
+    int rc = -1;
+
+    (void)argc;
+    (void)argv;
+    if (level)
+        log_level_parse(level, &lvl);
+    log_init("controller", lvl);
+    signal(SIGPIPE, SIG_IGN);
+    umask(077);
+    tmp = getenv("SKIFF_FUZZ_TMP"); /* run.sh's scratch dir */
+    if (!tmp || !*tmp)
+        tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    snprintf(F.dir, sizeof(F.dir), "%.100s/skiff-fuzz-ctl-XXXXXX", tmp);
+    if (!mkdtemp(F.dir))
+        fz_fail("mkdtemp");
+    atexit(fz_rm_dir); /* libFuzzer ends with exit() */
+    snprintf(F.db, sizeof(F.db), "%s/state.db", F.dir);
+    if (uv_loop_init(&F.loop))
+        fz_fail("uv_loop_init");
+    uv_timer_init(&F.loop, &F.wake);
+    F.ctl = ctl = calloc(1, sizeof(*ctl));
+    if (!ctl)
+        fz_fail("out of memory");
+    ctl->cfg = (ctl_config_t){
+        .heartbeat_timeout_ms = 3000,
+        .handshake_timeout_ms = 5000,
+        .agent_timeout_ms = 30000,
+        .max_frame = 4 << 20,
+        .max_pending = 8 << 20,
+        .max_conns = 4096,
+        .max_conns_per_addr = 1024,
+        .spec_limits = spec_limits_default,
+    };
+    ctl->cfg.spec_limits.max_replicas = 16;
+    snprintf(ctl->cfg.data_dir, sizeof(ctl->cfg.data_dir), "%s", F.dir);
+    model_init(&ctl->model);
+    if (tokens_prepare(ctl, err, sizeof(err)))
+        fz_fail(err);
+    fz_open_store();
+    if (tokens_cluster_id(ctl, err, sizeof(err)))
+        fz_fail(err);
+    memcpy(F.cluster_id, ctl->model.cluster_id, sizeof(F.cluster_id));
+    for (int attempt = 0; attempt < 20 && rc; attempt++) {
+        int port = fz_free_port();
+        snprintf(ctl->cfg.listen, sizeof(ctl->cfg.listen), "127.0.0.1:%d", port);
+        F.addr.sin_family = AF_INET;
+        F.addr.sin_port = htons((uint16_t)port);
+        F.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        rc = ctl_start(ctl, &F.loop);
+        if (rc)
+            uv_run(&F.loop, UV_RUN_NOWAIT); /* the failed listener's close */
+    }
+    if (rc)
+        fz_fail("ctl_start");
+    /* The controller's own signal handlers would stop it on ^C; the fuzzer
+     * handles those. */
+    uv_signal_stop(&ctl->sigterm);
+    uv_signal_stop(&ctl->sigint);
+    for (int i = 0; i < FZ_CONNS; i++)
+        F.conns[i].fd = -1;
+    return 0;
+}
+
+/* Wipes the controller's state between inputs: a fresh model and store;
+ * the listener, tokens and cluster id stay. Only when it is idle. */
+static void fz_reset(void)
+{
+    ctl_t *ctl = F.ctl;
+    model_t fresh;
+    char err[512];
+
+    if (ctl->n_peers || ctl->peers || ctl->committing || ctl->out_head || ctl->inflight ||
+        ctl->logstreams)
+        fz_fail("reset while the controller is busy");
+    /* The store must load back what was committed. */
+    model_init(&fresh);
+    if (store_load(ctl->store, &fresh, err, sizeof(err)))
+        fz_fail(err);
+    if (HASH_COUNT(fresh.nodes) != HASH_COUNT(ctl->model.nodes) ||
+        HASH_COUNT(fresh.services) != HASH_COUNT(ctl->model.services) ||
+        HASH_COUNT(fresh.tasks) != HASH_COUNT(ctl->model.tasks))
+        fz_fail("the store does not hold what the model holds");
+    model_free(&fresh);
+
+    store_close(ctl->store);
+    ctl->store = NULL;
+    store_batch_free(ctl->events);
+    ctl->events = NULL;
+    model_free(&ctl->model);
+    model_init(&ctl->model);
+    free(ctl->endpoints_packed);
+    ctl->endpoints_packed = NULL;
+    ctl->endpoints_len = 0;
+    ctl->sched_needed = ctl->endpoints_check = ctl->endpoints_wanted = 0;
+    ctl->next_stream = 0;
+    fz_open_store();
+    memcpy(ctl->model.cluster_id, F.cluster_id, sizeof(F.cluster_id));
+    ctl->model.meta_dirty = 1;
+}
+
+/* -------------------------------------------------------- fake peers */
+
+/* Reads what the controller sent on c, until it would block. */
+static void fz_read(fz_conn_t *c)
+{
+    char tmp[65536];
+    ssize_t n;
+
+    while (c->fd >= 0 && !c->eof) {
+        n = recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
+        if (n > 0) {
+            if (buf_append(&c->in, tmp, (size_t)n, FZ_MAX_IN) != 0)
+                fz_fail("the controller sent more than 64 MiB to one peer");
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        c->eof = 1; /* closed (0), or reset */
+    }
+}
+
+static void fz_read_all(void)
+{
+    for (int i = 0; i < FZ_CONNS; i++)
+        fz_read(&F.conns[i]);
+}
+
+static void fz_on_wake(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static void fz_turn(uv_run_mode mode)
+{
+    if (mode == UV_RUN_ONCE)
+        uv_timer_start(&F.wake, fz_on_wake, 2, 0);
+    uv_run(&F.loop, mode);
+    fz_read_all();
+}
+
+static void fz_write(fz_conn_t *c, const uint8_t *p, size_t len)
+{
+    int turns = 0;
+
+    while (len > 0 && c->fd >= 0 && !c->eof) {
+        ssize_t n = send(c->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (++turns > FZ_MAX_TURNS)
+                fz_fail("the controller stopped reading");
+            fz_turn(UV_RUN_ONCE);
+        } else {
+            c->eof = 1; /* the controller closed it */
+        }
+    }
+}
+
+static void fz_send(fz_conn_t *c, const Envelope *env)
+{
+    size_t len = wire_frame_size(env);
+    uint8_t *frame = malloc(len);
+
+    if (!frame)
+        return;
+    wire_pack(env, frame);
+    fz_write(c, frame, len);
+    free(frame);
+}
+
+static void fz_hello(fz_conn_t *c, int role, const char *token)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    Hello h = PB_HELLO_INIT;
+
+    h.role = role;
+    h.token = (char *)token;
+    h.version = (char *)"fuzz";
+    env.id = 1;
+    env.msg_case = MSG_HELLO;
+    env.hello = &h;
+    fz_send(c, &env);
+}
+
+/* Every frame the controller sent decodes and fits its maximum. */
+static void fz_check_output(fz_conn_t *c)
+{
+    Envelope *env;
+    int rc;
+
+    while ((rc = wire_decode(&c->in, F.ctl->cfg.max_frame, &env)) == 1)
+        wire_free(env);
+    if (rc < 0)
+        fz_fail("the controller sent a frame that does not decode");
+    /* What is left is a frame cut short by a reset connection. */
+}
+
+/* Reads what is left, checks it, and closes. */
+static void fz_close(fz_conn_t *c)
+{
+    if (c->fd < 0)
+        return;
+    fz_read(c);
+    fz_check_output(c);
+    close(c->fd);
+    c->fd = -1;
+    c->eof = 0;
+    buf_free(&c->in);
+}
+
+/* The connection for which, connected (again, when the controller closed
+ * it: an agent that comes back registers again). */
+static fz_conn_t *fz_conn(int which)
+{
+    fz_conn_t *c = &F.conns[which];
+    int one = 1;
+
+    if (c->fd >= 0 && c->eof)
+        fz_close(c);
+    if (c->fd >= 0)
+        return c;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        fz_fail("socket");
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(c->fd, (struct sockaddr *)&F.addr, sizeof(F.addr)) != 0)
+        fz_fail("connect to the controller");
+    c->eof = 0;
+    if (which == FZ_CLIENT)
+        fz_hello(c, ROLE_CLIENT, F.ctl->admin_token);
+    else if (which != FZ_RAW)
+        fz_hello(c, ROLE_AGENT, F.ctl->join_token);
+    return c;
+}
+
+/* ---------------------------------------------------------- the input */
+
+/* "#N": the id of the controller's Nth task (in its table's order). */
+static void fz_task_ref(char **id)
+{
+    task_t *t, *tmp;
+    unsigned n, count = HASH_COUNT(F.ctl->model.tasks), i = 0;
+
+    if (!*id || (*id)[0] != '#' || count == 0)
+        return;
+    n = (unsigned)strtoul(*id + 1, NULL, 10) % count;
+    HASH_ITER(hh, F.ctl->model.tasks, t, tmp) {
+        if (i++ == n) {
+            pb_set_str(id, t->pb->id);
+            return;
+        }
+    }
+}
+
+static void fz_rewrite(Envelope *env)
+{
+    if (env->msg_case == MSG_STATUS) {
+        for (size_t i = 0; i < env->status->n_tasks; i++)
+            fz_task_ref(&env->status->tasks[i]->task_id);
+    } else if (env->msg_case == MSG_NODE_REGISTER) {
+        for (size_t i = 0; i < env->node_register->n_tasks; i++)
+            fz_task_ref(&env->node_register->tasks[i]->task_id);
+    }
+}
+
+/* 1 while the controller has something to do. */
+static int fz_busy(void)
+{
+    ctl_t *ctl = F.ctl;
+
+    return ctl->committing || ctl->out_head || ctl->inflight || model_has_changes(&ctl->model);
+}
+
+/* Runs the loop until the controller is idle. */
+static void fz_settle(void)
+{
+    int turns = 0;
+
+    fz_turn(UV_RUN_NOWAIT);
+    fz_turn(UV_RUN_NOWAIT);
+    while (fz_busy()) {
+        if (++turns > FZ_MAX_TURNS)
+            fz_fail("the controller does not settle");
+        fz_turn(UV_RUN_ONCE);
+    }
+    fz_turn(UV_RUN_NOWAIT);
+}
+
+/* 1 when the client got the reply to the sync request. */
+static int fz_synced(fz_conn_t *c)
+{
+    buf_t view = c->in; /* decode a copy of the pointers: keep the bytes */
+    Envelope *env;
+    int rc, found = 0;
+
+    while (!found && (rc = wire_decode(&view, F.ctl->cfg.max_frame, &env)) == 1) {
+        found = env->id == FZ_SYNC_ID;
+        wire_free(env);
+    }
+    return found;
+}
+
+static void fz_finish(void)
+{
+    fz_conn_t *client = &F.conns[FZ_CLIENT];
+    int turns = 0;
+
+    if (client->fd >= 0 && !client->eof) {
+        Envelope env = PB_ENVELOPE_INIT;
+        NodeList nl = PB_NODE_LIST_INIT;
+        env.id = FZ_SYNC_ID;
+        env.msg_case = MSG_NODE_LIST;
+        env.node_list = &nl;
+        fz_send(client, &env);
+        while (!client->eof && !fz_synced(client)) {
+            if (++turns > FZ_MAX_TURNS)
+                fz_fail("no reply to the client's request");
+            fz_turn(UV_RUN_ONCE);
+        }
+    }
+    for (int i = 0; i < FZ_CONNS; i++)
+        if (F.conns[i].fd >= 0)
+            shutdown(F.conns[i].fd, SHUT_WR);
+    turns = 0;
+    while (F.ctl->n_peers || fz_busy()) {
+        if (++turns > FZ_MAX_TURNS)
+            fz_fail("the controller does not let go of its peers");
+        fz_turn(UV_RUN_ONCE);
+    }
+    fz_turn(UV_RUN_NOWAIT);
+    for (int i = 0; i < FZ_CONNS; i++)
+        fz_close(&F.conns[i]);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    size_t off = 0;
+
+    while (off + 3 <= size) {
+        unsigned op = data[off];
+        size_t len = (size_t)data[off + 1] | (size_t)data[off + 2] << 8;
+        int which = (int)(op & 3);
+        fz_conn_t *c;
+
+        off += 3;
+        if (len > size - off)
+            len = size - off;
+        if (len == 0) { /* the peer goes away */
+            fz_close(&F.conns[which]);
+            fz_turn(UV_RUN_NOWAIT);
+            continue;
+        }
+        c = fz_conn(which);
+        if (which == FZ_RAW) {
+            fz_write(c, data + off, len);
+        } else {
+            Envelope *env = skiff__v1__envelope__unpack(NULL, len, data + off);
+            if (env) {
+                fz_rewrite(env);
+                fz_send(c, env);
+                wire_free(env);
+            }
+        }
+        off += len;
+        fz_turn(UV_RUN_NOWAIT);
+        if (op & 0x80)
+            fz_settle();
+    }
+    fz_finish();
+    fz_reset();
+    return 0;
+}
