@@ -151,9 +151,15 @@ static Health rt_health_now(const runtask_t *t)
 
     if (!probe && !engine)
         return HEALTH_NONE;
-    if (!t->alive || t->cstate != ENGINE_STATE_RUNNING)
-        return t->end_reason == STOP_UNHEALTHY && t->terminal ? HEALTH_UNHEALTHY
-                                                              : HEALTH_STARTING;
+    if (!t->alive || t->cstate != ENGINE_STATE_RUNNING) {
+        /* Not running: starting while it is on its way (again), else none,
+         * but for a task that failed for being unhealthy. */
+        if (t->terminal && t->end_reason == STOP_UNHEALTHY)
+            return HEALTH_UNHEALTHY;
+        if (t->terminal || rt_desired(t) != DESIRED_RUNNING)
+            return HEALTH_NONE;
+        return HEALTH_STARTING;
+    }
     e = engine ? (t->ehealth == ENGINE_HEALTH_NONE ? HEALTH_STARTING
                                                    : health_from_engine(t->ehealth))
                : HEALTH_NONE;
