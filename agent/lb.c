@@ -8,19 +8,32 @@
  * while its connections go on, and an apply that keeps a backend keeps its
  * counters.
  *
- * Proxying. A connection is one struct with its two TCP handles. It reads
- * into the balancer's one shared read buffer and writes at once with
- * uv_try_write; only what the peer does not take is copied into a
- * per-direction buffer (taken from a small pool), written with uv_write, and
- * that direction stops reading until the write drains. So each direction
- * holds at most buffer_size bytes, an idle connection holds no buffer, and the
- * common path (the peer takes everything) costs one read and one write
- * syscall and no allocation.
+ * I/O. The balancer's sockets (listeners, clients, backends) are not libuv
+ * handles: they sit in an epoll instance of the balancer's own, registered
+ * once each and edge-triggered, and that epoll's descriptor is one uv_poll_t
+ * on the agent's loop. On this kind of machine a system call costs a few
+ * microseconds, and libuv's streams spend about five more per proxied
+ * connection than the work needs (an epoll_ctl to remove each socket before
+ * its close, one to change interest after the connect, a getsockopt for the
+ * connect's outcome, retries of EPOLL_CTL_ADD); here a connection costs
+ * accept, socket, setsockopt, connect, two epoll_ctl, its reads and sends,
+ * and two close. Each socket keeps what its last event said (readable,
+ * writable, the peer's FIN arrived), and a read shorter than the buffer means
+ * the socket is drained until its next event.
+ *
+ * Proxying. A connection reads into the balancer's one shared read buffer
+ * and sends at once; only what the peer does not take is copied into a
+ * per-direction buffer (from a small pool), and that direction reads no more
+ * until the buffer is flushed. So each direction holds at most buffer_size
+ * bytes, and an idle connection holds none. The end of a direction is passed
+ * on after the batch of events that saw it: when the other direction has
+ * ended too (a reply and its FIN, then the client's close), the connection
+ * is just closed, without a shutdown(2) of each side.
  *
  * Timeouts. The connect timeout and the idle timeout are the same for every
  * connection, so connections sit in two lists ordered by deadline
- * (connecting, by start; established, by last activity) under one timer armed
- * for the earliest head, instead of a timer per connection.
+ * (connecting, by start; established, by last activity) under one libuv
+ * timer armed for the earliest head, instead of a timer per connection.
  */
 #include "lb.h"
 
@@ -33,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -45,9 +59,11 @@
 #define LB_BUFFER_SIZE (16 * 1024)
 #define LB_MAX_CONNECTIONS 10000
 #define LB_RETRY_MS 2000
-#define LB_DOWN_MS 1000 /* a backend that failed a connect is tried last this long */
-#define LB_POOL_MAX 64  /* idle direction buffers kept for reuse */
+#define LB_DOWN_MS 1000   /* a backend that failed a connect is tried last this long */
+#define LB_POOL_MAX 64    /* idle direction buffers kept for reuse */
 #define LB_BACKLOG 511
+#define LB_EVENTS 256     /* events taken from the epoll per wakeup */
+#define LB_ACCEPTS 64     /* clients accepted per listener event */
 
 #define lb_container_of(ptr, type, member) \
     ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
@@ -97,13 +113,25 @@ typedef struct lb_set {
 } lb_set_t;
 
 enum { LB_ADVERTISE, LB_GATEWAY, LB_SIDES };
+enum { LB_SOCK_LISTENER, LB_SOCK_CLIENT, LB_SOCK_BACKEND };
+
+/* A socket in the balancer's epoll, and what its events have said. */
+typedef struct lb_sock {
+    int fd;        /* -1 once closed */
+    uint8_t kind;  /* LB_SOCK_*: which struct holds it */
+    bool readable; /* data or an end may be waiting */
+    bool writable; /* not known to be full */
+    bool rdhup;    /* the peer's FIN has arrived */
+} lb_sock_t;
 
 struct lb_route;
 
 typedef struct lb_listener {
-    uv_tcp_t tcp;
+    lb_sock_t sock;
     lb_t *lb;
-    struct lb_route *route; /* NULL once closing */
+    lb_link_t dead;         /* lb->dead_listeners, once closed during a batch */
+    struct lb_route *route; /* NULL once closed */
+    bool paused;            /* out of descriptors: resumed by the retry timer */
 } lb_listener_t;
 
 /* One listening port of one service. */
@@ -123,32 +151,29 @@ typedef struct lb_conn lb_conn_t;
 
 /* One direction of a connection. */
 typedef struct lb_pipe {
-    lb_conn_t *conn;
-    uv_stream_t *from, *to;
-    int to_fd; /* to's socket, for the direct send */
-    buf_t buf; /* what `to` has not taken yet; allocated only while writing */
-    uv_write_t wreq;
+    lb_sock_t *from, *to;
+    buf_t buf;       /* what `to` has not taken yet; allocated only then */
     uint64_t *bytes; /* the target's counter for this direction */
-    bool writing, eof, shut;
+    bool blocked;    /* buf holds data: read no more until it is sent */
+    bool eof;        /* from has ended */
+    bool shut;       /* the end is passed on */
 } lb_pipe_t;
 
 struct lb_conn {
-    uv_tcp_t client;
-    uv_tcp_t backend;
+    lb_sock_t client;
+    lb_sock_t backend;
     lb_t *lb;
-    lb_link_t link;  /* lb->connecting or lb->established */
-    lb_link_t ended; /* lb->ended: a direction ended, to settle */
-    uint64_t stamp; /* loop ms: connect start, or last activity */
-    lb_set_t *set;  /* while connecting: the backends to try */
-    uint64_t seq0;  /* lb->fail_seq when the client came */
+    lb_link_t link;  /* lb->connecting or lb->established; lb->dead_conns once closed */
+    lb_link_t ended; /* lb->ended: a direction ended, to settle after the batch */
+    uint64_t stamp;  /* loop ms: connect start, or last activity */
+    lb_set_t *set;   /* while connecting: the backends to try */
+    uint64_t seq0;   /* lb->fail_seq when the client came */
     size_t first, next;
     int pass;
     lb_target_t *target; /* being tried, or connected */
-    uv_connect_t creq;
-    lb_pipe_t up;   /* client to backend */
-    lb_pipe_t down; /* backend to client */
-    int handles;    /* initialised and not yet closed */
-    bool backend_init, connected, closing;
+    lb_pipe_t up;        /* client to backend */
+    lb_pipe_t down;      /* backend to client */
+    bool connected, closed;
 };
 
 struct lb {
@@ -157,20 +182,23 @@ struct lb {
     char *advertise, *gateway;
     struct sockaddr_storage side_addr[LB_SIDES];
     bool side_on[LB_SIDES];
+    int epfd;
+    uv_poll_t poll;     /* epfd on the loop */
+    bool dispatching;   /* inside a batch of events: frees wait for its end */
     lb_route_t *routes;
     lb_link_t targets;
     lb_link_t connecting, established;
+    lb_link_t ended;    /* connections to settle after the batch */
+    lb_link_t dead_conns, dead_listeners; /* closed during the batch, freed after it */
     uv_timer_t timer;   /* connect and idle timeouts */
     uint64_t timer_due; /* loop ms; 0: not armed */
-    uv_timer_t retry;   /* listeners that could not bind */
-    lb_link_t ended;    /* connections to settle after this poll */
-    uv_check_t settle;  /* runs after every poll while ended is not empty */
+    uv_timer_t retry;   /* listeners that could not bind, or are paused */
     char *rbuf;         /* the shared read buffer, buffer_size bytes */
     buf_t pool[LB_POOL_MAX];
     size_t npool;
     uint64_t fail_seq;
     size_t nconns;
-    int handles; /* listeners, connections, rejects and timers not yet freed */
+    int handles; /* libuv handles not yet closed */
     bool closing;
     void (*done)(void *);
     void *done_arg;
@@ -346,17 +374,6 @@ static void conn_queue(lb_conn_t *c, lb_link_t *h)
         timer_arm(c->lb);
 }
 
-/* Activity: moves an established connection to the tail of the idle order. */
-static inline void conn_touch(lb_conn_t *c)
-{
-    uint64_t now = uv_now(c->lb->loop);
-
-    if (c->stamp == now)
-        return;
-    link_remove(&c->link);
-    conn_queue(c, &c->lb->established);
-}
-
 /* Buffers: the pool of per-direction buffers. */
 
 static int pool_get(lb_t *lb, buf_t *b)
@@ -381,88 +398,66 @@ static void pool_put(lb_t *lb, buf_t *b)
     }
 }
 
+/* Sockets. */
+
+static int sock_add(lb_t *lb, lb_sock_t *s, uint32_t events)
+{
+    struct epoll_event ev = { .events = events, .data.ptr = s };
+
+    return epoll_ctl(lb->epfd, EPOLL_CTL_ADD, s->fd, &ev) ? -errno : 0;
+}
+
+static void sock_close(lb_sock_t *s)
+{
+    if (s->fd >= 0)
+        close(s->fd); /* which also takes it out of the epoll */
+    s->fd = -1;
+    s->readable = s->writable = s->rdhup = false;
+}
+
 /* Connections. */
 
 static void conn_free(lb_conn_t *c)
 {
-    lb_t *lb = c->lb;
-
     set_unref(c->set);
     if (c->target)
         target_unref(c->target);
-    pool_put(lb, &c->up.buf);
-    pool_put(lb, &c->down.buf);
+    pool_put(c->lb, &c->up.buf);
+    pool_put(c->lb, &c->down.buf);
     free(c);
-    lb->handles--;
-    lb_maybe_free(lb);
 }
 
-static void on_client_closed(uv_handle_t *h)
+/* Closes both sides at once. The struct is freed now, or after the batch of
+ * events being dispatched (which may still name its sockets). */
+static void conn_close(lb_conn_t *c)
 {
-    lb_conn_t *c = h->data;
+    lb_t *lb = c->lb;
 
-    if (--c->handles == 0)
+    if (c->closed)
+        return;
+    c->closed = true;
+    link_remove(&c->link);
+    link_remove(&c->ended);
+    lb->nconns--;
+    if (c->connected)
+        c->target->active--;
+    sock_close(&c->client);
+    sock_close(&c->backend);
+    if (lb->dispatching)
+        link_push(&lb->dead_conns, &c->link);
+    else
         conn_free(c);
 }
 
-/* The backend handle closed: after a failed attempt, try the next backend. */
-static void on_backend_closed(uv_handle_t *h)
-{
-    lb_conn_t *c = h->data;
-
-    c->backend_init = false;
-    c->handles--;
-    if (c->closing) {
-        if (c->handles == 0)
-            conn_free(c);
-        return;
-    }
-    if (c->lb->closing) {
-        conn_close(c);
-        return;
-    }
-    conn_connect_next(c);
-}
-
-/* Closes both sides at once; c is freed when both handles have closed. */
-static void conn_close(lb_conn_t *c)
-{
-    if (c->closing)
-        return;
-    c->closing = true;
-    link_remove(&c->link);
-    link_remove(&c->ended);
-    /* Its sockets close now: it counts no more. */
-    c->lb->nconns--;
-    if (c->connected)
-        c->target->active--;
-    uv_close((uv_handle_t *)&c->client, on_client_closed);
-    if (c->backend_init && !uv_is_closing((uv_handle_t *)&c->backend))
-        uv_close((uv_handle_t *)&c->backend, on_backend_closed);
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
-{
-    lb_conn_t *c = h->data;
-
-    b->base = c->lb->rbuf;
-    b->len = c->lb->cfg.buffer_size;
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
-
 static bool pipe_done(const lb_pipe_t *p)
 {
-    return p->eof && !p->writing;
+    return p->eof && !p->blocked;
 }
 
 /* Passes on the end of a direction whose source has ended and whose data is
- * all written: when both have ended, closes the connection (close sends the
- * FIN of both sides); otherwise shuts down the writing side of the ended
- * direction's destination and lets the other direction go on. shutdown(2)
- * is called directly rather than through uv_shutdown: nothing is queued on
- * that stream, nothing is written to it again, and it saves a poll round
- * and two epoll_ctl calls per connection. */
+ * all sent: when both have ended, closes the connection (close sends the FIN
+ * of both sides); otherwise shuts down the writing side of the ended
+ * direction's destination and lets the other direction go on. */
 static void conn_settle(lb_conn_t *c)
 {
     lb_pipe_t *ps[2] = { &c->up, &c->down };
@@ -477,111 +472,139 @@ static void conn_settle(lb_conn_t *c)
         if (!pipe_done(p) || p->shut)
             continue;
         p->shut = true;
-        if (shutdown(p->to_fd, SHUT_WR)) {
+        if (shutdown(p->to->fd, SHUT_WR)) {
             conn_close(c);
             return;
         }
     }
 }
 
-static void on_settle(uv_check_t *check)
-{
-    lb_t *lb = check->data;
-
-    while (!link_empty(&lb->ended)) {
-        lb_conn_t *c = lb_container_of(lb->ended.next, lb_conn_t, ended);
-
-        link_remove(&c->ended);
-        conn_settle(c);
-    }
-    uv_check_stop(check);
-}
-
-/* A direction of c has ended. It is settled after the poll, so that when the
- * other direction ends in the same poll (a server's reply and FIN, a client's
- * close), the connection is just closed. */
+/* A direction of c has ended: settled after the batch, so that an end of the
+ * other direction in the same batch makes it one close. */
 static void conn_ended(lb_conn_t *c)
 {
-    lb_t *lb = c->lb;
-
-    if (link_empty(&c->ended)) {
-        if (link_empty(&lb->ended))
-            uv_check_start(&lb->settle, on_settle);
-        link_push(&lb->ended, &c->ended);
+    if (!c->lb->dispatching) {
+        conn_settle(c);
+        return;
     }
+    if (link_empty(&c->ended))
+        link_push(&c->lb->ended, &c->ended);
 }
 
-static void on_write(uv_write_t *req, int status)
+/* Activity: moves an established connection to the tail of the idle order. */
+static inline void conn_touch(lb_conn_t *c)
 {
-    lb_pipe_t *p = req->data;
-    lb_conn_t *c = p->conn;
+    uint64_t now = uv_now(c->lb->loop);
 
-    if (c->closing)
+    if (c->stamp == now)
         return;
-    if (status < 0) {
-        conn_close(c);
-        return;
+    link_remove(&c->link);
+    conn_queue(c, &c->lb->established);
+}
+
+/* Sends what p holds; true when it is all sent (or p held nothing). */
+static bool pipe_flush(lb_conn_t *c, lb_pipe_t *p)
+{
+    while (buf_len(&p->buf)) {
+        ssize_t w;
+
+        if (!p->to->writable)
+            return false;
+        w = send(p->to->fd, p->buf.pos, buf_len(&p->buf), MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                conn_close(c);
+                return false;
+            }
+            p->to->writable = false;
+            return false;
+        }
+        buf_consume(&p->buf, (size_t)w);
+        if (buf_len(&p->buf))
+            p->to->writable = false; /* a short send: the peer's window is full */
     }
-    p->writing = false;
+    p->blocked = false;
     pool_put(c->lb, &p->buf);
-    conn_touch(c);
-    if (p->eof)
-        conn_ended(c);
-    else if (uv_read_start(p->from, on_alloc, on_read))
-        conn_close(c);
+    return true;
 }
 
-/* Writes n bytes read from p->from to p->to: at once where the peer takes
- * them, otherwise through p's buffer, with reading stopped until it drains.
- * The direct write is a send(2) of our own: nothing is queued on p->to when
- * p is not writing (p is its only writer), and MSG_NOSIGNAL spares a signal
- * when the peer has gone. */
-static void pipe_send(lb_pipe_t *p, const char *data, size_t n)
+/* Moves what p->from has to p->to, as far as both allow. Returns false when
+ * the connection was closed. */
+static bool pipe_pump(lb_conn_t *c, lb_pipe_t *p)
 {
-    lb_conn_t *c = p->conn;
-    uv_buf_t b;
-    ssize_t w;
+    lb_t *lb = c->lb;
+    size_t size = lb->cfg.buffer_size;
 
-    do
-        w = send(p->to_fd, data, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    while (w < 0 && errno == EINTR);
-    if (w == (ssize_t)n)
-        return;
-    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-        goto out_close;
-    if (w < 0)
-        w = 0;
-    if (pool_get(c->lb, &p->buf))
-        goto out_close;
-    memcpy(p->buf.last, data + w, n - (size_t)w);
-    p->buf.last += n - (size_t)w;
-    b = uv_buf_init(p->buf.pos, (unsigned)buf_len(&p->buf));
-    if (uv_write(&p->wreq, p->to, &b, 1, on_write))
-        goto out_close;
-    p->writing = true;
-    uv_read_stop(p->from);
-    return;
-
-out_close:
-    conn_close(c);
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
-{
-    lb_conn_t *c = s->data;
-    lb_pipe_t *p = s == (uv_stream_t *)&c->client ? &c->up : &c->down;
-
-    if (nread > 0) {
-        *p->bytes += (uint64_t)nread;
+    if (p->blocked) {
+        if (!pipe_flush(c, p))
+            return !c->closed;
         conn_touch(c);
-        pipe_send(p, b->base, (size_t)nread);
-    } else if (nread == UV_EOF) {
-        p->eof = true;
-        if (!p->writing)
+        if (p->eof) {
             conn_ended(c);
-    } else if (nread < 0) {
-        conn_close(c);
+            return true;
+        }
     }
+    while (p->from->readable && !p->eof) {
+        ssize_t n = recv(p->from->fd, lb->rbuf, size, 0);
+        ssize_t w;
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                p->from->readable = false;
+                return true;
+            }
+            conn_close(c);
+            return false;
+        }
+        if (n == 0 || ((size_t)n < size && p->from->rdhup)) {
+            /* The end, or the last data before it: a short read after the
+             * FIN arrived has taken everything that came before it. */
+            p->eof = true;
+            p->from->readable = false;
+        } else if ((size_t)n < size) {
+            p->from->readable = false; /* drained until the next event */
+        }
+        if (n == 0) {
+            conn_ended(c);
+            return true;
+        }
+        *p->bytes += (uint64_t)n;
+        conn_touch(c);
+        do
+            w = p->to->writable ? send(p->to->fd, lb->rbuf, (size_t)n, MSG_NOSIGNAL) : 0;
+        while (w < 0 && errno == EINTR);
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            conn_close(c);
+            return false;
+        }
+        if (w == n) {
+            if (p->eof)
+                conn_ended(c);
+            continue;
+        }
+        if (w < 0)
+            w = 0;
+        p->to->writable = false;
+        if (pool_get(lb, &p->buf)) {
+            conn_close(c);
+            return false;
+        }
+        memcpy(p->buf.last, lb->rbuf + w, (size_t)(n - w));
+        p->buf.last += n - w;
+        p->blocked = true;
+        return true;
+    }
+    return true;
+}
+
+static void conn_pump(lb_conn_t *c)
+{
+    if (pipe_pump(c, &c->up))
+        pipe_pump(c, &c->down);
 }
 
 /* The backend being tried failed (refused, timed out, unreachable). */
@@ -591,11 +614,12 @@ static void conn_target_failed(lb_conn_t *c, int err)
     lb_target_t *t = c->target;
     uint64_t now = uv_now(lb->loop);
 
+    sock_close(&c->backend);
     t->connect_failures++;
     t->fail_seq = ++lb->fail_seq;
     if (t->down_until <= now)
         log_warn("lb: %s: backend %s: connect: %s", t->service_name, t->name,
-                 uv_strerror(err));
+                 skiff_strerror(err));
     t->down_until = now + LB_DOWN_MS;
     target_unref(t);
     c->target = NULL;
@@ -622,19 +646,62 @@ static lb_target_t *conn_next_target(lb_conn_t *c)
     return NULL;
 }
 
-static void on_connect(uv_connect_t *req, int status)
+/* Starts a non-blocking connect to t on c->backend. Returns 0 or a negative
+ * errno (then nothing is open). */
+static int conn_connect(lb_conn_t *c, lb_target_t *t)
 {
-    lb_conn_t *c = req->data;
+    int one = 1;
+    int fd, rc;
+
+    fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    c->backend.fd = fd;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) ||
+        (connect(fd, (const struct sockaddr *)&t->addr,
+                 t->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                               : sizeof(struct sockaddr_in)) &&
+         errno != EINPROGRESS)) {
+        rc = -errno;
+        goto out_close;
+    }
+    /* Writable (or an error) reports the connect's outcome. */
+    rc = sock_add(c->lb, &c->backend, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+    if (rc)
+        goto out_close;
+    return 0;
+
+out_close:
+    sock_close(&c->backend);
+    return rc;
+}
+
+/* Connects to the next backend that takes a connect, or closes the client
+ * when none is left. */
+static void conn_connect_next(lb_conn_t *c)
+{
+    lb_target_t *t;
+    int rc;
+
+    while ((t = conn_next_target(c))) {
+        t->refs++;
+        c->target = t;
+        rc = conn_connect(c, t);
+        if (rc == 0) {
+            conn_queue(c, &c->lb->connecting);
+            return;
+        }
+        conn_target_failed(c, rc);
+    }
+    log_debug("lb: no backend took a connection (%zu tried)", c->set->n);
+    conn_close(c);
+}
+
+static void conn_connected(lb_conn_t *c)
+{
     lb_target_t *t = c->target;
 
-    if (c->closing || uv_is_closing((uv_handle_t *)&c->backend))
-        return; /* closed by us: a timeout, or the whole connection */
     link_remove(&c->link);
-    if (status < 0) {
-        conn_target_failed(c, status);
-        uv_close((uv_handle_t *)&c->backend, on_backend_closed);
-        return;
-    }
     c->connected = true;
     t->connections++;
     t->active++;
@@ -642,144 +709,171 @@ static void on_connect(uv_connect_t *req, int status)
     c->set = NULL;
     c->up.bytes = &t->bytes_in;
     c->down.bytes = &t->bytes_out;
-    if (uv_fileno((uv_handle_t *)&c->client, &c->down.to_fd) ||
-        uv_fileno((uv_handle_t *)&c->backend, &c->up.to_fd)) {
-        conn_close(c);
-        return;
-    }
     conn_queue(c, &c->lb->established);
-    if (uv_read_start((uv_stream_t *)&c->client, on_alloc, on_read))
-        conn_close(c);
 }
 
-/* Starts a connect to the next backend, or closes the client when none is
- * left. */
-static void conn_connect_next(lb_conn_t *c)
+/* An event on one of c's sockets. */
+static void conn_event(lb_conn_t *c, lb_sock_t *s, uint32_t ev)
 {
-    lb_t *lb = c->lb;
-    lb_target_t *t = conn_next_target(c);
-    int rc;
+    if (s == &c->backend && !c->connected) {
+        if (ev & (EPOLLERR | EPOLLHUP)) {
+            int err = 0;
+            socklen_t len = sizeof(err);
 
-    if (!t) {
-        log_debug("lb: no backend took a connection (%zu tried)", c->set->n);
-        conn_close(c);
-        return;
+            if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) || !err)
+                err = ECONNREFUSED;
+            link_remove(&c->link);
+            conn_target_failed(c, -err);
+            conn_connect_next(c);
+            return;
+        }
+        if (!(ev & EPOLLOUT))
+            return;
+        conn_connected(c);
     }
-    t->refs++;
-    c->target = t;
-    rc = uv_tcp_init(lb->loop, &c->backend);
-    if (rc) {
-        conn_target_failed(c, rc);
-        conn_close(c);
-        return;
-    }
-    c->backend.data = c;
-    c->backend_init = true;
-    c->handles++;
-    uv_tcp_nodelay(&c->backend, 1);
-    /* Reading starts with the connect: libuv reports the connect first, and
-     * the poll registration then changes once instead of twice. */
-    rc = uv_tcp_connect(&c->creq, &c->backend, (const struct sockaddr *)&t->addr, on_connect);
-    if (rc == 0)
-        rc = uv_read_start((uv_stream_t *)&c->backend, on_alloc, on_read);
-    if (rc) {
-        conn_target_failed(c, rc);
-        uv_close((uv_handle_t *)&c->backend, on_backend_closed);
-        return;
-    }
-    conn_queue(c, &lb->connecting);
-}
-
-static void on_reject_closed(uv_handle_t *h)
-{
-    lb_t *lb = h->data;
-
-    free(h);
-    lb->handles--;
-    lb_maybe_free(lb);
-}
-
-/* Accepts the pending client of server and closes it at once. */
-static void lb_reject(lb_t *lb, uv_stream_t *server)
-{
-    uv_tcp_t *h = malloc(sizeof(*h));
-
-    if (!h) {
-        log_error("lb: out of memory, a listener stalls until the next client");
-        return;
-    }
-    uv_tcp_init(lb->loop, h);
-    h->data = lb;
-    lb->handles++;
-    uv_accept(server, (uv_stream_t *)h);
-    uv_close((uv_handle_t *)h, on_reject_closed);
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-    lb_listener_t *l = server->data;
-    lb_t *lb = l->lb;
-    lb_route_t *r = l->route;
-    lb_conn_t *c;
-
-    if (status < 0) {
-        log_warn("lb: accept: %s", uv_strerror(status));
-        return;
-    }
-    if (!r || !r->set->n || lb->nconns >= lb->cfg.max_connections) {
-        if (r && r->set->n)
-            log_debug("lb: %s: %zu connections, refusing more", r->service_name, lb->nconns);
-        lb_reject(lb, server);
-        return;
-    }
-    c = calloc(1, sizeof(*c));
-    if (!c) {
-        lb_reject(lb, server);
-        return;
-    }
-    c->lb = lb;
-    link_init(&c->link);
-    c->up = (lb_pipe_t){ .conn = c, .from = (uv_stream_t *)&c->client,
-                         .to = (uv_stream_t *)&c->backend };
-    c->down = (lb_pipe_t){ .conn = c, .from = (uv_stream_t *)&c->backend,
-                           .to = (uv_stream_t *)&c->client };
-    c->up.wreq.data = &c->up;
-    c->down.wreq.data = &c->down;
-    c->creq.data = c;
-    uv_tcp_init(lb->loop, &c->client);
-    c->client.data = c;
-    c->handles = 1;
-    link_init(&c->ended);
-    lb->nconns++;
-    lb->handles++;
-    /* TCP_NODELAY is inherited from the listening socket. */
-    if (uv_accept(server, (uv_stream_t *)&c->client)) {
+    if (ev & EPOLLERR) {
         conn_close(c);
         return;
     }
-    c->set = r->set;
-    c->set->refs++;
-    c->first = r->rr++ % c->set->n;
-    c->seq0 = lb->fail_seq;
-    conn_connect_next(c);
+    if (ev & (EPOLLIN | EPOLLHUP))
+        s->readable = true;
+    if (ev & (EPOLLRDHUP | EPOLLHUP))
+        s->rdhup = true;
+    if (ev & EPOLLOUT)
+        s->writable = true;
+    if (c->connected)
+        conn_pump(c);
 }
 
 /* Listeners. */
 
-static void on_listener_closed(uv_handle_t *h)
+static void listener_free(lb_listener_t *l)
 {
-    lb_listener_t *l = h->data;
-    lb_t *lb = l->lb;
-
     free(l);
-    lb->handles--;
-    lb_maybe_free(lb);
 }
 
 static void listener_close(lb_listener_t *l)
 {
+    lb_t *lb = l->lb;
+
     l->route = NULL;
-    uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+    sock_close(&l->sock);
+    if (lb->dispatching)
+        link_push(&lb->dead_listeners, &l->dead);
+    else
+        listener_free(l);
+}
+
+static void lb_arm_retry(lb_t *lb);
+
+/* Accepts the clients waiting on l (a batch at most: the listener is level-
+ * triggered, the rest come with the next event). */
+static void listener_accept(lb_listener_t *l)
+{
+    lb_t *lb = l->lb;
+
+    for (int i = 0; i < LB_ACCEPTS && l->route; i++) {
+        lb_route_t *r = l->route;
+        lb_conn_t *c;
+        int fd = accept4(l->sock.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            /* Out of descriptors or memory: pause this listener (its clients
+             * wait in the backlog) rather than spin on it. */
+            log_warn("lb: %s: accept on port %u: %s; pausing it", r->service_name, r->port,
+                     strerror(errno));
+            struct epoll_event ev = { .events = 0, .data.ptr = &l->sock };
+
+            epoll_ctl(lb->epfd, EPOLL_CTL_MOD, l->sock.fd, &ev);
+            l->paused = true;
+            lb_arm_retry(lb);
+            return;
+        }
+        if (!r->set->n || lb->nconns >= lb->cfg.max_connections) {
+            if (r->set->n)
+                log_debug("lb: %s: %zu connections, refusing more", r->service_name,
+                          lb->nconns);
+            close(fd);
+            continue;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->lb = lb;
+        link_init(&c->link);
+        link_init(&c->ended);
+        c->client = (lb_sock_t){ .fd = fd, .kind = LB_SOCK_CLIENT, .writable = true };
+        c->backend = (lb_sock_t){ .fd = -1, .kind = LB_SOCK_BACKEND, .writable = true };
+        c->up = (lb_pipe_t){ .from = &c->client, .to = &c->backend };
+        c->down = (lb_pipe_t){ .from = &c->backend, .to = &c->client };
+        lb->nconns++;
+        /* TCP_NODELAY is inherited from the listening socket. */
+        if (sock_add(lb, &c->client, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) {
+            conn_close(c);
+            continue;
+        }
+        c->set = r->set;
+        c->set->refs++;
+        c->first = r->rr++ % c->set->n;
+        c->seq0 = lb->fail_seq;
+        conn_connect_next(c);
+    }
+}
+
+/* The batch of events. */
+
+static void on_events(uv_poll_t *poll, int status, int events)
+{
+    lb_t *lb = poll->data;
+    struct epoll_event ev[LB_EVENTS];
+    int n;
+
+    do
+        n = epoll_wait(lb->epfd, ev, LB_EVENTS, 0);
+    while (n < 0 && errno == EINTR);
+    lb->dispatching = true;
+    for (int i = 0; i < n; i++) {
+        lb_sock_t *s = ev[i].data.ptr;
+
+        if (s->fd < 0)
+            continue; /* closed earlier in this batch */
+        switch (s->kind) {
+        case LB_SOCK_LISTENER:
+            listener_accept(lb_container_of(s, lb_listener_t, sock));
+            break;
+        case LB_SOCK_CLIENT:
+            conn_event(lb_container_of(s, lb_conn_t, client), s, ev[i].events);
+            break;
+        default:
+            conn_event(lb_container_of(s, lb_conn_t, backend), s, ev[i].events);
+            break;
+        }
+    }
+    lb->dispatching = false;
+    while (!link_empty(&lb->ended)) {
+        lb_conn_t *c = lb_container_of(lb->ended.next, lb_conn_t, ended);
+
+        link_remove(&c->ended);
+        conn_settle(c);
+    }
+    while (!link_empty(&lb->dead_conns)) {
+        lb_link_t *l = lb->dead_conns.next;
+
+        link_remove(l);
+        conn_free(lb_container_of(l, lb_conn_t, link));
+    }
+    while (!link_empty(&lb->dead_listeners)) {
+        lb_link_t *l = lb->dead_listeners.next;
+
+        link_remove(l);
+        listener_free(lb_container_of(l, lb_listener_t, dead));
+    }
 }
 
 static const char *side_addr(const lb_t *lb, int side)
@@ -794,7 +888,8 @@ static bool route_wants(const lb_t *lb, const lb_route_t *r, int side)
 
 /* A socket bound to the side's address and r's port, listening, into
  * r->ls[side]. The gateway socket takes SO_REUSEPORT so that agents sharing
- * one engine can all listen there. Returns 0 or a negative errno. */
+ * one engine can all listen there. TCP_NODELAY on it passes to the accepted
+ * sockets. Returns 0 or a negative errno. */
 static int listener_open(lb_t *lb, lb_route_t *r, int side)
 {
     struct sockaddr_storage sa = lb->side_addr[side];
@@ -814,30 +909,24 @@ static int listener_open(lb_t *lb, lb_route_t *r, int side)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) ||
         bind(fd, (struct sockaddr *)&sa,
              sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                      : sizeof(struct sockaddr_in))) {
+                                      : sizeof(struct sockaddr_in)) ||
+        listen(fd, LB_BACKLOG)) {
         rc = -errno;
         goto out_close_fd;
     }
-    l = malloc(sizeof(*l));
+    l = calloc(1, sizeof(*l));
     if (!l) {
         rc = -ENOMEM;
         goto out_close_fd;
     }
+    l->sock = (lb_sock_t){ .fd = fd, .kind = LB_SOCK_LISTENER };
     l->lb = lb;
     l->route = r;
-    uv_tcp_init(lb->loop, &l->tcp);
-    l->tcp.data = l;
-    lb->handles++;
-    rc = uv_tcp_open(&l->tcp, fd);
+    link_init(&l->dead);
+    rc = sock_add(lb, &l->sock, EPOLLIN); /* level-triggered */
     if (rc) {
-        close(fd);
-        listener_close(l);
-        return rc;
-    }
-    rc = uv_listen((uv_stream_t *)&l->tcp, LB_BACKLOG, on_connection);
-    if (rc) {
-        listener_close(l);
-        return rc;
+        free(l);
+        goto out_close_fd;
     }
     r->ls[side] = l;
     return 0;
@@ -849,17 +938,30 @@ out_close_fd:
 
 static void on_retry(uv_timer_t *timer);
 
-/* Opens every listener that is wanted and not open; arms the retry timer
- * while any is missing. */
+static void lb_arm_retry(lb_t *lb)
+{
+    if (!lb->closing && !uv_is_active((uv_handle_t *)&lb->retry))
+        uv_timer_start(&lb->retry, on_retry, lb->cfg.retry_ms, lb->cfg.retry_ms);
+}
+
+/* Opens every listener that is wanted and not open, and resumes paused ones;
+ * keeps the retry timer armed while any is missing or paused. */
 static void lb_listen_all(lb_t *lb)
 {
     bool missing = false;
 
     for (lb_route_t *r = lb->routes; r; r = r->next) {
         for (int side = 0; side < LB_SIDES; side++) {
+            lb_listener_t *l = r->ls[side];
             int rc;
 
-            if (!route_wants(lb, r, side) || r->ls[side])
+            if (l && l->paused) {
+                struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &l->sock };
+
+                l->paused = epoll_ctl(lb->epfd, EPOLL_CTL_MOD, l->sock.fd, &ev) != 0;
+                missing |= l->paused;
+            }
+            if (!route_wants(lb, r, side) || l)
                 continue;
             rc = listener_open(lb, r, side);
             if (rc == 0) {
@@ -872,14 +974,14 @@ static void lb_listen_all(lb_t *lb)
             missing = true;
             if (rc != r->err[side])
                 log_warn("lb: %s: cannot listen on %s:%u: %s (retrying every %llums)",
-                         r->service_name, side_addr(lb, side), r->port, uv_strerror(rc),
+                         r->service_name, side_addr(lb, side), r->port, skiff_strerror(rc),
                          (unsigned long long)lb->cfg.retry_ms);
             r->err[side] = rc;
         }
     }
-    if (missing && !uv_is_active((uv_handle_t *)&lb->retry))
-        uv_timer_start(&lb->retry, on_retry, lb->cfg.retry_ms, lb->cfg.retry_ms);
-    else if (!missing)
+    if (missing)
+        lb_arm_retry(lb);
+    else
         uv_timer_stop(&lb->retry);
 }
 
@@ -1089,10 +1191,8 @@ static void on_timer(uv_timer_t *timer)
         if (c->stamp + lb->cfg.connect_timeout_ms > now)
             break;
         link_remove(&c->link);
-        conn_target_failed(c, UV_ETIMEDOUT);
-        /* on_connect sees the handle closing and leaves the rest to
-         * on_backend_closed, which tries the next backend. */
-        uv_close((uv_handle_t *)&c->backend, on_backend_closed);
+        conn_target_failed(c, -ETIMEDOUT);
+        conn_connect_next(c);
     }
     while (!link_empty(&lb->established)) {
         lb_conn_t *c = lb_container_of(lb->established.next, lb_conn_t, link);
@@ -1113,14 +1213,15 @@ lb_t *lb_create(uv_loop_t *loop, const lb_config_t *cfg)
         return NULL;
     lb->loop = loop;
     lb->cfg = *cfg;
+    lb->epfd = -1;
     if (!lb->cfg.connect_timeout_ms)
         lb->cfg.connect_timeout_ms = LB_CONNECT_TIMEOUT_MS;
     if (!lb->cfg.idle_timeout_ms)
         lb->cfg.idle_timeout_ms = LB_IDLE_TIMEOUT_MS;
     if (!lb->cfg.buffer_size)
         lb->cfg.buffer_size = LB_BUFFER_SIZE;
-    if (lb->cfg.buffer_size > UINT32_MAX / 2)
-        lb->cfg.buffer_size = UINT32_MAX / 2;
+    if (lb->cfg.buffer_size > INT32_MAX / 2)
+        lb->cfg.buffer_size = INT32_MAX / 2;
     if (!lb->cfg.max_connections)
         lb->cfg.max_connections = LB_MAX_CONNECTIONS;
     if (!lb->cfg.retry_ms)
@@ -1141,18 +1242,25 @@ lb_t *lb_create(uv_loop_t *loop, const lb_config_t *cfg)
             goto out_free;
         }
     }
+    lb->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (lb->epfd < 0 || uv_poll_init(loop, &lb->poll, lb->epfd))
+        goto out_free;
     link_init(&lb->targets);
     link_init(&lb->connecting);
     link_init(&lb->established);
     link_init(&lb->ended);
+    link_init(&lb->dead_conns);
+    link_init(&lb->dead_listeners);
     uv_timer_init(loop, &lb->timer);
     uv_timer_init(loop, &lb->retry);
-    uv_check_init(loop, &lb->settle);
-    lb->timer.data = lb->retry.data = lb->settle.data = lb;
+    lb->poll.data = lb->timer.data = lb->retry.data = lb;
     lb->handles = 3;
+    uv_poll_start(&lb->poll, UV_READABLE, on_events);
     return lb;
 
 out_free:
+    if (lb->epfd >= 0)
+        close(lb->epfd);
     free(lb->advertise);
     free(lb->gateway);
     free(lb->rbuf);
@@ -1172,6 +1280,7 @@ static void lb_maybe_free(lb_t *lb)
 {
     if (!lb->closing || lb->handles > 0)
         return;
+    close(lb->epfd); /* only now: libuv must not poll a closed descriptor */
     while (lb->npool)
         buf_free(&lb->pool[--lb->npool]);
     free(lb->advertise);
@@ -1199,7 +1308,7 @@ void lb_close(lb_t *lb, void (*done)(void *arg), void *arg)
         conn_close(lb_container_of(lb->connecting.next, lb_conn_t, link));
     while (!link_empty(&lb->established))
         conn_close(lb_container_of(lb->established.next, lb_conn_t, link));
+    uv_close((uv_handle_t *)&lb->poll, on_own_handle_closed);
     uv_close((uv_handle_t *)&lb->timer, on_own_handle_closed);
     uv_close((uv_handle_t *)&lb->retry, on_own_handle_closed);
-    uv_close((uv_handle_t *)&lb->settle, on_own_handle_closed);
 }

@@ -13,8 +13,9 @@
  * timeout. It knows nothing of tasks, health or the controller: what it is
  * given is what it balances.
  *
- * Everything runs on the loop's thread; nothing blocks. The process must
- * ignore SIGPIPE (libuv writes with write(2)).
+ * Everything runs on the loop's thread; nothing blocks. The balancer's
+ * sockets sit in an epoll of its own, which is one uv_poll_t on the loop
+ * (Linux only, as skiff is).
  */
 #ifndef SKIFF_LB_H
 #define SKIFF_LB_H

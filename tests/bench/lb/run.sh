@@ -11,9 +11,17 @@
 # request, each the median over ROUNDS rounds, and the ratios skiff/HAProxy.
 # Nothing fails on a timing: the targets are printed next to the figures.
 #
+# On a shared machine the figures swing with whatever else runs, so: the
+# order of HAProxy and skiff alternates from round to round, the ratios are
+# the medians of each round's own ratios (both ran seconds apart), and every
+# process of the benchmark (wrk, balancers, nginx, docker-proxy) runs at nice
+# PRIORITY, so that other work on the machine disturbs it less.
+#
 # Environment: BUILD (build dir, default <repo>/build-lb-rel), DURATION (wrk
 # -d, default 10s), CONNS (wrk -c, 50), THREADS (wrk -t, 2), ROUNDS (3),
-# HAPROXY_PORT (28081), SKIFF_PORT (28082), IMAGE (skiff-bench/nginx:local).
+# PRIORITY (nice value, -10; 0 to leave priorities alone), HAPROXY_GLOBAL (a
+# line for HAProxy's global section, e.g. "nbthread 1"), HAPROXY_PORT
+# (28081), SKIFF_PORT (28082), IMAGE (skiff-bench/nginx:local).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -22,6 +30,7 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-50}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
+PRIORITY=${PRIORITY:--10}
 HAPROXY_PORT=${HAPROXY_PORT:-28081}
 SKIFF_PORT=${SKIFF_PORT:-28082}
 IMAGE=${IMAGE:-skiff-bench/nginx:local}
@@ -57,12 +66,21 @@ need haproxy haproxy
 need docker docker.io
 docker info >/dev/null 2>&1 || { log "docker engine not reachable (start dockerd)"; exit 1; }
 
-# skiff-lb-bench, built (incrementally) in its own build directory.
-if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKIFF_E2E=OFF >/dev/null
-fi
-cmake --build "$BUILD" --target skiff-lb-bench -j2 >/dev/null
+# skiff-lb-bench, built (incrementally) in its own build directory; an
+# earlier binary is reused when the tree does not build right now.
 LB_BIN=$BUILD/bin/skiff-lb-bench
+if ! { [ -f "$BUILD/CMakeCache.txt" ] ||
+       cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSKIFF_E2E=OFF; } \
+       >"$WORK/build.log" 2>&1 ||
+   ! cmake --build "$BUILD" --target skiff-lb-bench -j2 >>"$WORK/build.log" 2>&1; then
+    if [ -x "$LB_BIN" ]; then
+        log "build failed (see below); reusing $LB_BIN"
+        tail -5 "$WORK/build.log" >&2
+    else
+        cat "$WORK/build.log" >&2
+        exit 1
+    fi
+fi
 
 # The backend image: the host's nginx, its libraries, a minimal config. No
 # registry is reachable, so it is imported from a root file system.
@@ -119,7 +137,8 @@ log "backends: ${BACKENDS[*]}"
 
 cat >"$WORK/haproxy.cfg" <<EOF
 global
-    maxconn 9000
+    maxconn 9000${HAPROXY_GLOBAL:+
+    $HAPROXY_GLOBAL}
 defaults
     mode tcp
     timeout connect 2s
@@ -151,6 +170,24 @@ for port in "$HAPROXY_PORT" "$SKIFF_PORT"; do
         { log "balancer on port $port does not answer"; cat "$WORK"/*.log >&2; exit 1; }
 done
 
+# Priorities: the balancers, the backends' processes and their docker-proxy.
+if [ "$PRIORITY" != 0 ]; then
+    prio_pids=("$HAPROXY_PID" "$SKIFF_PID")
+    for id in $(docker ps -q --filter "label=$LABEL"); do
+        pid=$(docker inspect -f '{{.State.Pid}}' "$id")
+        prio_pids+=("$pid" $(pgrep -P "$pid" || true))
+    done
+    for b in "${BACKENDS[@]}"; do
+        prio_pids+=($(pgrep -f "docker-proxy .*-host-port ${b##*:} " || true))
+    done
+    if renice -n "$PRIORITY" -p "${prio_pids[@]}" >/dev/null 2>&1; then
+        log "nice $PRIORITY: wrk and ${#prio_pids[@]} processes (balancers, nginx, docker-proxy)"
+    else
+        log "renice failed; priorities left alone"
+    fi
+fi
+NICE=(nice -n "$PRIORITY")
+
 # CPU time of a process, in clock ticks (fields 14 and 15 after the comm).
 cpu_ticks() {
     [ "$1" = - ] && { echo 0; return; }
@@ -169,7 +206,7 @@ run() {
     local mode=$1 target=$2 url=$3 pid=$4 round=$5 hdr=() out c0 c1 reqs rps p50 p99 errs cpu
     [ "$mode" = close ] && hdr=(-H 'Connection: close')
     c0=$(cpu_ticks "$pid")
-    out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url")
+    out=$("${NICE[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url")
     c1=$(cpu_ticks "$pid")
     reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
     rps=$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' <<<"$out")
@@ -194,8 +231,13 @@ done
 for round in $(seq "$ROUNDS"); do
     for mode in keep-alive close; do
         run "$mode" direct "http://${BACKENDS[0]}/" - "$round"
-        run "$mode" haproxy "http://127.0.0.1:$HAPROXY_PORT/" "$HAPROXY_PID" "$round"
-        run "$mode" skiff "http://127.0.0.1:$SKIFF_PORT/" "$SKIFF_PID" "$round"
+        if [ $((round % 2)) = 1 ]; then
+            run "$mode" haproxy "http://127.0.0.1:$HAPROXY_PORT/" "$HAPROXY_PID" "$round"
+            run "$mode" skiff "http://127.0.0.1:$SKIFF_PORT/" "$SKIFF_PID" "$round"
+        else
+            run "$mode" skiff "http://127.0.0.1:$SKIFF_PORT/" "$SKIFF_PID" "$round"
+            run "$mode" haproxy "http://127.0.0.1:$HAPROXY_PORT/" "$HAPROXY_PID" "$round"
+        fi
     done
 done
 
@@ -203,15 +245,17 @@ done
 echo
 echo "skiff load balancer benchmark: $(nproc) CPUs, wrk -t$THREADS -c$CONNS -d$DURATION, 3 nginx backends, median of $ROUNDS rounds"
 awk '
-function median(key, col,    n, i, j, t, a) {
-    n = split(vals[key, col], a, " ")
+function median_of(list,    n, i, j, t, a) {
+    n = split(list, a, " ")
     for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
     return n ? a[int((n + 1) / 2)] : "-"
 }
+function median(key, col) { return median_of(vals[key, col]) }
 {
     key = $1 " " $2
     if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
-    for (c = 4; c <= 8; c++) vals[key, c] = vals[key, c] " " $c
+    for (c = 4; c <= 8; c++) { vals[key, c] = vals[key, c] " " $c; cell[key, $3, c] = $c }
+    rounds[$3] = 1
 }
 END {
     printf "%-11s %-8s %10s %10s %10s %14s %8s\n", "mode", "target", "req/s", "p50 (us)", "p99 (us)", "CPU/req (us)", "errors"
@@ -221,12 +265,16 @@ END {
         printf "%-11s %-8s %10s %10s %10s %14s %8s\n", kk[1], kk[2], med[key, 4], med[key, 5], med[key, 6], med[key, 7], med[key, 8]
     }
     print ""
-    print "skiff / HAProxy (targets: req/s >= 1, p99 <= 1.2, CPU/req <= 1):"
+    print "skiff / HAProxy, median of the rounds\047 ratios (targets: req/s >= 1, p99 <= 1.2, CPU/req <= 1):"
     split("keep-alive close", modes, " ")
     for (m = 1; m <= 2; m++) {
         s = modes[m] " skiff"; h = modes[m] " haproxy"
         if (!((s, 4) in med)) continue
-        printf "  %-11s req/s %.2f   p99 %.2f   CPU/req %.2f\n", modes[m],
-            med[s, 4] / med[h, 4], med[s, 6] / med[h, 6], med[s, 7] / med[h, 7]
+        for (c = 4; c <= 7; c++) {
+            list = ""
+            for (r in rounds) if (cell[h, r, c] + 0 > 0) list = list " " cell[s, r, c] / cell[h, r, c]
+            ratio[c] = median_of(list)
+        }
+        printf "  %-11s req/s %.2f   p99 %.2f   CPU/req %.2f\n", modes[m], ratio[4], ratio[6], ratio[7]
     }
 }' "$WORK/results"
