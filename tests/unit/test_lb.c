@@ -803,6 +803,55 @@ static void test_half_close(void **state)
     free(in);
 }
 
+/* Both directions at once, with more than the buffers hold: every byte
+ * comes back, in order. */
+static void test_bulk_echo(void **state)
+{
+    backend_t *be = backend_start(BE_ECHO, 0);
+    int port = free_port("127.0.0.1");
+    size_t total = 16u << 20, sent = 0, got = 0, banner = 0;
+    static char out[65536], in[65536];
+    int fd;
+
+    for (size_t i = 0; i < sizeof(out); i++)
+        out[i] = (char)(i * 7 + i / 251);
+    lb_start(&base_cfg);
+    svc_t s = { "echo", (uint32_t)port, false, 1, { be->port } };
+    assert_int_equal(apply(&s, 1), 0);
+    fd = client("127.0.0.1", port);
+    assert_true(fd >= 0);
+    while (got < total) {
+        struct pollfd p = { .fd = fd, .events = POLLIN | (sent < total ? POLLOUT : 0) };
+
+        assert_int_equal(poll(&p, 1, 5000), 1);
+        if ((p.revents & POLLOUT) && sent < total) {
+            size_t off = sent % sizeof(out);
+            size_t n = sizeof(out) - off < total - sent ? sizeof(out) - off : total - sent;
+            ssize_t w = send(fd, out + off, n, MSG_DONTWAIT);
+
+            assert_true(w > 0 || errno == EAGAIN);
+            if (w > 0)
+                sent += (size_t)w;
+            if (sent == total)
+                shutdown(fd, SHUT_WR);
+        }
+        if (p.revents & (POLLIN | POLLHUP)) {
+            ssize_t r = recv(fd, in, sizeof(in), MSG_DONTWAIT);
+            size_t i = 0;
+
+            assert_true(r > 0 || (r < 0 && errno == EAGAIN));
+            for (; r > 0 && banner < 3; banner++, i++, r--)
+                ;
+            for (; r > 0; i++, r--, got++)
+                assert_int_equal(in[i], out[got % sizeof(out)]);
+        }
+    }
+    assert_true(closed_within(fd, 2000));
+    close(fd);
+    assert_int_equal(stats_of(be->port).s.bytes_in, total);
+    assert_int_equal(stats_of(be->port).s.bytes_out, total + 3);
+}
+
 static void test_backpressure(void **state)
 {
     size_t total = 64u << 20;
@@ -1138,6 +1187,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_apply_adds_and_removes_listeners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_keeps_open_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bulk_echo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_upstream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_backends_skipped, setup, teardown),
