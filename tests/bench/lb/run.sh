@@ -21,7 +21,13 @@
 # -d, default 10s), CONNS (wrk -c, 50), THREADS (wrk -t, 2), ROUNDS (3),
 # PRIORITY (nice value, -10; 0 to leave priorities alone), HAPROXY_GLOBAL (a
 # line for HAProxy's global section, e.g. "nbthread 1"), HAPROXY_PORT
-# (28081), SKIFF_PORT (28082), IMAGE (skiff-bench/nginx:local).
+# (28081), SKIFF_PORT (28082), IMAGE (skiff-bench/nginx:local),
+# BACKEND_NET: "published" (default: docker run -p 127.0.0.1::80, so that
+# every backend connection goes through the engine's docker-proxy, as a
+# balancer's connections to a node's published ports do) or "host" (the
+# containers share the host's network and nginx listens on 127.0.0.1 at
+# BACKEND_PORT, BACKEND_PORT+1, BACKEND_PORT+2 (default 28091): the
+# balancers without docker-proxy's share of the two cores).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -34,6 +40,8 @@ PRIORITY=${PRIORITY:--10}
 HAPROXY_PORT=${HAPROXY_PORT:-28081}
 SKIFF_PORT=${SKIFF_PORT:-28082}
 IMAGE=${IMAGE:-skiff-bench/nginx:local}
+BACKEND_NET=${BACKEND_NET:-published}
+BACKEND_PORT=${BACKEND_PORT:-28091}
 LABEL=skiff.bench=lb-$$
 WORK=$(mktemp -d /tmp/skiff-lb-bench.XXXXXX)
 HZ=$(getconf CLK_TCK)
@@ -82,6 +90,27 @@ if ! { [ -f "$BUILD/CMakeCache.txt" ] ||
     fi
 fi
 
+# nginx's configuration, listening on $1 (a port, or ADDRESS:PORT).
+nginx_conf() {
+    cat <<EOF
+user nobody nogroup;
+worker_processes 1;
+daemon off;
+error_log /dev/stderr warn;
+pid /run/nginx.pid;
+events { worker_connections 8192; }
+http {
+    include mime.types;
+    access_log off;
+    keepalive_requests 10000000;
+    server {
+        listen $1 backlog=4096;
+        location / { return 200 "hello from nginx\n"; }
+    }
+}
+EOF
+}
+
 # The backend image: the host's nginx, its libraries, a minimal config. No
 # registry is reachable, so it is imported from a root file system.
 build_image() {
@@ -95,23 +124,7 @@ build_image() {
     echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
     echo 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >>"$rootfs/etc/passwd"
     printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
-    cat >"$rootfs/etc/nginx/nginx.conf" <<'EOF'
-user nobody nogroup;
-worker_processes 1;
-daemon off;
-error_log /dev/stderr warn;
-pid /run/nginx.pid;
-events { worker_connections 8192; }
-http {
-    include mime.types;
-    access_log off;
-    keepalive_requests 10000000;
-    server {
-        listen 80 backlog=4096;
-        location / { return 200 "hello from nginx\n"; }
-    }
-}
-EOF
+    nginx_conf 80 >"$rootfs/etc/nginx/nginx.conf"
     tar -C "$rootfs" -c . | docker import \
         --change 'CMD ["/usr/sbin/nginx", "-c", "/etc/nginx/nginx.conf"]' - "$IMAGE" >/dev/null
 }
@@ -120,11 +133,20 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
     build_image
 fi
 
-# Three backends, published on 127.0.0.1 at ports the engine picks.
+# Three backends, published on 127.0.0.1 at ports the engine picks (or on
+# the host's network).
 BACKENDS=()
-for i in 1 2 3; do
-    id=$(docker run -d --label "$LABEL" -p 127.0.0.1::80 "$IMAGE")
-    BACKENDS+=("$(docker port "$id" 80/tcp | head -1)")
+for i in 0 1 2; do
+    if [ "$BACKEND_NET" = host ]; then
+        addr=127.0.0.1:$((BACKEND_PORT + i))
+        nginx_conf "$addr" >"$WORK/nginx-$i.conf"
+        docker run -d --label "$LABEL" --network host \
+            -v "$WORK/nginx-$i.conf:/etc/nginx/nginx.conf:ro" "$IMAGE" >/dev/null
+        BACKENDS+=("$addr")
+    else
+        id=$(docker run -d --label "$LABEL" -p 127.0.0.1::80 "$IMAGE")
+        BACKENDS+=("$(docker port "$id" 80/tcp | head -1)")
+    fi
 done
 for b in "${BACKENDS[@]}"; do
     for _ in $(seq 100); do
@@ -243,7 +265,7 @@ done
 
 # The table: medians over the rounds, then the ratios skiff/HAProxy.
 echo
-echo "skiff load balancer benchmark: $(nproc) CPUs, wrk -t$THREADS -c$CONNS -d$DURATION, 3 nginx backends, median of $ROUNDS rounds"
+echo "skiff load balancer benchmark: $(nproc) CPUs, wrk -t$THREADS -c$CONNS -d$DURATION, 3 nginx backends ($BACKEND_NET), median of $ROUNDS rounds"
 awk '
 function median_of(list,    n, i, j, t, a) {
     n = split(list, a, " ")
