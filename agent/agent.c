@@ -613,7 +613,7 @@ agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg)
     a->runner = runner_create(loop, a->engine, &rc, &agent_runner_ops, a);
     if (!a->runner)
         goto out_close_engine;
-    a->logs = logstreams_create(a->engine, agent_container_of, agent_send_logs, a);
+    a->logs = logstreams_create(loop, a->engine, agent_container_of, agent_send_logs, a);
     if (!a->logs)
         goto out_close_runner;
     uv_timer_init(loop, &a->engine_timer);

@@ -839,20 +839,22 @@ static int docker_events_start(engine_t *e, const char *const *labels, size_t n,
 /* ------------------------------------------------------------ logs */
 
 static int docker_logs_open(engine_t *e, const char *id, int follow, uint32_t tail,
-                            const engine_logs_ops_t *ops, void *arg, engine_logs_t **out)
+                            int64_t since_ms, const engine_logs_ops_t *ops, void *arg,
+                            engine_logs_t **out)
 {
     docker_t *d = (docker_t *)e;
-    char rest[512], suffix[128], path[640];
+    char rest[512], suffix[160], path[640], since[48] = "", count[32] = "all";
     dreq_t *r;
     int rc;
 
     *out = NULL;
     if (tail)
-        snprintf(suffix, sizeof(suffix), "/logs?stdout=1&stderr=1&follow=%d&tail=%u",
-                 follow ? 1 : 0, tail);
-    else
-        snprintf(suffix, sizeof(suffix), "/logs?stdout=1&stderr=1&follow=%d&tail=all",
-                 follow ? 1 : 0);
+        snprintf(count, sizeof(count), "%u", tail);
+    if (since_ms > 0)
+        snprintf(since, sizeof(since), "&since=%lld.%03lld", (long long)(since_ms / 1000),
+                 (long long)(since_ms % 1000));
+    snprintf(suffix, sizeof(suffix), "/logs?stdout=1&stderr=1&follow=%d&tail=%s%s",
+             follow ? 1 : 0, count, since);
     if (docker_container_path(rest, sizeof(rest), id, suffix) ||
         docker_path(d, path, sizeof(path), rest))
         return SKIFF_EINVAL;

@@ -192,9 +192,11 @@ typedef struct engine_ops {
     int (*events_start)(engine_t *e, const char *const *labels, size_t n_labels,
                         const engine_events_ops_t *ops, void *arg);
     void (*events_stop)(engine_t *e);
-    /* Streams a container's log (tail 0: all of it). *out identifies it
-     * for logs_close, after which no callback of it is called. */
-    int (*logs_open)(engine_t *e, const char *id, int follow, uint32_t tail,
+    /* Streams a container's log: its last tail lines (0: all), or what
+     * came since since_ms (Unix ms; 0: from the start); with follow, on
+     * until the container stops. *out identifies it for logs_close, after
+     * which no callback of it is called. */
+    int (*logs_open)(engine_t *e, const char *id, int follow, uint32_t tail, int64_t since_ms,
                      const engine_logs_ops_t *ops, void *arg, engine_logs_t **out);
     void (*logs_close)(engine_t *e, engine_logs_t *logs);
     /* Drops every call in progress (no callbacks), and calls done(arg)

@@ -3,6 +3,11 @@
  * A stream has one part per task; a part has the engine's log handle and a
  * line buffer per output (stdout, stderr). Whole lines are sent as they
  * complete, several in one frame when they came together.
+ *
+ * With follow, a part outlives its container's run: the engine ends a
+ * followed log when the container stops, so the part waits, and a timer
+ * reopens it (from the time it ended) once the task runs again, or when a
+ * task that had no container gets one.
  */
 #include "logstream.h"
 #include "buf.h"
@@ -13,21 +18,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#define LOGSTREAM_REOPEN_MS 500
 
 typedef struct lstream lstream_t;
 
 typedef struct lpart {
     lstream_t *s;
+    char task_id[128];
     char name[256];
-    engine_logs_t *h;   /* NULL once ended */
+    engine_logs_t *h;   /* the engine's log, while open */
+    int waiting;        /* follow: to be (re)opened when the task runs */
+    int64_t since_ms;   /* reopen from here; 0: the request's tail */
     buf_t line[2];      /* what came after the last newline, per output */
 } lpart_t;
 
 struct lstream {
     logstreams_t *ls;
     uint64_t id;
+    int follow;
+    uint32_t tail;
     size_t n_parts;
-    size_t open_parts;
+    size_t open_parts;  /* not ended (open, or waiting to reopen) */
     lpart_t *parts;
     uint64_t dropped;   /* bytes dropped since the last frame that went */
     lstream_t *next;
@@ -38,17 +51,36 @@ struct logstreams {
     logstream_container_fn container;
     logstream_send_fn send;
     void *arg;
+    uv_timer_t *timer;  /* allocated apart: freed in its close callback */
     lstream_t *streams;
     size_t n_streams;
 };
 
-logstreams_t *logstreams_create(engine_t *engine, logstream_container_fn container,
-                                logstream_send_fn send, void *arg)
+static int64_t lwall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void logstreams_on_timer(uv_timer_t *t);
+
+logstreams_t *logstreams_create(uv_loop_t *loop, engine_t *engine,
+                                logstream_container_fn container, logstream_send_fn send,
+                                void *arg)
 {
     logstreams_t *ls = calloc(1, sizeof(*ls));
 
     if (!ls)
         return NULL;
+    ls->timer = malloc(sizeof(*ls->timer));
+    if (!ls->timer) {
+        free(ls);
+        return NULL;
+    }
+    uv_timer_init(loop, ls->timer);
+    ls->timer->data = ls;
     ls->engine = engine;
     ls->container = container;
     ls->send = send;
@@ -107,13 +139,11 @@ static int lsend_data(lstream_t *s, const char *name, int is_stderr, const char 
     return rc;
 }
 
-static void lpart_end(lpart_t *p, int close_engine)
+static void lpart_release(lpart_t *p)
 {
-    if (close_engine && p->h)
+    if (p->h)
         p->s->ls->engine->ops->logs_close(p->s->ls->engine, p->h);
-    if (p->h || close_engine) {
-        p->h = NULL;
-    }
+    p->h = NULL;
     buf_free(&p->line[0]);
     buf_free(&p->line[1]);
 }
@@ -131,7 +161,7 @@ static void lstream_free(lstream_t *s)
     }
     ls->n_streams--;
     for (size_t i = 0; i < s->n_parts; i++)
-        lpart_end(&s->parts[i], 1);
+        lpart_release(&s->parts[i]);
     free(s->parts);
     free(s);
 }
@@ -170,7 +200,8 @@ static void lpart_flush(lpart_t *p, int is_stderr, int all)
 static void lpart_on_data(void *arg, int is_stderr, const char *data, size_t len)
 {
     lpart_t *p = arg;
-    buf_t *b = &p->line[is_stderr ? 1 : 0];
+    int out = is_stderr ? 1 : 0;
+    buf_t *b = &p->line[out];
 
     while (len > 0) {
         size_t room = LOGSTREAM_LINE_MAX - buf_len(b);
@@ -182,11 +213,9 @@ static void lpart_on_data(void *arg, int is_stderr, const char *data, size_t len
         }
         data += take;
         len -= take;
-        lpart_flush(p, is_stderr ? 1 : 0, 0);
-        if (buf_len(b) >= LOGSTREAM_LINE_MAX) {
-            /* A line too long for us: cut it here. */
-            lpart_flush(p, is_stderr ? 1 : 0, 1);
-        }
+        lpart_flush(p, out, 0);
+        if (buf_len(b) >= LOGSTREAM_LINE_MAX)
+            lpart_flush(p, out, 1); /* a line too long for us: cut it here */
     }
 }
 
@@ -198,12 +227,23 @@ static void lpart_on_end(void *arg, int status, const char *message)
     p->h = NULL; /* the engine is done with it */
     lpart_flush(p, 0, 1);
     lpart_flush(p, 1, 1);
+    if (s->follow) {
+        /* The container stopped (or the engine went away): wait for the
+         * task to run again, and go on from here. */
+        p->waiting = 1;
+        p->since_ms = lwall_ms();
+        if (!uv_is_active((uv_handle_t *)s->ls->timer))
+            uv_timer_start(s->ls->timer, logstreams_on_timer, LOGSTREAM_REOPEN_MS,
+                           LOGSTREAM_REOPEN_MS);
+        return;
+    }
     if (status && message && *message) {
         char note[400];
         int n = snprintf(note, sizeof(note), "[skiff: the log ended early: %s]\n", message);
         lsend_data(s, p->name, 1, note, (size_t)n < sizeof(note) ? (size_t)n : sizeof(note) - 1);
     }
-    lpart_end(p, 0);
+    buf_free(&p->line[0]);
+    buf_free(&p->line[1]);
     if (--s->open_parts == 0) {
         lsend_close(s->ls, s->id, s->dropped ? "some log data was dropped" : "");
         lstream_free(s);
@@ -215,9 +255,46 @@ static const engine_logs_ops_t lpart_ops = {
     .on_end = lpart_on_end,
 };
 
+/* Opens p's log if its task has a container. Returns 1 when it is open. */
+static int lpart_open(lpart_t *p)
+{
+    logstreams_t *ls = p->s->ls;
+    const char *cid = ls->container(ls->arg, p->task_id);
+    int rc;
+
+    if (!cid)
+        return 0;
+    rc = ls->engine->ops->logs_open(ls->engine, cid, p->s->follow, p->since_ms ? 0 : p->s->tail,
+                                    p->since_ms, &lpart_ops, p, &p->h);
+    if (rc) {
+        log_warn("logs of %s: %s", p->name, skiff_strerror(rc));
+        p->h = NULL;
+        return 0;
+    }
+    p->waiting = 0;
+    return 1;
+}
+
+static void logstreams_on_timer(uv_timer_t *t)
+{
+    logstreams_t *ls = t->data;
+    int waiting = 0;
+
+    for (lstream_t *s = ls->streams; s; s = s->next) {
+        for (size_t i = 0; i < s->n_parts; i++) {
+            lpart_t *p = &s->parts[i];
+            if (p->waiting && !lpart_open(p))
+                waiting = 1;
+        }
+    }
+    if (!waiting)
+        uv_timer_stop(t);
+}
+
 int logstreams_open(logstreams_t *ls, const LogsOpen *req)
 {
     lstream_t *s;
+    int waiting = 0;
 
     logstreams_close(ls, req->stream);
     if (ls->n_streams >= LOGSTREAM_MAX_STREAMS) {
@@ -236,28 +313,25 @@ int logstreams_open(logstreams_t *ls, const LogsOpen *req)
     }
     s->ls = ls;
     s->id = req->stream;
+    s->follow = req->follow;
+    s->tail = req->tail;
     s->next = ls->streams;
     ls->streams = s;
     ls->n_streams++;
     for (size_t i = 0; i < req->n_tasks; i++) {
         const LogsTask *lt = req->tasks[i];
         lpart_t *p = &s->parts[s->n_parts];
-        const char *cid;
-        int rc;
 
-        if (!lt || !lt->task_id)
+        if (!lt || !*lt->task_id || strlen(lt->task_id) >= sizeof(p->task_id))
             continue;
-        cid = ls->container(ls->arg, lt->task_id);
-        if (!cid)
-            continue; /* nothing of it here (any more) */
         p->s = s;
+        snprintf(p->task_id, sizeof(p->task_id), "%s", lt->task_id);
         snprintf(p->name, sizeof(p->name), "%s", *lt->name ? lt->name : lt->task_id);
-        rc = ls->engine->ops->logs_open(ls->engine, cid, req->follow, req->tail, &lpart_ops, p,
-                                        &p->h);
-        if (rc) {
-            log_warn("logs of %s: %s", p->name, skiff_strerror(rc));
-            p->h = NULL;
-            continue;
+        if (!lpart_open(p)) {
+            if (!s->follow)
+                continue; /* nothing of it here (any more) */
+            p->waiting = 1;
+            waiting = 1;
         }
         s->n_parts++;
         s->open_parts++;
@@ -265,7 +339,10 @@ int logstreams_open(logstreams_t *ls, const LogsOpen *req)
     if (s->open_parts == 0) {
         lsend_close(ls, s->id, "");
         lstream_free(s);
+        return 0;
     }
+    if (waiting && !uv_is_active((uv_handle_t *)ls->timer))
+        uv_timer_start(ls->timer, logstreams_on_timer, LOGSTREAM_REOPEN_MS, LOGSTREAM_REOPEN_MS);
     return 0;
 }
 
@@ -281,6 +358,7 @@ void logstreams_close_all(logstreams_t *ls)
 {
     while (ls->streams)
         lstream_free(ls->streams);
+    uv_timer_stop(ls->timer);
 }
 
 size_t logstreams_count(const logstreams_t *ls)
@@ -288,10 +366,16 @@ size_t logstreams_count(const logstreams_t *ls)
     return ls->n_streams;
 }
 
+static void logstreams_on_timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
 void logstreams_free(logstreams_t *ls)
 {
     if (!ls)
         return;
     logstreams_close_all(ls);
+    uv_close((uv_handle_t *)ls->timer, logstreams_on_timer_closed);
     free(ls);
 }

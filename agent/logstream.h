@@ -3,8 +3,11 @@
  * For LogsOpen{stream, tasks, follow, tail} from the controller, it streams
  * each task's container log from the engine and sends it back as LogsData
  * frames of whole lines (stdout and stderr apart), then LogsClose{stream}
- * once every task's log has ended (with follow: only when the controller
- * sends LogsClose, or the connection drops). Memory stays bounded: a line
+ * once every task's log has ended. With follow it never ends by itself: a
+ * task's log goes on across restarts of its container (the engine ends a
+ * followed log when the container stops; it is reopened from that moment
+ * when the task runs again), until the controller sends LogsClose or the
+ * connection drops. Memory stays bounded: a line
  * longer than 16 KiB is cut, and when the controller connection's queue is
  * full, data is dropped and counted, and the next frame that goes through
  * says how much was lost, rather than the queue growing.
@@ -14,6 +17,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <uv.h>
 
 #include "engine.h"
 #include "skiff_pb.h"
@@ -30,8 +35,9 @@ typedef int (*logstream_send_fn)(void *arg, const Envelope *env);
 /* Which container runs a task, or NULL. */
 typedef const char *(*logstream_container_fn)(void *arg, const char *task_id);
 
-logstreams_t *logstreams_create(engine_t *engine, logstream_container_fn container,
-                                logstream_send_fn send, void *arg);
+logstreams_t *logstreams_create(uv_loop_t *loop, engine_t *engine,
+                                logstream_container_fn container, logstream_send_fn send,
+                                void *arg);
 
 /* Opens (or reopens) req->stream. Returns 0 or a negative code; an open
  * that cannot be served is answered with LogsClose and a message. */

@@ -274,14 +274,14 @@ static void test_container_life(void **state)
 
     /* Follow the log until the server says it listens, then close it
      * while it streams. */
-    assert_int_equal(engine->ops->logs_open(engine, id, 1, 0, &log_ops, NULL, &logs), 0);
+    assert_int_equal(engine->ops->logs_open(engine, id, 1, 0, 0, &log_ops, NULL, &logs), 0);
     run_until(logs_listening);
     engine->ops->logs_close(engine, logs);
     assert_false(seen.logs_ended);
     /* The whole log, not followed, ends by itself. */
     seen.n_logs = 0;
     seen.logs[0] = '\0';
-    assert_int_equal(engine->ops->logs_open(engine, id, 0, 10, &log_ops, NULL, &logs), 0);
+    assert_int_equal(engine->ops->logs_open(engine, id, 0, 10, 0, &log_ops, NULL, &logs), 0);
     run_until(logs_ended);
     assert_int_equal(seen.logs_status, 0);
     assert_non_null(strstr(seen.logs, "web v1 listening on :8080"));

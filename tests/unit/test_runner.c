@@ -132,7 +132,7 @@ static int f_events_start(engine_t *e, const char *const *labels, size_t n,
     return 0;
 }
 static void f_events_stop(engine_t *e) { fake.events_started = 0; }
-static int f_logs_open(engine_t *e, const char *id, int follow, uint32_t tail,
+static int f_logs_open(engine_t *e, const char *id, int follow, uint32_t tail, int64_t since,
                        const engine_logs_ops_t *ops, void *arg, engine_logs_t **out)
 {
     return SKIFF_EINVAL;

@@ -112,8 +112,8 @@ static int f_events(engine_t *e, const char *const *l, size_t n, const engine_ev
     return 0;
 }
 static void f_events_stop(engine_t *e) {}
-static int f_logs(engine_t *e, const char *id, int f, uint32_t t, const engine_logs_ops_t *o,
-                  void *arg, engine_logs_t **out)
+static int f_logs(engine_t *e, const char *id, int f, uint32_t t, int64_t since,
+                  const engine_logs_ops_t *o, void *arg, engine_logs_t **out)
 {
     return SKIFF_EINVAL;
 }
