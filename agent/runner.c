@@ -451,9 +451,9 @@ static void runner_on_resync_timer(uv_timer_t *h)
 {
     runner_t *r = h->data;
 
-    runner_list(r);
     uv_timer_start(&r->resync, runner_on_resync_timer,
                    r->cfg.resync_ms ? r->cfg.resync_ms : RUNNER_RESYNC_MS, 0);
+    runner_list(r); /* a failure re-arms it sooner */
 }
 
 void runner_resync(runner_t *r)
@@ -508,7 +508,12 @@ static void runner_on_list(void *arg, const engine_result_t *res)
 
     r->listing = 0;
     if (res->status) {
-        log_warn("cannot list the engine's containers: %s", res->message);
+        /* While the event stream is down the engine is known to be away:
+         * no need to say so every second. */
+        if (r->events_up)
+            log_warn("cannot list the engine's containers: %s", res->message);
+        else
+            log_debug("cannot list the engine's containers: %s", res->message);
         uv_timer_start(&r->resync, runner_on_resync_timer, RUNNER_RELIST_RETRY_MS, 0);
         return;
     }
