@@ -33,7 +33,7 @@
 #define AGENT_HELLO_TIMEOUT_MS 10000
 #define AGENT_MAX_PENDING ((size_t)16 << 20)
 #define AGENT_LOGS_BUDGET ((size_t)4 << 20)  /* log data waits behind no more than this */
-#define AGENT_MAX_SET 100000
+#define AGENT_MAX_SERVICES 100000
 
 enum { ENGINE_PING, ENGINE_INFO, ENGINE_GATEWAY, ENGINE_READY };
 
@@ -392,7 +392,7 @@ static int agent_on_endpoints(agent_t *a, Envelope *env)
 {
     Endpoints *eps = env->endpoints;
 
-    if (eps->n_services > AGENT_MAX_SET) {
+    if (eps->n_services > AGENT_MAX_SERVICES) {
         log_warn("endpoints version %" PRIu64 ": too many services; ignored", eps->version);
         return 0;
     }
@@ -434,7 +434,7 @@ static int agent_on_message(conn_t *c, Envelope *env)
         rc = agent_on_registered(a, env->id, env->node_registered);
         break;
     case MSG_ASSIGNMENTS:
-        if (env->assignments->n_tasks > AGENT_MAX_SET) {
+        if (env->assignments->n_tasks > RUNNER_MAX_TASKS) {
             log_warn("assignment set version %" PRIu64 ": too many tasks; ignored",
                      env->assignments->version);
             break;

@@ -23,7 +23,6 @@
 
 #define RUNNER_RESYNC_MS 30000
 #define RUNNER_RELIST_RETRY_MS 1000
-#define RUNNER_MAX_TASKS 10000
 
 typedef struct rentry {
     runner_t *r;

@@ -28,6 +28,8 @@
 
 typedef struct runner runner_t;
 
+#define RUNNER_MAX_TASKS 10000  /* tasks and containers one runner keeps */
+
 typedef struct runner_config {
     const char *node;       /* this node's name: the skiff.node label */
     const char *advertise;  /* ports are published, and probed, here */
