@@ -171,6 +171,7 @@ struct lb_conn {
     size_t first, next;
     int pass;
     lb_target_t *target; /* being tried, or connected */
+    size_t early;        /* bytes read from the client before a backend took it */
     lb_pipe_t up;        /* client to backend */
     lb_pipe_t down;      /* backend to client */
     bool connected, closed;
@@ -541,10 +542,11 @@ static bool pipe_pump(lb_conn_t *c, lb_pipe_t *p)
         if (!pipe_flush(c, p))
             return !c->closed;
         conn_touch(c);
-        if (p->eof) {
-            conn_ended(c);
-            return true;
-        }
+    }
+    if (p->eof) {
+        if (!p->shut)
+            conn_ended(c); /* also an end read before the connect */
+        return true;
     }
     while (p->from->readable && !p->eof) {
         ssize_t n = recv(p->from->fd, lb->rbuf, size, 0);
@@ -657,6 +659,7 @@ static int conn_connect(lb_conn_t *c, lb_target_t *t)
     if (fd < 0)
         return -errno;
     c->backend.fd = fd;
+    c->backend.writable = true; /* until a send says otherwise */
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) ||
         (connect(fd, (const struct sockaddr *)&t->addr,
                  t->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
@@ -676,27 +679,6 @@ out_close:
     return rc;
 }
 
-/* Connects to the next backend that takes a connect, or closes the client
- * when none is left. */
-static void conn_connect_next(lb_conn_t *c)
-{
-    lb_target_t *t;
-    int rc;
-
-    while ((t = conn_next_target(c))) {
-        t->refs++;
-        c->target = t;
-        rc = conn_connect(c, t);
-        if (rc == 0) {
-            conn_queue(c, &c->lb->connecting);
-            return;
-        }
-        conn_target_failed(c, rc);
-    }
-    log_debug("lb: no backend took a connection (%zu tried)", c->set->n);
-    conn_close(c);
-}
-
 static void conn_connected(lb_conn_t *c)
 {
     lb_target_t *t = c->target;
@@ -709,7 +691,60 @@ static void conn_connected(lb_conn_t *c)
     c->set = NULL;
     c->up.bytes = &t->bytes_in;
     c->down.bytes = &t->bytes_out;
+    t->bytes_in += c->early;
     conn_queue(c, &c->lb->established);
+}
+
+/* Sends what the client sent early to the backend being connected, without
+ * waiting for the connect to be reported: on the same host it is often done
+ * by the time connect(2) returns, and a send that goes through says so.
+ * Returns 0 (connected, or not yet known: the connect's event will tell) or
+ * a negative errno (the connect failed). */
+static int conn_speculate(lb_conn_t *c)
+{
+    lb_pipe_t *p = &c->up;
+    ssize_t w;
+
+    if (!buf_len(&p->buf))
+        return 0;
+    do
+        w = send(c->backend.fd, p->buf.pos, buf_len(&p->buf), MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    buf_consume(&p->buf, (size_t)w);
+    if (buf_len(&p->buf))
+        c->backend.writable = false;
+    conn_connected(c);
+    return 0;
+}
+
+/* Connects to the next backend that takes a connect, or closes the client
+ * when none is left. The caller must not use c after this (it may be freed). */
+static void conn_connect_next(lb_conn_t *c)
+{
+    lb_target_t *t;
+    int rc;
+
+    while ((t = conn_next_target(c))) {
+        t->refs++;
+        c->target = t;
+        rc = conn_connect(c, t);
+        if (rc == 0) {
+            link_remove(&c->link);
+            conn_queue(c, &c->lb->connecting);
+            rc = conn_speculate(c);
+        }
+        if (rc == 0) {
+            if (c->connected)
+                conn_pump(c);
+            return;
+        }
+        link_remove(&c->link);
+        conn_target_failed(c, rc);
+    }
+    log_debug("lb: no backend took a connection (%zu tried)", c->set->n);
+    conn_close(c);
 }
 
 /* An event on one of c's sockets. */
@@ -766,6 +801,31 @@ static void listener_close(lb_listener_t *l)
 
 static void lb_arm_retry(lb_t *lb);
 
+/* Reads what a new client has sent already (a request, usually) into the
+ * up buffer, to go with the connect. Returns 0 or a negative errno. */
+static int conn_read_early(lb_conn_t *c)
+{
+    lb_pipe_t *p = &c->up;
+    ssize_t n;
+
+    if (pool_get(c->lb, &p->buf))
+        return -ENOMEM;
+    do
+        n = recv(c->client.fd, p->buf.last, buf_room(&p->buf), 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        return -errno;
+    if (n <= 0) {
+        pool_put(c->lb, &p->buf);
+        p->eof = n == 0;
+        return 0;
+    }
+    p->buf.last += n;
+    p->blocked = true;
+    c->early = (size_t)n;
+    return 0;
+}
+
 /* Accepts the clients waiting on l (a batch at most: the listener is level-
  * triggered, the rest come with the next event). */
 static void listener_accept(lb_listener_t *l)
@@ -813,8 +873,11 @@ static void listener_accept(lb_listener_t *l)
         c->up = (lb_pipe_t){ .from = &c->client, .to = &c->backend };
         c->down = (lb_pipe_t){ .from = &c->backend, .to = &c->client };
         lb->nconns++;
-        /* TCP_NODELAY is inherited from the listening socket. */
-        if (sock_add(lb, &c->client, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) {
+        /* TCP_NODELAY is inherited from the listening socket. What the
+         * client sent already is read before its socket joins the epoll
+         * (which then reports only what comes later). */
+        if (conn_read_early(c) ||
+            sock_add(lb, &c->client, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) {
             conn_close(c);
             continue;
         }

@@ -805,6 +805,28 @@ static void test_half_close(void **state)
 
 /* Both directions at once, with more than the buffers hold: every byte
  * comes back, in order. */
+/* A client that ends its side before sending anything (and before the
+ * balancer accepts it) still gets the backend's whole reply and its end. */
+static void test_half_close_at_once(void **state)
+{
+    backend_t *be = backend_start(BE_ECHO, 0);
+    int port = free_port("127.0.0.1");
+    char buf[16];
+    int fd;
+
+    lb_start(&base_cfg);
+    svc_t s = { "web", (uint32_t)port, false, 1, { be->port } };
+    assert_int_equal(apply(&s, 1), 0);
+    for (int i = 0; i < 5; i++) {
+        fd = client("127.0.0.1", port);
+        assert_true(fd >= 0);
+        shutdown(fd, SHUT_WR);
+        assert_int_equal(read_all(fd, buf, sizeof(buf)), 3);
+        assert_memory_equal(buf, "B0\n", 3);
+        close(fd);
+    }
+}
+
 static void test_bulk_echo(void **state)
 {
     backend_t *be = backend_start(BE_ECHO, 0);
@@ -1187,6 +1209,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_apply_adds_and_removes_listeners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_keeps_open_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bulk_echo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_upstream, setup, teardown),
