@@ -1,5 +1,6 @@
 /* progress: see progress.h. */
 #include "progress.h"
+#include "duration.h"
 #include "errors.h"
 #include "format.h"
 #include "parse.h"
@@ -28,6 +29,9 @@ typedef struct progress_seen {
     char id[64];
     uint32_t base_restarts;  /* its restarts when first seen */
     int base_failed;         /* it had already ended when the wait began */
+    int base_ready;          /* it was ready when the wait began: stable */
+    int64_t ready_at;        /* our clock when we saw it ready; 0: not ready */
+    uint32_t ready_restarts; /* its restarts then */
 } progress_seen_t;
 
 struct progress {
@@ -84,6 +88,13 @@ static int progress_ended(TaskState s)
     return s == TASK_FAILED || s == TASK_REJECTED || s == TASK_COMPLETE;
 }
 
+/* Running, and healthy where checked. */
+static int progress_ready(const Task *t)
+{
+    return t->state == TASK_RUNNING &&
+           (t->health == HEALTH_NONE || t->health == HEALTH_HEALTHY);
+}
+
 /* Records the tasks not seen before; the first poll is the baseline. */
 static int progress_note(progress_t *p, Task *const *tasks, size_t n)
 {
@@ -99,9 +110,11 @@ static int progress_note(progress_t *p, Task *const *tasks, size_t n)
             p->cap_seen = cap;
         }
         progress_seen_t *s = &p->seen[p->n_seen++];
+        memset(s, 0, sizeof(*s));
         snprintf(s->id, sizeof(s->id), "%s", tasks[i]->id);
         s->base_restarts = p->polled ? 0 : tasks[i]->restarts;
         s->base_failed = p->polled ? 0 : progress_ended(tasks[i]->state);
+        s->base_ready = p->polled ? 0 : progress_ready(tasks[i]);
     }
     p->polled = 1;
     return 0;
@@ -153,18 +166,38 @@ static const Task *progress_slot_task(Task *const *tasks, size_t n, uint32_t slo
     return best;
 }
 
-/* Fills a slot's row; returns 1 when the slot is done. versioned: an update
- * is under way, and a task older than the service's version is still to be
- * replaced (a scale bumps the version too, and keeps the tasks: so only
- * then). */
-static int progress_slot_row(int versioned, const Service *svc, const Task *t,
-                             progress_row_t *r)
+/* Whether a ready task is stable: ready since the wait began, or ready
+ * without a restart for the window (a task that crashes at once is running
+ * for an instant now and then). Keeps the bookkeeping in s. */
+static int progress_stable(progress_seen_t *s, const Task *t, int64_t now_ms, int64_t window)
+{
+    if (!s)
+        return 0;
+    if (s->base_ready && t->restarts == s->base_restarts)
+        return 1;
+    if (!s->ready_at || s->ready_restarts != t->restarts) {
+        s->ready_at = now_ms ? now_ms : 1;
+        s->ready_restarts = t->restarts;
+    }
+    return now_ms - s->ready_at >= window;
+}
+
+enum { SLOT_WAITING, SLOT_VERIFYING, SLOT_DONE };
+
+/* Fills a slot's row; returns SLOT_DONE when the slot's task is ready and
+ * stable, SLOT_VERIFYING when it is ready but not yet stable. versioned: an
+ * update is under way, and a task older than the service's version is still
+ * to be replaced (a scale bumps the version too, and keeps the tasks: so
+ * only then). */
+static int progress_slot_row(progress_t *p, int versioned, const Service *svc, const Task *t,
+                             int64_t now_ms, int64_t window, progress_row_t *r)
 {
     static const int stages[] = {
         [TASK_NEW] = 1, [TASK_PENDING] = 1, [TASK_ASSIGNED] = 2, [TASK_PULLING] = 3,
         [TASK_STARTING] = 4, [TASK_RUNNING] = 5,
     };
     int healthy, current;
+    progress_seen_t *s;
 
     if (!t) {
         snprintf(r->state, sizeof(r->state), "new");
@@ -181,9 +214,12 @@ static int progress_slot_row(int versioned, const Service *svc, const Task *t,
         r->stage = 0;
         return 0;
     }
+    s = progress_find(p, t->id);
+    if (s && !progress_ready(t))
+        s->ready_at = 0;
     if (t->state == TASK_RUNNING && healthy) {
         r->stage = PROGRESS_STAGES;
-        return 1;
+        return progress_stable(s, t, now_ms, window) ? SLOT_DONE : SLOT_VERIFYING;
     }
     if (t->state == TASK_RUNNING || t->state == TASK_STARTING) {
         if (t->health == HEALTH_STARTING)
@@ -195,7 +231,7 @@ static int progress_slot_row(int versioned, const Service *svc, const Task *t,
         size_t n = strlen(r->detail);
         snprintf(r->detail + n, sizeof(r->detail) - n, "%s%s", n ? ": " : "", t->message);
     }
-    return 0;
+    return SLOT_WAITING;
 }
 
 /* The failures of a slot since the wait began: tasks that ended, and
@@ -249,13 +285,15 @@ static int progress_fail_as(progress_t *p, const char *prefix, const char *msg)
 }
 
 enum progress_verdict progress_eval(progress_t *p, const Service *svc, Task *const *tasks,
-                                    size_t n)
+                                    size_t n, int64_t now_ms)
 {
     const ServiceSpec *spec = svc->spec;
+    int64_t window = spec && spec->update ? spec->update->monitor_ms : 0;
     const UpdateStatus *us = svc->update_status;
     UpdateState st = us ? us->state : UPDATE_NONE;
     const char *umsg = us ? us->message : "";
-    uint32_t replicas = spec ? spec->replicas : 0, done = 0;
+    uint32_t replicas = spec ? spec->replicas : 0, done = 0, ready = 0;
+    char dur[32];
     enum progress_verdict verdict = PROGRESS_WAITING;
     int versioned = p->rolling && (st == UPDATE_UPDATING || st == UPDATE_ROLLBACK_STARTED);
     progress_row_t *overall, *r;
@@ -286,7 +324,11 @@ enum progress_verdict progress_eval(progress_t *p, const Service *svc, Task *con
         uint32_t strikes;
 
         snprintf(row.label, sizeof(row.label), "%u/%u", slot, replicas);
-        done += (uint32_t)progress_slot_row(versioned, svc, cur, &row);
+        switch (progress_slot_row(p, versioned, svc, cur, now_ms, window, &row)) {
+        case SLOT_DONE: done++; ready++; break;
+        case SLOT_VERIFYING: ready++; break;
+        default: break;
+        }
         if (slot <= PROGRESS_MAX_SLOT_LINES) {
             if (!(r = progress_row(p)))
                 return progress_fail(p, "out of memory");
@@ -305,12 +347,18 @@ enum progress_verdict progress_eval(progress_t *p, const Service *svc, Task *con
         }
     }
     snprintf(overall->label, sizeof(overall->label), "overall progress");
-    snprintf(overall->detail, sizeof(overall->detail), "%u out of %u tasks", done, replicas);
+    snprintf(overall->detail, sizeof(overall->detail), "%u out of %u tasks", ready, replicas);
     if (replicas > PROGRESS_MAX_SLOT_LINES) {
         if (!(r = progress_row(p)))
             return progress_fail(p, "out of memory");
         snprintf(r->detail, sizeof(r->detail), "(%u more slots not shown)",
                  replicas - PROGRESS_MAX_SLOT_LINES);
+    }
+    if (ready == replicas && done < replicas) {
+        if (!(r = progress_row(p)))
+            return progress_fail(p, "out of memory");
+        snprintf(r->detail, sizeof(r->detail), "verify: Waiting %s to verify that tasks are "
+                 "stable...", duration_format(window, dur, sizeof(dur)));
     }
     if (verdict != PROGRESS_WAITING)
         return verdict;
@@ -494,7 +542,7 @@ int progress_follow(client_t *c, const char *service, enum progress_op op, int r
         }
         snprintf(name, sizeof(name), "%s", se->service_reply->service->spec->name);
         v = progress_eval(p, se->service_reply->service, te->task_list_reply->tasks,
-                          te->task_list_reply->n_tasks);
+                          te->task_list_reply->n_tasks, fmt_now_ms());
         wire_free(se);
         wire_free(te);
         if (!quiet)

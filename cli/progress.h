@@ -10,8 +10,11 @@
  *
  * Converged: the update state is none, completed or (for a rollback)
  * rollback_completed; every slot has a task that runs, healthy where
- * checked, of the current spec where an update is under way; and the
- * controller counts as many running tasks as it wants.
+ * checked, of the current spec where an update is under way, and stable: it
+ * ran so when the wait began, or has stayed so, without a restart, for the
+ * spec's update monitor (Docker's "verify: Waiting 5s to verify that tasks
+ * are stable"), so that a task that crashes at once is not taken for a
+ * running one; and the controller counts as many running tasks as it wants.
  * Failed: the update this command started paused or was rolled back; or,
  * outside an update, a slot's task was rejected by the engine, or failed or
  * restarted PROGRESS_MAX_STRIKES times since the wait began. A task that
@@ -44,9 +47,10 @@ typedef struct progress progress_t;
 progress_t *progress_create(enum progress_op op, int rolling);
 void progress_free(progress_t *p);
 
-/* Evaluates one poll. For PROGRESS_FAILED, progress_message() says why. */
+/* Evaluates one poll, made at now_ms (our clock). For PROGRESS_FAILED,
+ * progress_message() says why. */
 enum progress_verdict progress_eval(progress_t *p, const Service *svc, Task *const *tasks,
-                                    size_t n);
+                                    size_t n, int64_t now_ms);
 const char *progress_message(const progress_t *p);
 
 /* The view of the last evaluation, as plain lines ("overall progress: 2

@@ -411,6 +411,7 @@ typedef struct poll {
     Service *svc;
     Task *tasks[16];
     size_t n;
+    int64_t now;  /* when the poll is made */
 } poll_t;
 
 static poll_t *poll_new(uint32_t replicas, UpdateState st, const char *msg)
@@ -419,6 +420,8 @@ static poll_t *poll_new(uint32_t replicas, UpdateState st, const char *msg)
 
     assert_non_null(p);
     p->svc = service("sid", "web", "img", 0, replicas);
+    p->svc->spec->update->monitor_ms = 0; /* no stability window, but in test_progress_stable */
+    p->now = NOW;
     p->svc->update_status->state = st;
     set(&p->svc->update_status->message, msg);
     return p;
@@ -444,7 +447,7 @@ static void poll_free(poll_t *p)
 
 static enum progress_verdict eval(progress_t *pr, poll_t *p)
 {
-    return progress_eval(pr, p->svc, p->tasks, p->n);
+    return progress_eval(pr, p->svc, p->tasks, p->n, p->now);
 }
 
 static void expect_line(progress_t *pr, size_t i, const char *want)
@@ -595,6 +598,47 @@ static void test_progress_failures(void **state)
     poll_free(p);
 }
 
+/* A task that became ready during the wait counts once it stayed ready,
+ * without a restart, for the update monitor; one that was ready when the
+ * wait began counts at once. */
+static void test_progress_stable(void **state)
+{
+    progress_t *pr = progress_create(PROGRESS_SCALE, 0);
+    poll_t *p = poll_new(2, UPDATE_NONE, "");
+    Task *t;
+
+    p->svc->spec->update->monitor_ms = 1000;
+    poll_task(p, "old", 1, TASK_RUNNING);
+    t = poll_task(p, "new", 2, TASK_STARTING);
+    assert_int_equal(eval(pr, p), PROGRESS_WAITING);
+    t->state = TASK_RUNNING;
+    p->svc->running_tasks++;
+    p->now += 250;
+    assert_int_equal(eval(pr, p), PROGRESS_WAITING);
+    expect_line(pr, 0, "overall progress: 2 out of 2 tasks");
+    expect_line(pr, 3, "verify: Waiting 1s to verify that tasks are stable...");
+    /* it crashed and came back: the window starts again */
+    p->now += 900;
+    t->restarts = 1;
+    assert_int_equal(eval(pr, p), PROGRESS_WAITING);
+    p->now += 900;
+    assert_int_equal(eval(pr, p), PROGRESS_WAITING);
+    /* seen not running in between: again */
+    t->state = TASK_STARTING;
+    p->now += 250;
+    assert_int_equal(eval(pr, p), PROGRESS_WAITING);
+    expect_line(pr, 0, "overall progress: 1 out of 2 tasks");
+    t->state = TASK_RUNNING;
+    p->now += 250;
+    assert_int_equal(eval(pr, p), PROGRESS_WAITING);
+    p->now += 999;
+    assert_int_equal(eval(pr, p), PROGRESS_WAITING);
+    p->now += 1;
+    assert_int_equal(eval(pr, p), PROGRESS_CONVERGED);
+    progress_free(pr);
+    poll_free(p);
+}
+
 static void test_progress_update(void **state)
 {
     progress_t *pr = progress_create(PROGRESS_UPDATE, 1);
@@ -666,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_progress_create),
         cmocka_unit_test(test_progress_health_and_scale),
         cmocka_unit_test(test_progress_failures),
+        cmocka_unit_test(test_progress_stable),
         cmocka_unit_test(test_progress_update),
     };
 
