@@ -465,7 +465,10 @@ int ctl_start(ctl_t *ctl, uv_loop_t *loop)
     ctl->token_watch.data = ctl;
     if (uv_fs_event_start(&ctl->token_watch, ctl_on_token_change, ctl->cfg.data_dir, 0))
         log_warn("cannot watch %s for token rotation", ctl->cfg.data_dir);
-    /* Every node gets the heartbeat timeout to come back after a restart. */
+    /* Every node gets the heartbeat timeout to come back after a restart,
+     * counted from now: the loop's clock still shows the time before the
+     * store was loaded. */
+    uv_update_time(loop);
     for (node_t *n = ctl->model.nodes; n; n = n->hh.next)
         n->last_seen_ms = ctl_now(ctl);
     for (service_t *s = ctl->model.services; s; s = s->hh.next)
