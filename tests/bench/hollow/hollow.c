@@ -69,7 +69,8 @@ static const char usage[] =
     "  --stop-delay DUR             told to stop -> shutdown (default 100ms)\n"
     "  --fail-ratio R               fraction of starts that fail (default 0)\n"
     "  --max-tasks N                tasks kept per node; more are ignored (default 10000)\n"
-    "  --max-connecting N           handshakes in flight at once (default 256)\n"
+    "  --max-connecting N           TCP connects in flight at once, to stay within the\n"
+    "                               controller's listen backlog (default 256)\n"
     "  --die-at DUR                 every node dies at this time after start: all\n"
     "                               connections close, nothing is reported (also SIGUSR1)\n"
     "  --revive-after DUR           dead nodes come back after this long (also SIGUSR2;\n"
@@ -523,7 +524,7 @@ static void hollow_on_close(conn_t *c, int err)
 
     if (n->conn != c)
         return;
-    if (n->phase >= HN_CONNECTING && n->phase < HN_READY)
+    if (n->phase == HN_CONNECTING)
         h->connecting--;
     n->conn = NULL;
     n->phase = HN_IDLE;
@@ -556,6 +557,8 @@ static void hollow_on_connect(conn_t *c, int status)
     if (status)
         return; /* on_close follows, and retries */
     n->phase = HN_HELLO;
+    n->h->connecting--;
+    hollow_connect_next(n->h);
     hello.role = ROLE_AGENT;
     hello.token = n->h->cfg.token;
     hello.version = "skiff-bench-hollow " SKIFF_VERSION;
@@ -618,14 +621,12 @@ static void hollow_ready(hnode_t *n)
 
     n->phase = HN_READY;
     n->backoff_ms = HOLLOW_BACKOFF_MIN_MS;
-    h->connecting--;
     h->registrations++;
     conn_set_frame_timeout(n->conn, 0); /* pushes come only on change */
     /* Staggered: node i beats at i/N of the interval. */
     first = (uint64_t)(h->cfg.heartbeat_ms * n->index / h->cfg.nodes) + 1;
     uv_timer_start(&n->timer, hollow_on_heartbeat, first, (uint64_t)h->cfg.heartbeat_ms);
     log_debug("%s: registered", n->name);
-    hollow_connect_next(h);
 }
 
 static void hollow_logs_refuse(hnode_t *n, const LogsOpen *open)
