@@ -145,6 +145,7 @@ static int api_service_create(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope
     }
     model_touch_service(&ctl->model, svc);
     orch_mark(svc);
+    orch_stack_changed(ctl, spec->stack);
     ctl_event(ctl, "service", spec->name, "created (%u replicas of %s)", spec->replicas,
               spec->image);
     api_reply_service(ctl, p, id, svc);

@@ -163,6 +163,10 @@ void orch_run(ctl_t *ctl);
 void orch_mark(service_t *svc);
 /* Marks every service with a task on the node. */
 void orch_mark_node(node_t *node);
+/* A service joined the stack (stack "" too: the services outside one): the
+ * nodes with its peers' tasks get their sets again, whose host names (the
+ * stack's services) changed. */
+void orch_stack_changed(ctl_t *ctl, const char *stack);
 /* Sets a task's observed state as the controller decides it (never-placed
  * tasks, orphans), with a message. */
 void orch_set_state(ctl_t *ctl, task_t *t, TaskState s, const char *message);

@@ -39,6 +39,20 @@ void orch_mark_node(node_t *node)
         orch_mark(t->svc);
 }
 
+void orch_stack_changed(ctl_t *ctl, const char *stack)
+{
+    service_t *svc, *tmp;
+    task_t *t;
+
+    HASH_ITER(hh, ctl->model.services, svc, tmp) {
+        if (strcmp(svc->pb->spec->stack, stack) != 0)
+            continue;
+        DL_FOREACH2(svc->tasks, t, svc_next)
+            if (t->node)
+                t->node->assign_dirty = 1;
+    }
+}
+
 /* ------------------------------------------------------------ task edits */
 
 static void orch_set_desired(ctl_t *ctl, task_t *t, DesiredState d)

@@ -1609,6 +1609,63 @@ static void test_logs_relay(void **state)
     done(h);
 }
 
+/* The latest set of agent a gives service's tasks the host name host. */
+static int set_has_host(const h_agent_t *a, const char *service, const char *host)
+{
+    if (!a->set)
+        return 0;
+    for (size_t i = 0; i < a->set->n_tasks; i++) {
+        const Assignment *as = a->set->tasks[i];
+        if (strcmp(as->service_name, service) != 0)
+            continue;
+        for (size_t k = 0; k < as->n_hosts; k++)
+            if (strcmp(as->hosts[k], host) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+/* A service that joins a stack reaches, as host names, every node with a
+ * task of the stack, also when its own tasks run elsewhere (a container
+ * created there later then resolves it): a stack deploy creates its
+ * services one after the other, and the first ones' tasks were placed
+ * before the others existed. Services outside the stack stay out. */
+static void test_stack_hosts(void **state)
+{
+    harness_t *h = cluster(2);
+    h_agent_t *n1 = &h->agents[0], *n2 = &h->agents[1];
+    ServiceSpec *spec;
+
+    (void)state;
+    spec = h_spec("shop_api", "api:1", 1);
+    pb_set_str(&spec->stack, "shop");
+    pb_push_str(&spec->n_constraints, &spec->constraints, "node.name==n1");
+    create(h, spec);
+    H_RUN_UNTIL(h, h_agent_running(n1, "shop_api") == 1, WAIT_MS);
+    assert_true(set_has_host(n1, "shop_api", "api"));
+    assert_true(set_has_host(n1, "shop_api", "shop_api"));
+    assert_false(set_has_host(n1, "shop_api", "db"));
+
+    spec = h_spec("shop_db", "db:1", 1);
+    pb_set_str(&spec->stack, "shop");
+    pb_push_str(&spec->n_constraints, &spec->constraints, "node.name==n2");
+    create(h, spec);
+    H_RUN_UNTIL(h, h_agent_running(n2, "shop_db") == 1 && set_has_host(n1, "shop_api", "db") &&
+                       set_has_host(n1, "shop_api", "shop_db"),
+                WAIT_MS);
+    assert_true(set_has_host(n2, "shop_db", "api"));
+
+    spec = h_spec("other", "other:1", 1);
+    pb_push_str(&spec->n_constraints, &spec->constraints, "node.name==n2");
+    create(h, spec);
+    H_RUN_UNTIL(h, h_agent_running(n2, "other") == 1, WAIT_MS);
+    h_run_for(h, 100);
+    assert_false(set_has_host(n1, "shop_api", "other"));
+    assert_false(set_has_host(n2, "other", "db"));
+    assert_true(set_has_host(n2, "other", "other"));
+    done(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1632,6 +1689,7 @@ int main(void)
         cmocka_unit_test(test_kill_anywhere),
         cmocka_unit_test(test_kill_after_create),
         cmocka_unit_test(test_logs_relay),
+        cmocka_unit_test(test_stack_hosts),
     };
 
     return cmocka_run_group_tests_name("orch", tests, NULL, NULL);
