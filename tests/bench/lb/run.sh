@@ -19,7 +19,7 @@
 #
 # Environment: BUILD (build dir, default <repo>/build-lb-rel), DURATION (wrk
 # -d, default 10s), CONNS (wrk -c, 50), THREADS (wrk -t, 2), ROUNDS (3),
-# PRIORITY (nice value, -10; 0 to leave priorities alone), HAPROXY_GLOBAL (a
+# PRIORITY (nice value, -19; 0 to leave priorities alone), HAPROXY_GLOBAL (a
 # line for HAProxy's global section, e.g. "nbthread 1"), HAPROXY_PORT
 # (28081), SKIFF_PORT (28082), IMAGE (skiff-bench/nginx:local),
 # BACKEND_NET: "published" (default: docker run -p 127.0.0.1::80, so that
@@ -36,7 +36,7 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-50}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
-PRIORITY=${PRIORITY:--10}
+PRIORITY=${PRIORITY:--19}
 HAPROXY_PORT=${HAPROXY_PORT:-28081}
 SKIFF_PORT=${SKIFF_PORT:-28082}
 IMAGE=${IMAGE:-skiff-bench/nginx:local}
@@ -73,6 +73,14 @@ need haproxy haproxy
 [ -x /usr/sbin/nginx ] || need /usr/sbin/nginx nginx-light
 need docker docker.io
 docker info >/dev/null 2>&1 || { log "docker engine not reachable (start dockerd)"; exit 1; }
+
+# Containers of earlier runs that could not clean up (the engine was away).
+docker ps -a --filter label=skiff.bench --format '{{.ID}} {{.Label "skiff.bench"}}' |
+    while read -r id run; do
+        case $run in
+        lb-*) kill -0 "${run#lb-}" 2>/dev/null || docker rm -f "$id" >/dev/null 2>&1 || true ;;
+        esac
+    done
 
 # skiff-lb-bench, built (incrementally) in its own build directory; an
 # earlier binary is reused when the tree does not build right now.
