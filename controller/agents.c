@@ -320,9 +320,15 @@ void agents_gone(ctl_t *ctl, peer_t *p)
 void agents_check_heartbeats(ctl_t *ctl)
 {
     int64_t now = ctl_now(ctl);
+    int64_t last = ctl->heartbeats_checked_ms;
     node_t *node, *tmp;
     task_t *t;
 
+    ctl->heartbeats_checked_ms = now;
+    /* A loop that stalled (a long commit, a huge request) has not read the
+     * reports waiting in its sockets yet: check again once it has. */
+    if (last && now - last > ctl->cfg.heartbeat_timeout_ms / 2)
+        return;
     HASH_ITER(hh, ctl->model.nodes, node, tmp) {
         if (node->pb->state != NODE_READY || now - node->last_seen_ms <= ctl->cfg.heartbeat_timeout_ms)
             continue;

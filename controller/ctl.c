@@ -14,6 +14,7 @@
 #include <utlist.h>
 
 #define CTL_TICK_MS 100
+#define CTL_RESTART_GRACE_MS 2000
 
 static const conn_ops_t ctl_conn_ops;
 
@@ -130,7 +131,10 @@ static int ctl_hello(ctl_t *ctl, peer_t *p, Envelope *env)
     reply.id = env->id;
     reply.msg_case = MSG_HELLO_REPLY;
     reply.hello_reply = &hr;
-    ctl_send(ctl, p, &reply);
+    /* Depends on nothing but the cluster id, which is on disk from the
+     * start (tokens_cluster_id): no need to wait for a commit. */
+    if (conn_send(p->conn, &reply))
+        conn_close(p->conn, SKIFF_ELIMIT);
     log_debug("%s: hello as %s", conn_peer(p->conn), p->role == ROLE_AGENT ? "agent" : "client");
     return 0;
 }
@@ -465,12 +469,13 @@ int ctl_start(ctl_t *ctl, uv_loop_t *loop)
     ctl->token_watch.data = ctl;
     if (uv_fs_event_start(&ctl->token_watch, ctl_on_token_change, ctl->cfg.data_dir, 0))
         log_warn("cannot watch %s for token rotation", ctl->cfg.data_dir);
-    /* Every node gets the heartbeat timeout to come back after a restart,
-     * counted from now: the loop's clock still shows the time before the
-     * store was loaded. */
+    /* After a restart every node gets the heartbeat timeout, plus the time
+     * an agent may wait before it tries again (its backoff reaches 2s), to
+     * come back, counted from now: the loop's clock still shows the time
+     * before the store was loaded. */
     uv_update_time(loop);
     for (node_t *n = ctl->model.nodes; n; n = n->hh.next)
-        n->last_seen_ms = ctl_now(ctl);
+        n->last_seen_ms = ctl_now(ctl) + CTL_RESTART_GRACE_MS;
     for (service_t *s = ctl->model.services; s; s = s->hh.next)
         orch_mark(s);
     log_info("listening on %s, cluster %s", ctl->cfg.listen, ctl->model.cluster_id);

@@ -90,6 +90,7 @@ struct ctl {
     int sched_needed;       /* unplaced tasks, or room for them, may exist */
     int endpoints_check;    /* endpoints may have changed: rebuild and compare */
     int endpoints_wanted;   /* some agent waits for the endpoints */
+    int64_t heartbeats_checked_ms; /* when the node monitor last looked */
     uint8_t *endpoints_packed;  /* the services part of the last Endpoints sent */
     size_t endpoints_len;
     /* logs relayed from agents to clients */

@@ -150,13 +150,36 @@ int tokens_prepare(ctl_t *ctl, char *err, size_t len)
     return rc;
 }
 
+/* The cluster id a crash may have left in the file before the store had it:
+ * agents may have seen it, so it stays. Returns 1 when one was read. */
+static int tokens_cluster_id_file(ctl_t *ctl)
+{
+    char path[PATH_MAX + 16], line[MODEL_ID_LEN * 2 + 8];
+    size_t want = MODEL_ID_LEN * 2, n;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/cluster-id", ctl->cfg.data_dir);
+    if (!(f = fopen(path, "re")))
+        return 0;
+    n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strlen(line) != want || strspn(line, "0123456789abcdef") != want)
+        return 0;
+    memcpy(ctl->model.cluster_id, line, want + 1);
+    return 1;
+}
+
 int tokens_cluster_id(ctl_t *ctl, char *err, size_t len)
 {
     if (!ctl->model.cluster_id[0]) {
-        char fresh[CTL_TOKEN_LEN + 1];
-        tokens_hex(fresh);
-        snprintf(ctl->model.cluster_id, sizeof(ctl->model.cluster_id), "%.*s",
-                 MODEL_ID_LEN * 2, fresh);
+        if (!tokens_cluster_id_file(ctl)) {
+            char fresh[CTL_TOKEN_LEN + 1];
+            tokens_hex(fresh);
+            snprintf(ctl->model.cluster_id, sizeof(ctl->model.cluster_id), "%.*s",
+                     MODEL_ID_LEN * 2, fresh);
+        }
         ctl->model.meta_dirty = 1;
     }
     return tokens_write(ctl->cfg.data_dir, "cluster-id", ctl->model.cluster_id, err, len);

@@ -547,14 +547,19 @@ static void h_agent_on_assignments(harness_t *h, h_agent_t *a, const Assignments
     if (a->set && set->version <= a->set->version)
         h_violation(h, "%s: assignments version %llu after %llu", a->name,
                     (unsigned long long)set->version, (unsigned long long)a->set->version);
-    /* A task told to stop must not be a backend once the next frame is in. */
+    /* A task told to stop has left the endpoints already: the controller
+     * pushes Endpoints before Assignments. */
     for (size_t i = 0; i < set->n_tasks; i++) {
         const Assignment *as = set->tasks[i];
         const Assignment *before = h_set_find(a->set, as->task_id);
-        if (as->desired_state != DESIRED_RUNNING &&
-            (!before || before->desired_state == DESIRED_RUNNING) &&
-            h_eps_has(a->eps, as->task_id) && a->n_must_leave < H_MAX_TASKS)
-            snprintf(a->must_leave[a->n_must_leave++], MODEL_ID_LEN + 1, "%s", as->task_id);
+        if (as->desired_state == DESIRED_RUNNING ||
+            (before && before->desired_state != DESIRED_RUNNING))
+            continue;
+        if (h_eps_has(a->eps, as->task_id))
+            h_violation(h, "%s: task %s told to stop while still a backend", a->name,
+                        as->task_id);
+        else
+            h->leave_checks++;
     }
     pb_free(a->set);
     a->set = pb_dup(set);
@@ -629,16 +634,6 @@ static int h_agent_on_message(conn_t *c, Envelope *env)
         wire_free(env);
         return 0;
     }
-    if (a->n_must_leave && (env->msg_case == MSG_ASSIGNMENTS || env->msg_case == MSG_ENDPOINTS)) {
-        for (size_t i = 0; i < a->n_must_leave; i++) {
-            if (env->msg_case != MSG_ENDPOINTS || h_eps_has(env->endpoints, a->must_leave[i]))
-                h_violation(h, "%s: task %s told to stop, still a backend after the next %s",
-                            a->name, a->must_leave[i], wire_msg_name(env->msg_case));
-            else
-                h->leave_checks++;
-        }
-        a->n_must_leave = 0;
-    }
     switch (env->msg_case) {
     case MSG_HELLO_REPLY:
         a->hello_ok = 1;
@@ -712,7 +707,6 @@ static void h_agent_on_close(conn_t *c, int err)
         a->conn = NULL;
         a->registered = 0;
         a->hello_ok = 0;
-        a->n_must_leave = 0;
     }
     a->closed++;
 }

@@ -104,10 +104,6 @@ struct h_agent {
     Assignments *set;          /* the latest set (owned) */
     Endpoints *eps;            /* the latest endpoints (owned) */
     unsigned n_sets, n_eps;
-    /* tasks told to stop while the endpoints listed them: the next frame
-     * must be Endpoints without them */
-    char must_leave[H_MAX_TASKS][MODEL_ID_LEN + 1];
-    size_t n_must_leave;
     /* logs */
     LogsOpen *logs_open[8];    /* owned */
     size_t n_logs_open;
@@ -126,7 +122,7 @@ typedef struct h_seen {
 struct harness {
     uv_loop_t loop;
     char dir[PATH_MAX];
-    char hostport[64];
+    char hostport[128];
     char join_token[CTL_TOKEN_LEN + 1];
     char admin_token[CTL_TOKEN_LEN + 1];
     ctl_t *ctl;                /* NULL while no controller runs */

@@ -38,7 +38,7 @@ static harness_t *cluster(size_t n_agents)
     harness_t *h = h_new(HB_TIMEOUT_MS, BEAT_MS);
 
     for (size_t i = 0; i < n_agents; i++) {
-        char name[16], addr[32];
+        char name[32], addr[32];
         snprintf(name, sizeof(name), "n%zu", i + 1);
         snprintf(addr, sizeof(addr), "127.0.0.%zu", 11 + i);
         h_agent_connect(h, h_agent_add(h, name, addr, zones[i % 5]));
