@@ -76,6 +76,12 @@ cid_of() {
 	slot "$1" "$2" container_id
 }
 
+# running_ids SERVICE: the ids of its tasks that should run, sorted.
+running_ids() {
+	skiff service ps --format json "$1" |
+		jq -r '[.[] | select(.desired_state == "running") | .id] | sort | join(" ")'
+}
+
 # all_of_cluster: every container of the cluster, running or not, sorted.
 all_of_cluster() {
 	docker ps -aq --no-trunc --filter "label=skiff.cluster=$CLUSTER_ID" | sort
@@ -92,24 +98,24 @@ now_ms() {
 	run skiff service create -q --name kill1 --replicas 2 -p "$port:8080" \
 		--constraint "node.name==$(node_name 1)" skiff-test/web:v1
 	[ "$status" -eq 0 ]
-	wait_until 30 slot_is kill1 1 running
+	wait_until 60 slot_is kill1 1 running
 	cid=$(cid_of kill1 1)
 	id=$(slot kill1 1 id)
 	[ -n "$cid" ]
 
 	t0=$(now_ms)
 	docker kill "$cid" >/dev/null
-	wait_until 10 "[ \"\$(docker inspect -f '{{.State.Running}}' $cid)\" = true ]"
+	wait_until 20 "[ \"\$(docker inspect -f '{{.State.Running}}' $cid)\" = true ]"
 	t1=$(now_ms)
 	echo "# killed container running again after $((t1 - t0)) ms" >&3
 
 	# The same task and the same container, restarted once, and no other.
-	wait_until 10 "[ \"\$(slot kill1 1 restarts)\" = 1 ]"
-	wait_until 10 slot_is kill1 1 running
+	wait_until 20 "[ \"\$(slot kill1 1 restarts)\" = 1 ]"
+	wait_until 40 slot_is kill1 1 running
 	[ "$(slot kill1 1 id)" = "$id" ]
 	[ "$(cid_of kill1 1)" = "$cid" ]
 	[ "$(count_running kill1)" -eq 2 ]
-	[ "$(docker ps -aq --filter "label=skiff.service=kill1" | wc -l)" -eq 2 ]
+	[ "$(docker ps -aq --filter "label=skiff.cluster=$CLUSTER_ID" --filter "label=skiff.service=kill1" | wc -l)" -eq 2 ]
 	[[ "$(docker logs "$cid" 2>&1 | grep -c listening)" -eq 2 ]]
 	http_get "http://$(agent_addr 1):$port/" | grep -q '^v1 '
 	skiff service rm kill1
@@ -123,21 +129,21 @@ now_ms() {
 		--health-http /health --health-interval 500ms --health-retries 2 \
 		skiff-test/web:v1
 	[ "$status" -eq 0 ]
-	wait_until 30 slot_is probe1 1 running healthy
+	wait_until 60 slot_is probe1 1 running healthy
 	cid=$(cid_of probe1 1)
 	id=$(slot probe1 1 id)
 
 	docker exec "$cid" rm /www/health
 	# Reported unhealthy, then replaced by a new container of the same task
 	# (the old one's file system is what is broken).
-	wait_until 15 "[ \"\$(slot probe1 1 restarts)\" = 1 ]"
+	wait_until 60 "[ \"\$(slot probe1 1 restarts)\" = 1 ]"
 	grep -q "probe1\.1\..*(unhealthy): unhealthy: HTTP 404" "$SKIFF_TEST_DIR/agent-1.log"
-	wait_until 20 slot_is probe1 1 running healthy
+	wait_until 40 slot_is probe1 1 running healthy
 	[ "$(slot probe1 1 id)" = "$id" ]
 	[ "$(cid_of probe1 1)" != "$cid" ]
 	run docker inspect "$cid"
 	[ "$status" -ne 0 ]
-	[ "$(docker ps -aq --filter "label=skiff.service=probe1" | wc -l)" -eq 1 ]
+	[ "$(docker ps -aq --filter "label=skiff.cluster=$CLUSTER_ID" --filter "label=skiff.service=probe1" | wc -l)" -eq 1 ]
 	http_get "http://$(agent_addr 1):$port/health"
 	skiff service rm probe1
 }
@@ -150,13 +156,13 @@ now_ms() {
 		--health-cmd "wget -q -O /dev/null http://127.0.0.1:8080/health" \
 		--health-interval 500ms --health-retries 2 skiff-test/web:v1
 	[ "$status" -eq 0 ]
-	wait_until 30 slot_is hcmd1 1 running healthy
+	wait_until 60 slot_is hcmd1 1 running healthy
 	cid=$(cid_of hcmd1 1)
 	[ "$(docker inspect -f '{{.State.Health.Status}}' "$cid")" = healthy ]
 
 	docker exec "$cid" rm /www/health
-	wait_until 15 "[ \"\$(slot hcmd1 1 restarts)\" = 1 ]"
-	wait_until 20 slot_is hcmd1 1 running healthy
+	wait_until 60 "[ \"\$(slot hcmd1 1 restarts)\" = 1 ]"
+	wait_until 40 slot_is hcmd1 1 running healthy
 	[ "$(cid_of hcmd1 1)" != "$cid" ]
 	grep -q "hcmd1.1.*unhealthy" "$SKIFF_TEST_DIR/agent-2.log"
 	skiff service rm hcmd1
@@ -168,7 +174,7 @@ now_ms() {
 		--restart-condition on-failure --restart-delay 50ms --restart-max-attempts 2 \
 		skiff-test/exit:latest
 	[ "$status" -eq 0 ]
-	wait_until 30 "skiff service ps --format json exit1 | jq -e '[.[] | select(.state == \"failed\")] | length >= 1' >/dev/null"
+	wait_until 60 "skiff service ps --format json exit1 | jq -e '[.[] | select(.state == \"failed\")] | length >= 1' >/dev/null"
 	run skiff service ps --format json exit1
 	[ "$(jq -r '[.[] | select(.state == "failed")][0].message' <<<"$output")" = \
 		"exited with code 1; gave up after 2 restarts" ]
@@ -176,7 +182,7 @@ now_ms() {
 	[ "$(jq -r '[.[] | select(.state == "failed")][0].restarts' <<<"$output")" = 2 ]
 	id=$(jq -r '[.[] | select(.state == "failed")][0].id' <<<"$output")
 	# A replacement: another task in slot 1.
-	wait_until 30 "skiff service ps --format json exit1 | jq -e --arg id $id '[.[] | select(.slot == 1 and .id != \$id)] | length >= 1' >/dev/null"
+	wait_until 60 "skiff service ps --format json exit1 | jq -e --arg id $id '[.[] | select(.slot == 1 and .id != \$id)] | length >= 1' >/dev/null"
 	skiff service rm exit1
 }
 
@@ -203,43 +209,47 @@ now_ms() {
 
 	run skiff service create -q --name pull1 --constraint "node.name==$(node_name 1)" "$image"
 	[ "$status" -eq 0 ]
-	wait_until 30 slot_is pull1 1 running
+	wait_until 60 slot_is pull1 1 running
 	docker image inspect "$image" >/dev/null
 	grep -q "pulling $image" "$SKIFF_TEST_DIR/agent-1.log"
 
 	run skiff service create -d -q --name pull2 --constraint "node.name==$(node_name 1)" \
 		"127.0.0.1:$REGISTRY_PORT/nope:v1"
 	[ "$status" -eq 0 ]
-	wait_until 30 "skiff service ps --format json pull2 | jq -e '[.[] | select(.state == \"rejected\")] | length >= 1' >/dev/null"
+	wait_until 60 "skiff service ps --format json pull2 | jq -e '[.[] | select(.state == \"rejected\")] | length >= 1' >/dev/null"
 	skiff service ps --format json pull2 |
 		jq -e '[.[] | select(.state == "rejected")][0].message | test("manifest unknown|not found")' >/dev/null
 	skiff service rm pull1 pull2
-	wait_until 20 "[ \"\$(docker ps -aq --filter label=skiff.service=pull1 | wc -l)\" -eq 0 ]"
+	wait_until 20 "[ \"\$(docker ps -aq --filter label=skiff.cluster=$CLUSTER_ID --filter label=skiff.service=pull1 | wc -l)\" -eq 0 ]"
 	docker rmi "$image" >/dev/null
 }
 
 @test "kill -9 of an agent and a restart adopt the same containers" {
-	local port before after
+	local port before after tasks_before
 	port=$(free_port)
 	run skiff service create -q --name adopt1 --replicas 3 -p "$port:8080" \
 		--constraint "node.name==$(node_name 1)" --health-http /health skiff-test/web:v1
 	[ "$status" -eq 0 ]
-	wait_until 30 "[ \"\$(count_running adopt1)\" -eq 3 ]"
+	wait_until 60 "[ \"\$(count_running adopt1)\" -eq 3 ]"
 	before=$(all_of_cluster)
+	tasks_before=$(running_ids adopt1)
 
 	agent_kill 1 KILL
 	# While the agent is away, its tasks keep running.
 	[ "$(count_running adopt1)" -eq 3 ]
 	agent_start 1
-	wait_until 15 "[ \"\$(grep -c 'registered as node' $SKIFF_TEST_DIR/agent-1.log)\" -ge 2 ]"
-	wait_until 15 "skiff service ps --format json adopt1 | jq -e '[.[] | select(.desired_state == \"running\" and .state == \"running\" and .health == \"healthy\")] | length == 3' >/dev/null"
+	wait_until 60 "[ \"\$(grep -c 'registered as node' $SKIFF_TEST_DIR/agent-1.log)\" -ge 2 ]"
+	wait_until 60 "skiff service ps --format json adopt1 | jq -e '[.[] | select(.desired_state == \"running\" and .state == \"running\" and .health == \"healthy\")] | length == 3' >/dev/null"
 	sleep 2 # anything left over or started twice would show now
 	after=$(all_of_cluster)
 	[ "$before" = "$after" ]
 	[ "$(count_running adopt1)" -eq 3 ]
-	# No restarts, no new tasks.
-	[ "$(skiff service ps --format json adopt1 | jq '[.[] | select(.restarts > 0)] | length')" -eq 0 ]
-	[ "$(skiff service ps --format json adopt1 | jq 'length')" -eq 3 ]
+	# The same tasks, none restarted. (On a loaded machine the agent may come
+	# back after the heartbeat timeout: the controller then makes stand-ins
+	# that cannot be placed, and drops them when the node returns, so its
+	# history may hold more; what runs is the same.)
+	[ "$(running_ids adopt1)" = "$tasks_before" ]
+	[ "$(skiff service ps --format json adopt1 | jq '[.[] | select(.desired_state == "running" and .restarts > 0)] | length')" -eq 0 ]
 	http_get "http://$(agent_addr 1):$port/" | grep -q '^v1 '
 	skiff service rm adopt1
 }
@@ -250,7 +260,7 @@ now_ms() {
 	run skiff service create -q --name away1 --replicas 2 -p "$port:8080" \
 		--constraint "node.name==$(node_name 2)" skiff-test/web:v1
 	[ "$status" -eq 0 ]
-	wait_until 30 "[ \"\$(count_running away1)\" -eq 2 ]"
+	wait_until 60 "[ \"\$(count_running away1)\" -eq 2 ]"
 	before=$(all_of_cluster)
 
 	agent_kill 2 KILL
@@ -291,7 +301,7 @@ now_ms() {
 	run skiff service create -q --name term1 -p "$port:8080" \
 		--constraint "node.name==$(node_name 2)" skiff-test/web:v1
 	[ "$status" -eq 0 ]
-	wait_until 30 slot_is term1 1 running
+	wait_until 60 slot_is term1 1 running
 	before=$(all_of_cluster)
 	agent_kill 2 TERM
 	grep -q "closing (the tasks keep running)" "$SKIFF_TEST_DIR/agent-2.log"
@@ -299,7 +309,7 @@ now_ms() {
 	[ "$(all_of_cluster)" = "$before" ]
 	agent_start 2
 	wait_nodes_ready 2 30
-	wait_until 20 slot_is term1 1 running
+	wait_until 40 slot_is term1 1 running
 	[ "$(all_of_cluster)" = "$before" ]
 	skiff service rm term1
 }
@@ -308,8 +318,8 @@ now_ms() {
 	run skiff service create -q --name logs1 --replicas 2 \
 		--constraint "node.name==$(node_name 1)" skiff-test/web:v1
 	[ "$status" -eq 0 ]
-	wait_until 30 "[ \"\$(count_running logs1)\" -eq 2 ]"
-	wait_until 10 "[ \"\$(skiff service logs logs1 | grep -c 'listening on :8080')\" -eq 2 ]"
+	wait_until 60 "[ \"\$(count_running logs1)\" -eq 2 ]"
+	wait_until 20 "[ \"\$(skiff service logs logs1 | grep -c 'listening on :8080')\" -eq 2 ]"
 	run skiff service logs logs1
 	[ "$status" -eq 0 ]
 	[[ "${lines[0]}" == logs1.* ]]
