@@ -20,6 +20,42 @@ static void wire_put_be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
+/* 1 unless m, or a message in it, holds an unknown field number 0.
+ * protobuf-c takes field 0 written in more than one byte (0x80 0x00) for an
+ * unknown field, packs it back as 0x00, and then refuses that: such a
+ * message could not be copied (pb_dup), relayed or stored. Field 0 is not
+ * valid protobuf; the frame is malformed. */
+static int wire_tags_valid(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0)
+            return 0;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *field = (const char *)m + f->offset;
+
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)field;
+            for (size_t k = 0; k < n; k++)
+                if (v[k] && !wire_tags_valid(v[k]))
+                    return 0;
+            continue;
+        }
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
+            continue; /* another member of the oneof is set */
+        if (*(ProtobufCMessage *const *)field &&
+            !wire_tags_valid(*(ProtobufCMessage *const *)field))
+            return 0;
+    }
+    return 1;
+}
+
 int wire_decode(buf_t *in, size_t max, Envelope **env)
 {
     const uint8_t *p = (const uint8_t *)in->pos;
@@ -41,7 +77,7 @@ int wire_decode(buf_t *in, size_t max, Envelope **env)
     buf_consume(in, WIRE_HEADER_SIZE + len);
     if (!e)
         return SKIFF_EFRAME;
-    if (e->msg_case == MSG_NOT_SET) {
+    if (e->msg_case == MSG_NOT_SET || !wire_tags_valid(&e->base)) {
         skiff__v1__envelope__free_unpacked(e, NULL);
         return SKIFF_EFRAME;
     }

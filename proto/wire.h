@@ -23,8 +23,10 @@
  * Returns 1 and sets *env (the caller frees it with wire_free) when a frame
  * was there; 0 when more bytes are needed (nothing consumed);
  * SKIFF_ETOOBIG when the frame announces more than max bytes;
- * SKIFF_EFRAME when the frame is empty, is not an Envelope, or carries no
- * message; -ENOMEM. After an error the stream is lost: close it. */
+ * SKIFF_EFRAME when the frame is empty, is not an Envelope, carries no
+ * message, or holds a field number 0 (which protobuf-c would take, but not
+ * take back once packed again); -ENOMEM. After an error the stream is
+ * lost: close it. */
 int wire_decode(buf_t *in, size_t max, Envelope **env);
 
 /* The size of env's frame, header included. */
