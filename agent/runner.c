@@ -294,7 +294,12 @@ static void runner_on_probe(void *arg, int ok, const char *why)
     runner_t *r = e->r;
 
     e->probe = NULL;
-    runtask_probe_done(e->t, ok, why, runner_mono(r), runner_wall(r));
+    /* While the engine is away, a failed probe says more about the engine
+     * (it stops containers when it goes down) than about the task. */
+    if (!ok && !r->events_up)
+        runtask_probe_skip(e->t, runner_mono(r));
+    else
+        runtask_probe_done(e->t, ok, why, runner_mono(r), runner_wall(r));
     runner_step(r);
 }
 
@@ -374,7 +379,9 @@ static void runner_step_once(runner_t *r, int64_t *wake)
         }
         }
         if (runtask_probe_due(t, &at) && !e->probe) {
-            if (at <= now)
+            if (at <= now && !r->events_up)
+                runtask_probe_skip(t, now); /* not while the engine is away */
+            else if (at <= now)
                 runner_probe(r, e);
             else if (at < *wake)
                 *wake = at;

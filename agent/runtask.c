@@ -706,6 +706,13 @@ void runtask_probe_begin(runtask_t *t)
     t->probing = 1;
 }
 
+void runtask_probe_skip(runtask_t *t, int64_t mono)
+{
+    t->probing = 0;
+    if (t->probe_at)
+        t->probe_at = mono + HEALTH_FAST_PROBE_MS;
+}
+
 void runtask_probe_done(runtask_t *t, int ok, const char *why, int64_t mono, int64_t wall)
 {
     const HealthCheck *hc = t->asg && t->asg->spec ? t->asg->spec->health : NULL;

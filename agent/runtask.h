@@ -166,6 +166,9 @@ void runtask_done(runtask_t *t, const engine_result_t *res, int64_t mono, int64_
 /* 1 when an HTTP probe is due (and sets *at to when, maybe in the past). */
 int runtask_probe_due(const runtask_t *t, int64_t *at);
 void runtask_probe_begin(runtask_t *t);
+/* A probe that does not count (the engine is away, so the container's end
+ * may be on its way, unseen): look again a little later. */
+void runtask_probe_skip(runtask_t *t, int64_t mono);
 /* A probe's outcome; one that could not run (no published port yet) is a
  * failure too. */
 void runtask_probe_done(runtask_t *t, int ok, const char *why, int64_t mono, int64_t wall);

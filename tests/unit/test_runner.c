@@ -739,6 +739,35 @@ static void test_http_probe(void **state)
     assert_int_equal(runner_report(runner, 1, &rep), 0);
     assert_int_equal(rep.tasks[0]->health, HEALTH_HEALTHY);
     runner_report_free(&rep);
+
+    /* The engine goes away (it stops its containers as it goes): probes
+     * that fail then do not count, and none start until it is back. */
+    clock_now += 5000;
+    runner_step(runner);
+    assert_true(probe_call.live);
+    fake.ev_ops->on_state(fake.ev_arg, 0, "engine: Connection refused");
+    probe_call.live = 0;
+    probe_call.cb(probe_call.arg, 0, "Connection refused");
+    for (int i = 0; i < 10; i++) {
+        clock_now += 5000;
+        runner_step(runner);
+        assert_false(probe_call.live);
+    }
+    assert_int_equal(runner_report(runner, 1, &rep), 0);
+    assert_int_equal(rep.n, 0); /* still healthy, as far as anyone knows */
+    runner_report_free(&rep);
+    fake.ev_ops->on_state(fake.ev_arg, 1, "");
+    c = take("list", "");
+    {
+        engine_container_t v[1] = { listed(ID1, "rec", "n1", "t1", ENGINE_STATE_RUNNING) };
+        v[0].n_ports = 1;
+        v[0].ports[0].target = 8080;
+        v[0].ports[0].host_port = 32840;
+        answer_list(&c, v, 1);
+    }
+    clock_now += HEALTH_FAST_PROBE_MS;
+    runner_step(runner);
+    assert_true(probe_call.live); /* probing again */
 }
 
 int main(void)
