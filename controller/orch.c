@@ -241,6 +241,19 @@ static void orch_wake(ctl_t *ctl, service_t *svc, int64_t delay_ms)
         svc->wake_ms = at;
 }
 
+/* How long the slot must still wait before its next task when its last
+ * tasks failed in a row (ms; 0 or less: no wait). */
+static int64_t orch_slot_backoff(const ctl_t *ctl, const slot_view_t *s)
+{
+    const task_t *last = s->latest;
+    int64_t since;
+
+    if (!last || s->failures == 0)
+        return 0;
+    since = ctl_now(ctl) - (model_wall_ms() - last->pb->state_since_ms);
+    return since + orch_backoff_ms(s->failures) - ctl_now(ctl);
+}
+
 /* Dead tasks that should run are told to stop (their slot then gets a
  * replacement); tasks past the replica count stop. */
 static void orch_reap(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slot)
@@ -265,25 +278,30 @@ static void orch_reap(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slot)
 static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slot,
                         orch_match_t *match, int updating)
 {
-    task_t *good = NULL, *placed = NULL;
+    task_t *good = NULL, *ready = NULL;
     int has_away = 0;
+    int64_t wait;
 
     for (size_t i = 0; i < s->n_run; i++) {
         task_t *t = s->run[i];
         if (!t->node || orch_node_usable(t->node)) {
             if (!good || (t->node && !good->node) || (model_task_ready(t) && !model_task_ready(good)))
                 good = t;
-            if (t->node)
-                placed = t;
+            if (t->node && model_task_ready(t))
+                ready = t;
         } else {
             has_away = 1;
         }
     }
     if (has_away && !good) {
         /* Every task of the slot is on a node that is down or drained: start
-         * a replacement; the old ones stop once it is placed (below, in the
-         * next pass). */
-        orch_new_task(ctl, svc, slot);
+         * a replacement (after the slot's backoff, when replacements keep
+         * failing); the old ones stop once it is ready (below, in a later
+         * pass). */
+        if ((wait = orch_slot_backoff(ctl, s)) > 0)
+            orch_wake(ctl, svc, wait);
+        else
+            orch_new_task(ctl, svc, slot);
         return;
     }
     for (size_t i = 0; i < s->n_run;) {
@@ -291,9 +309,10 @@ static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slo
         int stop = 0;
 
         if (t->node && !orch_node_up(t->node)) {
-            /* Lost: stop it (off its node's set) once a replacement has a node;
-             * until then a returning agent keeps it running. */
-            stop = placed != NULL;
+            /* Lost: stop it (off its node's set) once a replacement is ready;
+             * until then a returning agent keeps it running, and the
+             * replacement, not running yet, is the one that stops. */
+            stop = ready != NULL;
             if (stop)
                 orch_set_state(ctl, t, TASK_ORPHANED, "node down; replaced");
         } else if (t->node && t->node->pb->availability != AVAILABILITY_ACTIVE) {
@@ -323,19 +342,15 @@ static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slo
 static void orch_fill(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slot)
 {
     const task_t *last = s->latest;
-    int64_t since, wait;
+    int64_t wait;
 
     if (s->n_run > 0 || slot > svc->pb->spec->replicas || svc->removed || s->stopping)
         return;
     if (last && model_state_terminal(last->pb->state) && orch_no_replacement(svc, last))
         return;
-    if (last && s->failures > 0) {
-        since = ctl_now(ctl) - (model_wall_ms() - last->pb->state_since_ms);
-        wait = since + orch_backoff_ms(s->failures) - ctl_now(ctl);
-        if (wait > 0) {
-            orch_wake(ctl, svc, wait);
-            return;
-        }
+    if ((wait = orch_slot_backoff(ctl, s)) > 0) {
+        orch_wake(ctl, svc, wait);
+        return;
     }
     orch_new_task(ctl, svc, slot);
 }
