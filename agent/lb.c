@@ -174,6 +174,12 @@ struct lb_conn {
     size_t early;        /* bytes read from the client before a backend took it */
     lb_pipe_t up;        /* client to backend */
     lb_pipe_t down;      /* backend to client */
+    /* Until the backend's first byte: a copy of everything the client sent
+     * (while it fits in buffer_size), to send again to the next backend if
+     * this one ends or fails without a byte. set is kept as long. */
+    buf_t replay;
+    bool replay_on;
+    bool retry;          /* in lb->ended: connect to the next backend */
     bool connected, closed;
 };
 
@@ -209,6 +215,7 @@ static const char *const side_names[LB_SIDES] = { "advertise", "gateway" };
 
 static void conn_close(lb_conn_t *c);
 static void conn_connect_next(lb_conn_t *c);
+static void conn_backend_lost(lb_conn_t *c);
 static void lb_maybe_free(lb_t *lb);
 
 /* Targets and sets. */
@@ -425,6 +432,7 @@ static void conn_free(lb_conn_t *c)
         target_unref(c->target);
     pool_put(c->lb, &c->up.buf);
     pool_put(c->lb, &c->down.buf);
+    buf_free(&c->replay);
     free(c);
 }
 
@@ -503,6 +511,53 @@ static inline void conn_touch(lb_conn_t *c)
     conn_queue(c, &c->lb->established);
 }
 
+/* Replay. A backend that ends or fails before its first byte, while the
+ * balancer still holds all that the client sent and the client has not ended
+ * its side, counts as a failed connect: the next backend gets the same
+ * bytes. That is how a dead container looks behind a proxy that accepts for
+ * it (the engine's docker-proxy accepts on the published port, then closes
+ * when the container does not answer), and how a backend killed before it
+ * answered looks. A request that a backend took and died on without a word
+ * may so be done twice, as HTTP proxies do with requests that got no answer;
+ * a client that sent everything and ended (a push protocol) is never
+ * replayed. */
+
+/* The backend answered, or the client sent more than one buffer: no other
+ * backend will be tried. */
+static void replay_end(lb_conn_t *c)
+{
+    c->replay_on = false;
+    buf_free(&c->replay);
+    if (c->connected) {
+        set_unref(c->set);
+        c->set = NULL;
+    }
+}
+
+/* Keeps a copy of n more bytes the client sent (a request is usually one
+ * small allocation; never more than buffer_size in all). */
+static void replay_add(lb_conn_t *c, const char *data, size_t n)
+{
+    if (buf_append(&c->replay, data, n, c->lb->cfg.buffer_size))
+        replay_end(c);
+}
+
+/* The backend of c may be given up for the next one (conn_backend_lost). */
+static bool conn_can_replay(const lb_conn_t *c)
+{
+    return c->replay_on && !c->up.eof && c->connected && c->lb->dispatching;
+}
+
+/* A socket of c failed: the next backend is tried when it is the backend
+ * and that is possible, else c closes. */
+static void conn_fail(lb_conn_t *c, const lb_sock_t *sock)
+{
+    if (sock == &c->backend && conn_can_replay(c))
+        conn_backend_lost(c);
+    else
+        conn_close(c);
+}
+
 /* Sends what p holds; true when it is all sent (or p held nothing). */
 static bool pipe_flush(lb_conn_t *c, lb_pipe_t *p)
 {
@@ -516,7 +571,7 @@ static bool pipe_flush(lb_conn_t *c, lb_pipe_t *p)
             if (errno == EINTR)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                conn_close(c);
+                conn_fail(c, p->to);
                 return false;
             }
             p->to->writable = false;
@@ -540,7 +595,7 @@ static bool pipe_pump(lb_conn_t *c, lb_pipe_t *p)
 
     if (p->blocked) {
         if (!pipe_flush(c, p))
-            return !c->closed;
+            return !c->closed && c->connected;
         conn_touch(c);
     }
     if (p->eof) {
@@ -559,7 +614,11 @@ static bool pipe_pump(lb_conn_t *c, lb_pipe_t *p)
                 p->from->readable = false;
                 return true;
             }
-            conn_close(c);
+            conn_fail(c, p->from);
+            return false;
+        }
+        if (n == 0 && p == &c->down && conn_can_replay(c)) {
+            conn_backend_lost(c); /* ended without a byte */
             return false;
         }
         if (n == 0 || ((size_t)n < size && p->from->rdhup)) {
@@ -576,11 +635,17 @@ static bool pipe_pump(lb_conn_t *c, lb_pipe_t *p)
         }
         *p->bytes += (uint64_t)n;
         conn_touch(c);
+        if (c->replay_on) {
+            if (p == &c->up)
+                replay_add(c, lb->rbuf, (size_t)n);
+            else
+                replay_end(c);
+        }
         do
             w = p->to->writable ? send(p->to->fd, lb->rbuf, (size_t)n, MSG_NOSIGNAL) : 0;
         while (w < 0 && errno == EINTR);
         if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            conn_close(c);
+            conn_fail(c, p->to);
             return false;
         }
         if (w == n) {
@@ -625,6 +690,38 @@ static void conn_target_failed(lb_conn_t *c, int err)
     t->down_until = now + LB_DOWN_MS;
     target_unref(t);
     c->target = NULL;
+}
+
+/* The backend of c, connected, ended or failed before its first byte, and
+ * the balancer holds all the client sent: it counts as a failed connect, and
+ * the client's bytes go again to the next backend, connected to after the
+ * batch of events (which may still hold events of the closed socket).
+ * Called while dispatching only. */
+static void conn_backend_lost(lb_conn_t *c)
+{
+    lb_t *lb = c->lb;
+
+    link_remove(&c->link);
+    c->connected = false;
+    c->target->active--;
+    conn_target_failed(c, -ECONNRESET);
+    pool_put(lb, &c->up.buf);
+    pool_put(lb, &c->down.buf);
+    c->up.blocked = false;
+    c->down.blocked = c->down.eof = c->down.shut = false;
+    c->early = buf_len(&c->replay);
+    if (c->early) {
+        if (pool_get(lb, &c->up.buf)) {
+            conn_close(c);
+            return;
+        }
+        memcpy(c->up.buf.last, c->replay.pos, c->early);
+        c->up.buf.last += c->early;
+        c->up.blocked = true;
+    }
+    c->retry = true;
+    link_remove(&c->ended);
+    link_push(&lb->ended, &c->ended);
 }
 
 /* The next backend to try: round-robin from c->first, first those that have
@@ -687,8 +784,10 @@ static void conn_connected(lb_conn_t *c)
     c->connected = true;
     t->connections++;
     t->active++;
-    set_unref(c->set);
-    c->set = NULL;
+    if (!c->replay_on) {
+        set_unref(c->set);
+        c->set = NULL;
+    }
     c->up.bytes = &t->bytes_in;
     c->down.bytes = &t->bytes_out;
     t->bytes_in += c->early;
@@ -767,7 +866,7 @@ static void conn_event(lb_conn_t *c, lb_sock_t *s, uint32_t ev)
         conn_connected(c);
     }
     if (ev & EPOLLERR) {
-        conn_close(c);
+        conn_fail(c, s);
         return;
     }
     if (ev & (EPOLLIN | EPOLLHUP))
@@ -823,6 +922,7 @@ static int conn_read_early(lb_conn_t *c)
     p->buf.last += n;
     p->blocked = true;
     c->early = (size_t)n;
+    replay_add(c, p->buf.pos, (size_t)n);
     return 0;
 }
 
@@ -872,6 +972,7 @@ static void listener_accept(lb_listener_t *l)
         c->backend = (lb_sock_t){ .fd = -1, .kind = LB_SOCK_BACKEND, .writable = true };
         c->up = (lb_pipe_t){ .from = &c->client, .to = &c->backend };
         c->down = (lb_pipe_t){ .from = &c->backend, .to = &c->client };
+        c->replay_on = true;
         lb->nconns++;
         /* TCP_NODELAY is inherited from the listening socket. What the
          * client sent already is read before its socket joins the epoll
@@ -923,7 +1024,12 @@ static void on_events(uv_poll_t *poll, int status, int events)
         lb_conn_t *c = lb_container_of(lb->ended.next, lb_conn_t, ended);
 
         link_remove(&c->ended);
-        conn_settle(c);
+        if (c->retry) {
+            c->retry = false;
+            conn_connect_next(c);
+        } else {
+            conn_settle(c);
+        }
     }
     while (!link_empty(&lb->dead_conns)) {
         lb_link_t *l = lb->dead_conns.next;

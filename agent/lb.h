@@ -7,7 +7,12 @@
  * goes round-robin to the service's backends; a backend that refuses or
  * times out a connect is skipped and the next one tried, each at most once,
  * so no client fails while any backend is up (and for a second after such a
- * failure, new connections try that backend after the others). Bytes are
+ * failure, new connections try that backend after the others). So is a
+ * backend that ends or fails before its first byte while the balancer still
+ * holds all the client sent (up to buffer_size) and the client has not ended
+ * its side; the next backend then gets those bytes again. A dead container
+ * behind the engine's docker-proxy, which accepts for it, looks like that.
+ * Bytes are
  * proxied both ways with bounded buffers (buffer_size per direction, held
  * only while a peer is slower than the other), half-close and an idle
  * timeout. It knows nothing of tasks, health or the controller: what it is

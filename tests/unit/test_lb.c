@@ -7,7 +7,8 @@
  * servers: "echo" writes a banner "B<id>\n" on accept and echoes what it gets
  * (shutting down after the client's EOF); "big" sends a fixed number of bytes
  * and then shuts down; "silent" accepts nothing, with a backlog that is full;
- * "stall" accepts and never reads.
+ * "stall" accepts and never reads; "slam" accepts and closes at once (as
+ * docker-proxy does for a container that died).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,7 +36,7 @@
 #define BIG_CHUNK (64 * 1024)
 
 enum { KIND_STATIC, KIND_HEAP };
-enum { BE_ECHO, BE_BIG, BE_SILENT, BE_STALL };
+enum { BE_ECHO, BE_BIG, BE_SILENT, BE_STALL, BE_SLAM };
 
 typedef struct backend {
     int kind; /* KIND_STATIC: first member, see close_any() */
@@ -242,6 +243,10 @@ static void on_bconnection(uv_stream_t *server, int status)
     be->accepted++;
     if (be->type == BE_STALL)
         return;
+    if (be->type == BE_SLAM) {
+        bconn_close(c);
+        return;
+    }
     uv_read_start((uv_stream_t *)&c->tcp, on_balloc, on_bread);
     if (be->type == BE_ECHO) {
         snprintf(banner, sizeof(banner), "B%d\n", be->id);
@@ -653,6 +658,37 @@ static void test_refused_backend_skipped(void **state)
     assert_true(st.s.connect_failures >= 1);
     assert_int_equal(st.s.connections, 0);
     assert_int_equal(stats_of(a->port).s.connections + stats_of(b->port).s.connections, 30);
+}
+
+/* A backend that accepts and closes before a byte, with the client's request
+ * unanswered, is skipped like a refusing one: the request goes to the next
+ * backend, and no client sees the close. Found by e2e/lb.bats (a docker kill
+ * behind docker-proxy). */
+static void test_closing_backend_skipped(void **state)
+{
+    backend_t *a = backend_start(BE_ECHO, 0);
+    backend_t *slam = backend_start(BE_SLAM, 0);
+    backend_t *b = backend_start(BE_ECHO, 0);
+    int port = free_port("127.0.0.1");
+    int failures = 0;
+    stat_args_t st;
+
+    lb_start(&base_cfg);
+    svc_t s = { "web", (uint32_t)port, false, 3, { a->port, slam->port, b->port } };
+    assert_int_equal(apply(&s, 1), 0);
+    for (int i = 0; i < 30; i++) {
+        int fd = client("127.0.0.1", port);
+
+        if (fd < 0 || send(fd, "GET\n", 4, MSG_NOSIGNAL) != 4 || read_banner(fd) < 0)
+            failures++;
+        if (fd >= 0)
+            close(fd);
+    }
+    assert_int_equal(failures, 0);
+    st = stats_of(slam->port);
+    assert_true(st.found);
+    assert_true(st.s.connect_failures >= 1);
+    assert_true(slam->accepted >= 1);
 }
 
 static void test_connect_timeout_skipped(void **state)
@@ -1204,6 +1240,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_robin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_backend_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_closing_backend_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_timeout_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_backends_closes_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_adds_and_removes_listeners, setup, teardown),
