@@ -122,6 +122,7 @@ typedef struct lb_sock {
     bool readable; /* data or an end may be waiting */
     bool writable; /* not known to be full */
     bool rdhup;    /* the peer's FIN has arrived */
+    bool out;      /* EPOLLOUT is in its interest set */
 } lb_sock_t;
 
 struct lb_route;
@@ -420,7 +421,26 @@ static void sock_close(lb_sock_t *s)
     if (s->fd >= 0)
         close(s->fd); /* which also takes it out of the epoll */
     s->fd = -1;
-    s->readable = s->writable = s->rdhup = false;
+    s->readable = s->writable = s->rdhup = s->out = false;
+}
+
+/* s did not take all that was sent: wait for its room. EPOLLOUT joins a
+ * socket's interest set only then (a client's socket starts without it):
+ * edge-triggered, a writable socket would otherwise report an event at every
+ * change of its state (added, FIN sent, FIN acknowledged), a poll round each
+ * for nothing. Returns 0 or a negative errno. */
+static int sock_full(lb_t *lb, lb_sock_t *s)
+{
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                              .data.ptr = s };
+
+    s->writable = false;
+    if (s->out)
+        return 0;
+    if (epoll_ctl(lb->epfd, EPOLL_CTL_MOD, s->fd, &ev))
+        return -errno;
+    s->out = true;
+    return 0;
 }
 
 /* Connections. */
@@ -574,12 +594,16 @@ static bool pipe_flush(lb_conn_t *c, lb_pipe_t *p)
                 conn_fail(c, p->to);
                 return false;
             }
-            p->to->writable = false;
+            if (sock_full(c->lb, p->to))
+                conn_close(c);
             return false;
         }
         buf_consume(&p->buf, (size_t)w);
-        if (buf_len(&p->buf))
-            p->to->writable = false; /* a short send: the peer's window is full */
+        /* A short send: the peer's window is full. */
+        if (buf_len(&p->buf) && sock_full(c->lb, p->to)) {
+            conn_close(c);
+            return false;
+        }
     }
     p->blocked = false;
     pool_put(c->lb, &p->buf);
@@ -655,8 +679,7 @@ static bool pipe_pump(lb_conn_t *c, lb_pipe_t *p)
         }
         if (w < 0)
             w = 0;
-        p->to->writable = false;
-        if (pool_get(lb, &p->buf)) {
+        if (sock_full(lb, p->to) || pool_get(lb, &p->buf)) {
             conn_close(c);
             return false;
         }
@@ -769,6 +792,7 @@ static int conn_connect(lb_conn_t *c, lb_target_t *t)
     rc = sock_add(c->lb, &c->backend, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
     if (rc)
         goto out_close;
+    c->backend.out = true;
     return 0;
 
 out_close:
@@ -813,7 +837,7 @@ static int conn_speculate(lb_conn_t *c)
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
     buf_consume(&p->buf, (size_t)w);
     if (buf_len(&p->buf))
-        c->backend.writable = false;
+        c->backend.writable = false; /* EPOLLOUT is armed from the connect */
     conn_connected(c);
     return 0;
 }
@@ -978,7 +1002,7 @@ static void listener_accept(lb_listener_t *l)
          * client sent already is read before its socket joins the epoll
          * (which then reports only what comes later). */
         if (conn_read_early(c) ||
-            sock_add(lb, &c->client, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)) {
+            sock_add(lb, &c->client, EPOLLIN | EPOLLRDHUP | EPOLLET)) {
             conn_close(c);
             continue;
         }
