@@ -189,7 +189,24 @@ static void agents_keep_stats(node_t *node, const StatusReport *r)
     }
 }
 
-static void agents_report(ctl_t *ctl, node_t *node, TaskStatus **tasks, size_t n, int full)
+/* A registering agent can't know yet the health its HTTP probes will find
+ * (the probe comes with the assignment set, after the registration): for a
+ * container the controller already knows, its last health stands until the
+ * agent's probes say otherwise, so a returning agent doesn't drop healthy
+ * backends from every balancer for a moment. */
+static void agents_keep_health(ctl_t *ctl, TaskStatus *s)
+{
+    const task_t *t = model_task_by_id(&ctl->model, s->task_id);
+
+    if (t && s->health == HEALTH_NONE && s->state == TASK_RUNNING &&
+        t->pb->state == TASK_RUNNING && *s->container_id &&
+        strcmp(s->container_id, t->pb->container_id) == 0 &&
+        model_spec_has_check(model_service_spec(t->svc, t->pb->spec_version)))
+        s->health = t->pb->health;
+}
+
+static void agents_report(ctl_t *ctl, node_t *node, TaskStatus **tasks, size_t n, int full,
+                          int registering)
 {
     static unsigned gen;
 
@@ -197,9 +214,13 @@ static void agents_report(ctl_t *ctl, node_t *node, TaskStatus **tasks, size_t n
     node->last_seen_ms = ctl_now(ctl);
     node->pb->last_heartbeat_ms = model_wall_ms(); /* shown, not stored each beat */
     agents_node_ready(ctl, node, "ready again");
-    for (size_t i = 0; i < n; i++)
-        if (agents_status_valid(tasks[i]))
-            agents_apply(ctl, node, tasks[i], gen);
+    for (size_t i = 0; i < n; i++) {
+        if (!agents_status_valid(tasks[i]))
+            continue;
+        if (registering)
+            agents_keep_health(ctl, tasks[i]);
+        agents_apply(ctl, node, tasks[i], gen);
+    }
     if (full)
         agents_missing(ctl, node, gen);
 }
@@ -277,7 +298,7 @@ static int agents_register(ctl_t *ctl, peer_t *p, uint64_t id, const NodeRegiste
     env.msg_case = MSG_NODE_REGISTERED;
     env.node_registered = &reply;
     ctl_send(ctl, p, &env);
-    agents_report(ctl, node, r->tasks, r->n_tasks, 1);
+    agents_report(ctl, node, r->tasks, r->n_tasks, 1, 1);
     orch_mark_node(node);
     return 0;
 }
@@ -293,7 +314,7 @@ int agents_handle(ctl_t *ctl, peer_t *p, Envelope *env)
             return SKIFF_EPROTO;
         }
         agents_report(ctl, p->node, env->status->tasks, env->status->n_tasks,
-                      env->status->full);
+                      env->status->full, 0);
         if (env->status->full)
             agents_keep_stats(p->node, env->status);
         return 0;

@@ -1245,6 +1245,30 @@ static void test_update_and_scale(void **state)
 
 /* A node is lost in the middle of an update: its slot is replaced on the
  * new spec, and the update completes. */
+/* An agent that comes back reports HEALTH_NONE for the containers it finds
+ * (its HTTP probes come with the set, after the registration): the last
+ * health the controller knew stands, and no backend leaves the balancers. */
+static void test_register_keeps_health(void **state)
+{
+    harness_t *h = cluster(2);
+    h_agent_t *n1 = &h->agents[0];
+    ServiceSpec *spec = h_spec("web", "web:v1", 2);
+
+    (void)state;
+    h_spec_port(spec, 8080, 80);
+    pb_set_str(&spec->health->http_path, "/health");
+    create(h, spec);
+    H_RUN_UNTIL(h, spread_is(h, "web", 1) && backends_are(h, "web", 2), WAIT_MS);
+    assert_int_equal(n1->n_tasks, 1);
+    n1->tasks[0].health = HEALTH_NONE;
+    h_agent_disconnect(h, n1);
+    h_agent_connect(h, n1);
+    H_RUN_UNTIL(h, n1->registered, WAIT_MS);
+    assert_int_equal(task(h, n1->tasks[0].id)->pb->health, HEALTH_HEALTHY);
+    assert_int_equal(h_agent_backends(&h->agents[1], "web"), 2);
+    done(h);
+}
+
 static void test_node_loss_during_update(void **state)
 {
     harness_t *h = cluster(3);
@@ -1690,6 +1714,7 @@ int main(void)
         cmocka_unit_test(test_kill_after_create),
         cmocka_unit_test(test_logs_relay),
         cmocka_unit_test(test_stack_hosts),
+        cmocka_unit_test(test_register_keeps_health),
     };
 
     return cmocka_run_group_tests_name("orch", tests, NULL, NULL);
