@@ -40,6 +40,7 @@ enum { ENGINE_PING, ENGINE_INFO, ENGINE_GATEWAY, ENGINE_READY };
 struct agent {
     uv_loop_t *loop;
     char *controller, *name, *advertise, *token, *socket;
+    char *token_file;           /* NULL: the token came from the environment */
     Label **labels;             /* from --label, sent at registration */
     size_t n_labels;
     uint64_t heartbeat_ms;
@@ -462,6 +463,43 @@ out_free:
     return rc;
 }
 
+/* Reads the join token file again, before each hello: after a rotation
+ * (skiff-controller --rotate-token join, and the new token copied into the
+ * file) an agent that reconnects, for instance to a restarted controller,
+ * says hello with the new token instead of being refused for ever. A file
+ * that can't be read, or holds no token, leaves the token in use. */
+static void agent_reread_token(agent_t *a)
+{
+    char buf[128];
+    FILE *f;
+    size_t n;
+
+    if (!a->token_file)
+        return;
+    if (!(f = fopen(a->token_file, "re"))) {
+        log_warn("--join-token-file %s: %s; the token in use stays", a->token_file,
+                 strerror(errno));
+        return;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n > 0 && isspace((unsigned char)buf[n - 1]))
+        buf[--n] = '\0';
+    if (n != 64 || strspn(buf, "0123456789abcdefABCDEF") != 64) {
+        log_warn("--join-token-file %s holds no join token now; the token in use stays",
+                 a->token_file);
+    } else if (strcmp(buf, a->token) != 0) {
+        char *fresh = strdup(buf);
+        if (fresh) {
+            free(a->token);
+            a->token = fresh;
+            log_info("join token read again from %s: it changed", a->token_file);
+        }
+    }
+    memset(buf, 0, sizeof(buf));
+}
+
 static void agent_on_connect(conn_t *c, int status)
 {
     agent_t *a = conn_data(c);
@@ -470,6 +508,7 @@ static void agent_on_connect(conn_t *c, int status)
 
     if (status)
         return; /* on_close follows */
+    agent_reread_token(a);
     hello.role = ROLE_AGENT;
     hello.token = a->token;
     hello.version = SKIFF_VERSION;
@@ -561,6 +600,7 @@ static void agent_free(agent_t *a)
     free(a->name);
     free(a->advertise);
     free(a->token);
+    free(a->token_file);
     free(a->socket);
     pb_free(a->endpoints);
     free(a);
@@ -578,11 +618,13 @@ agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg)
     a->name = agent_strdup(cfg->name);
     a->advertise = agent_strdup(cfg->advertise);
     a->token = agent_strdup(cfg->token);
+    a->token_file = cfg->token_file ? agent_strdup(cfg->token_file) : NULL;
     a->socket = agent_strdup(cfg->docker_socket);
     a->heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 1000;
     a->backoff_ms = AGENT_BACKOFF_MIN_MS;
     a->engine_backoff_ms = AGENT_ENGINE_BACKOFF_MIN_MS;
-    if (!a->controller || !a->name || !a->advertise || !a->token || !a->socket)
+    if (!a->controller || !a->name || !a->advertise || !a->token || !a->socket ||
+        (cfg->token_file && !a->token_file))
         goto out_free;
     if (cfg->n_labels) {
         a->labels = calloc(cfg->n_labels, sizeof(*a->labels));

@@ -25,6 +25,8 @@ typedef struct agent_config {
     const char *name;           /* node name */
     const char *advertise;      /* an IP address */
     const char *token;          /* the join token */
+    const char *token_file;     /* where it came from, read again at every connection
+                                 * (a rotated token); NULL: from the environment */
     const char *docker_socket;  /* the engine's unix socket path */
     const char *const *labels;  /* "KEY=VALUE" */
     size_t n_labels;

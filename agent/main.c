@@ -272,6 +272,7 @@ int main(int argc, char **argv)
     cfg.name = name;
     cfg.advertise = advertise;
     cfg.token = token;
+    cfg.token_file = token_file; /* read again at every connection */
     cfg.docker_socket = socket_path;
     cfg.labels = labels;
     cfg.n_labels = n_labels;
