@@ -21,7 +21,7 @@
  * the id of the controller's Nth task, since task ids are random.
  *
  * At the end the client asks for the node list and waits for the answer
- * (so every reply before it has left), every connection is shut, and the
+ * (so every reply before it has left), every connection is reset, and the
  * controller runs until it is idle with no peers. Checked: nothing
  * crashes, exits (a failed commit stops a controller: that would be a
  * peer stopping it), hangs or trips a sanitizer; every frame the controller
@@ -244,9 +244,12 @@ static void fz_reset(void)
     model_t fresh;
     char err[512];
 
-    if (ctl->n_peers || ctl->peers || ctl->committing || ctl->out_head || ctl->inflight ||
-        ctl->logstreams)
-        fz_fail("reset while the controller is busy");
+    if (ctl->n_peers || ctl->peers)
+        fz_fail("a peer is left after every connection closed");
+    if (ctl->committing || ctl->out_head || ctl->inflight)
+        fz_fail("the controller is not idle");
+    if (ctl->logstreams)
+        fz_fail("a log stream is left after every connection closed");
     /* The store must load back what was committed. */
     model_init(&fresh);
     if (store_load(ctl->store, &fresh, err, sizeof(err)))
@@ -371,17 +374,28 @@ static void fz_check_output(fz_conn_t *c)
     /* What is left is a frame cut short by a reset connection. */
 }
 
-/* Reads what is left, checks it, and closes. */
-static void fz_close(fz_conn_t *c)
+/* Reads what is left, checks it, and closes; abort: with a reset, which
+ * leaves no TIME_WAIT behind (a fuzzing run makes many connections, and
+ * the machine's ephemeral ports are shared with other tests). */
+static void fz_close_how(fz_conn_t *c, int abort)
 {
+    struct linger lg = { 1, 0 };
+
     if (c->fd < 0)
         return;
     fz_read(c);
     fz_check_output(c);
+    if (abort)
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     close(c->fd);
     c->fd = -1;
     c->eof = 0;
     buf_free(&c->in);
+}
+
+static void fz_close(fz_conn_t *c)
+{
+    fz_close_how(c, 0);
 }
 
 /* The connection for which, connected (again, when the controller closed
@@ -399,8 +413,17 @@ static fz_conn_t *fz_conn(int which)
     if (c->fd < 0)
         fz_fail("socket");
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(c->fd, (struct sockaddr *)&F.addr, sizeof(F.addr)) != 0)
-        fz_fail("connect to the controller");
+    /* EADDRNOTAVAIL: this machine ran out of ephemeral ports for a moment
+     * (other tests share them); not the controller's doing. */
+    for (int tries = 0; connect(c->fd, (struct sockaddr *)&F.addr, sizeof(F.addr)) != 0;) {
+        char why[128];
+        if ((errno == EADDRNOTAVAIL || errno == EINTR) && ++tries < 100) {
+            usleep(50000);
+            continue;
+        }
+        snprintf(why, sizeof(why), "connect to the controller: %s", strerror(errno));
+        fz_fail(why);
+    }
     c->eof = 0;
     if (which == FZ_CLIENT)
         fz_hello(c, ROLE_CLIENT, F.ctl->admin_token);
@@ -447,19 +470,27 @@ static int fz_busy(void)
     return ctl->committing || ctl->out_head || ctl->inflight || model_has_changes(&ctl->model);
 }
 
-/* Runs the loop until the controller is idle. */
-static void fz_settle(void)
+/* Runs the loop until the controller is idle: nothing to commit, nothing
+ * in flight, and a turn of the loop (its flush: the orchestrator) finds
+ * nothing more to do. With peers (peers != 0), until they are all gone. */
+static void fz_idle(int peers)
 {
     int turns = 0;
 
-    fz_turn(UV_RUN_NOWAIT);
-    fz_turn(UV_RUN_NOWAIT);
-    while (fz_busy()) {
+    for (;;) {
+        fz_turn(UV_RUN_NOWAIT);
+        if (!fz_busy() && (!peers || F.ctl->n_peers == 0))
+            break;
         if (++turns > FZ_MAX_TURNS)
-            fz_fail("the controller does not settle");
+            fz_fail(peers ? "the controller does not let go of its peers"
+                          : "the controller does not settle");
         fz_turn(UV_RUN_ONCE);
     }
-    fz_turn(UV_RUN_NOWAIT);
+}
+
+static void fz_settle(void)
+{
+    fz_idle(0);
 }
 
 /* 1 when the client got the reply to the sync request. */
@@ -495,17 +526,8 @@ static void fz_finish(void)
         }
     }
     for (int i = 0; i < FZ_CONNS; i++)
-        if (F.conns[i].fd >= 0)
-            shutdown(F.conns[i].fd, SHUT_WR);
-    turns = 0;
-    while (F.ctl->n_peers || fz_busy()) {
-        if (++turns > FZ_MAX_TURNS)
-            fz_fail("the controller does not let go of its peers");
-        fz_turn(UV_RUN_ONCE);
-    }
-    fz_turn(UV_RUN_NOWAIT);
-    for (int i = 0; i < FZ_CONNS; i++)
-        fz_close(&F.conns[i]);
+        fz_close_how(&F.conns[i], 1);
+    fz_idle(1);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -545,4 +567,139 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_finish();
     fz_reset();
     return 0;
+}
+
+/* ------------------------------------------------------- the mutator */
+
+/* libFuzzer's own mutations would break the records (their lengths) at
+ * once; this one keeps them whole: it mutates the bytes of one record
+ * (with libFuzzer's mutations, its length fixed after), turns a record
+ * to another peer or adds or drops the settle bit, duplicates a record,
+ * drops one, or swaps two. */
+#define FZ_MAX_RECORDS 128
+
+typedef struct fz_record {
+    uint8_t op;
+    const uint8_t *p;
+    size_t len;
+} fz_record_t;
+
+size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max);
+
+static size_t fz_records(const uint8_t *data, size_t size, fz_record_t *r)
+{
+    size_t n = 0, off = 0;
+
+    while (off + 3 <= size && n < FZ_MAX_RECORDS) {
+        size_t len = (size_t)data[off + 1] | (size_t)data[off + 2] << 8;
+        r[n].op = data[off];
+        off += 3;
+        if (len > size - off)
+            len = size - off;
+        r[n].p = data + off;
+        r[n].len = len;
+        off += len;
+        n++;
+    }
+    return n;
+}
+
+/* Writes the records into out (max bytes); returns the size. */
+static size_t fz_serialize(const fz_record_t *r, size_t n, uint8_t *out, size_t max)
+{
+    size_t off = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t len = r[i].len > 0xffff ? 0xffff : r[i].len;
+        if (off + 3 + len > max)
+            break;
+        out[off] = r[i].op;
+        out[off + 1] = (uint8_t)len;
+        out[off + 2] = (uint8_t)(len >> 8);
+        memmove(out + off + 3, r[i].p, len);
+        off += 3 + len;
+    }
+    return off;
+}
+
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max, unsigned seed)
+{
+    fz_record_t r[FZ_MAX_RECORDS + 1];
+    uint8_t *copy, *grown = NULL;
+    size_t n, k, out;
+
+    if (max < 3)
+        return LLVMFuzzerMutate(data, size, max);
+    copy = malloc(size ? size : 1);
+    if (!copy)
+        return LLVMFuzzerMutate(data, size, max);
+    memcpy(copy, data, size);
+    n = fz_records(copy, size, r);
+    srand(seed);
+    if (n == 0) { /* start a record: a node list from the client */
+        static const uint8_t nl[] = { 0x80, 0x05, 0x00, 0x08, 0x02, 0x82, 0x03, 0x00 };
+        free(copy);
+        memcpy(data, nl, sizeof(nl) < max ? sizeof(nl) : max);
+        return sizeof(nl) < max ? sizeof(nl) : max;
+    }
+    k = (size_t)rand() % n;
+    switch (rand() % 10) {
+    default: { /* 0-4: the bytes of one record */
+        size_t room = max > size ? max - size + r[k].len : r[k].len;
+        grown = malloc(room ? room : 1);
+        if (!grown)
+            break;
+        memcpy(grown, r[k].p, r[k].len);
+        r[k].len = LLVMFuzzerMutate(grown, r[k].len, room);
+        r[k].p = grown;
+        break;
+    }
+    case 5: /* another peer */
+        r[k].op = (uint8_t)((r[k].op & ~3u) | ((r[k].op + 1 + (unsigned)rand() % 3) & 3));
+        break;
+    case 6: /* settle, or not */
+        r[k].op ^= 0x80;
+        break;
+    case 7: /* a record twice */
+        if (n < FZ_MAX_RECORDS) {
+            size_t at = (size_t)rand() % (n + 1);
+            memmove(&r[at + 1], &r[at], (n - at) * sizeof(r[0]));
+            r[at] = r[k + (k >= at)];
+            n++;
+        }
+        break;
+    case 8: /* one less */
+        if (n > 1) {
+            memmove(&r[k], &r[k + 1], (n - k - 1) * sizeof(r[0]));
+            n--;
+        }
+        break;
+    case 9: { /* two swapped */
+        size_t j = (size_t)rand() % n;
+        fz_record_t t = r[k];
+        r[k] = r[j];
+        r[j] = t;
+        break;
+    }
+    }
+    out = fz_serialize(r, n, data, max);
+    free(grown);
+    free(copy);
+    return out;
+}
+
+size_t LLVMFuzzerCustomCrossOver(const uint8_t *d1, size_t s1, const uint8_t *d2, size_t s2,
+                                 uint8_t *out, size_t max, unsigned seed)
+{
+    fz_record_t a[FZ_MAX_RECORDS], b[FZ_MAX_RECORDS], r[2 * FZ_MAX_RECORDS];
+    size_t na = fz_records(d1, s1, a), nb = fz_records(d2, s2, b), ka, kb, n = 0;
+
+    srand(seed);
+    ka = na ? (size_t)rand() % (na + 1) : 0;
+    kb = nb ? (size_t)rand() % (nb + 1) : 0;
+    for (size_t i = 0; i < ka; i++)   /* the head of one, the tail of the other */
+        r[n++] = a[i];
+    for (size_t i = kb; i < nb; i++)
+        r[n++] = b[i];
+    return fz_serialize(r, n, out, max);
 }

@@ -1,7 +1,7 @@
 /* fuzz_frame: wire_decode over arbitrary byte streams.
  *
  * The first byte picks the largest frame (16 B, 256 B, 4 KiB or the 4 MiB
- * default) and how the rest is cut into reads (1 to 64 bytes, or whole);
+ * default) and how the rest is cut into reads (1 to 64 bytes, or 4 KiB);
  * the rest is the stream. The stream is decoded twice: whole, and in those
  * pieces into a buffer grown the way conn.c grows its input. Checked:
  *   - both give the same frames and end the same way (a split or joined
@@ -114,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* In pieces, as conn.c reads: reserve one read's room, append, decode. */
     memset(&pieces, 0, sizeof(pieces));
     for (off = 0; off < size && rc == 0;) {
-        size_t n = piece ? piece : size;
+        size_t n = chunk; /* piece 0: reads as large as conn.c's */
         if (piece) { /* vary the pieces a little */
             seed = seed * 1103515245u + 12345u;
             n = 1 + (piece + (seed >> 16)) % 64;
