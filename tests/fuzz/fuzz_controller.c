@@ -30,8 +30,10 @@
  * same listener and tokens), so each input starts from an empty cluster and
  * leaks show up per input.
  *
- * The limits are skiff-controller's defaults but for max_replicas (16, to
- * keep each run short).
+ * A custom mutator (at the end) mutates the records, not the raw bytes, so
+ * that most inputs stay a session of whole messages. The limits are
+ * skiff-controller's defaults but for max_replicas (16, to keep each run
+ * short).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
