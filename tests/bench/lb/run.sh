@@ -233,7 +233,7 @@ to_us() {
 
 # run MODE TARGET URL PID ROUND: one wrk run; appends a line to results.
 run() {
-    local mode=$1 target=$2 url=$3 pid=$4 round=$5 hdr=() out c0 c1 reqs rps p50 p99 errs cpu
+    local mode=$1 target=$2 url=$3 pid=$4 round=$5 hdr=() out c0 c1 reqs rps avg p50 p99 errs cpu
     [ "$mode" = close ] && hdr=(-H 'Connection: close')
     c0=$(cpu_ticks "$pid")
     out=$("${NICE[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url")
@@ -242,14 +242,15 @@ run() {
     rps=$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' <<<"$out")
     p50=$(to_us "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
     p99=$(to_us "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+    avg=$(to_us "$(awk '$1 == "Latency" && $2 != "Distribution" { print $2 }' <<<"$out")")
     errs=$(awk '/Socket errors/ { gsub(/,/, ""); e += $4 + $6 + $8 + $10 } /Non-2xx/ { e += $5 } END { print e + 0 }' <<<"$out")
     if [ "$pid" = - ]; then
         cpu=-
     else
         cpu=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v r="$reqs" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }')
     fi
-    echo "$mode $target $round $rps $p50 $p99 $cpu $errs" >>"$WORK/results"
-    log "round $round $mode $target: $rps req/s, p50 ${p50}us, p99 ${p99}us, cpu/req ${cpu}us, errors $errs"
+    echo "$mode $target $round $rps $p50 $p99 $cpu $errs $avg" >>"$WORK/results"
+    log "round $round $mode $target: $rps req/s, avg ${avg}us, p50 ${p50}us, p99 ${p99}us, cpu/req ${cpu}us, errors $errs"
 }
 
 # Warm up every path once.
@@ -284,15 +285,15 @@ function median(key, col) { return median_of(vals[key, col]) }
 {
     key = $1 " " $2
     if (!(key in seen)) { seen[key] = 1; order[++nk] = key }
-    for (c = 4; c <= 8; c++) { vals[key, c] = vals[key, c] " " $c; cell[key, $3, c] = $c }
+    for (c = 4; c <= 9; c++) { vals[key, c] = vals[key, c] " " $c; cell[key, $3, c] = $c }
     rounds[$3] = 1
 }
 END {
-    printf "%-11s %-8s %10s %10s %10s %14s %8s\n", "mode", "target", "req/s", "p50 (us)", "p99 (us)", "CPU/req (us)", "errors"
+    printf "%-11s %-8s %8s %10s %10s %10s %14s %7s\n", "mode", "target", "req/s", "avg (us)", "p50 (us)", "p99 (us)", "CPU/req (us)", "errors"
     for (k = 1; k <= nk; k++) {
         key = order[k]; split(key, kk, " ")
-        for (c = 4; c <= 8; c++) med[key, c] = median(key, c)
-        printf "%-11s %-8s %10s %10s %10s %14s %8s\n", kk[1], kk[2], med[key, 4], med[key, 5], med[key, 6], med[key, 7], med[key, 8]
+        for (c = 4; c <= 9; c++) med[key, c] = median(key, c)
+        printf "%-11s %-8s %8s %10s %10s %10s %14s %7s\n", kk[1], kk[2], med[key, 4], med[key, 9], med[key, 5], med[key, 6], med[key, 7], med[key, 8]
     }
     print ""
     print "skiff / HAProxy, median of the rounds\047 ratios (targets: req/s >= 1, p99 <= 1.2, CPU/req <= 1):"
