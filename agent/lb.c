@@ -19,7 +19,15 @@
  * accept, socket, setsockopt, connect, two epoll_ctl, its reads and sends,
  * and two close. Each socket keeps what its last event said (readable,
  * writable, the peer's FIN arrived), and a read shorter than the buffer means
- * the socket is drained until its next event.
+ * the socket is drained until its next event. EPOLLOUT is asked for only
+ * while a connect or a short send waits for it.
+ *
+ * New connections. What a client sent before it was accepted (a request,
+ * usually) is read at once and sent right after connect(2): on one host the
+ * connect is often complete by then, and a send that goes through says so,
+ * without waiting for the connect's event. Until the backend's first byte
+ * the client's bytes are kept (up to buffer_size), so that a backend that
+ * ends or fails before answering can be skipped like one that refused.
  *
  * Proxying. A connection reads into the balancer's one shared read buffer
  * and sends at once; only what the peer does not take is copied into a

@@ -12,11 +12,10 @@
  * holds all the client sent (up to buffer_size) and the client has not ended
  * its side; the next backend then gets those bytes again. A dead container
  * behind the engine's docker-proxy, which accepts for it, looks like that.
- * Bytes are
- * proxied both ways with bounded buffers (buffer_size per direction, held
- * only while a peer is slower than the other), half-close and an idle
- * timeout. It knows nothing of tasks, health or the controller: what it is
- * given is what it balances.
+ * Bytes are proxied both ways with bounded buffers (buffer_size per
+ * direction, held only while a peer is slower than the other), half-close
+ * and an idle timeout. It knows nothing of tasks, health or the controller:
+ * what it is given is what it balances.
  *
  * Everything runs on the loop's thread; nothing blocks. The balancer's
  * sockets sit in an epoll of its own, which is one uv_poll_t on the loop
