@@ -1,0 +1,183 @@
+#!/usr/bin/env bats
+# Self-healing when the engine or a container fails, against the real
+# engine: dockerd restarted, a container killed or OOM-killed, an image that
+# cannot be pulled, a service that fits no node. Node and controller faults
+# are in heal.bats; the checks every case ends with (`exact`,
+# `data_dir_intact`) and the reset between cases are in heal_lib.bash.
+#
+# The dockerd restart stops every container on this machine, not only this
+# file's: it takes the same lock as agent_engine.bats, and happens once.
+
+load helpers
+load heal_lib
+
+setup_file() {
+	cluster_start 3
+}
+
+teardown_file() {
+	skiff_teardown_file
+}
+
+teardown() {
+	skiff_teardown # the logs, when the case failed
+	heal_clean
+}
+
+# ---------------------------------------------------------------- dockerd
+
+# dockerd_restart: stops dockerd (TERM; it stops its containers first) and
+# starts it again the way it was started, then waits until it answers. The
+# lock keeps two test files from restarting it at once.
+dockerd_restart() {
+	local pid cmd=() log=/var/log/skiff-test-dockerd.log
+	exec 8>/tmp/skiff-dockerd-restart.lock
+	flock 8
+	if command -v systemctl >/dev/null && systemctl is-active -q docker 2>/dev/null; then
+		systemctl restart docker
+	else
+		pid=$(pidof dockerd | cut -d' ' -f1)
+		mapfile -d '' -t cmd <"/proc/$pid/cmdline"
+		[ "${#cmd[@]}" -gt 0 ] || return 1
+		kill -s TERM "$pid"
+		if ! _skiff_wait_gone "$pid" 90; then
+			echo "dockerd_restart: dockerd (pid $pid) did not stop" >&2
+			return 1
+		fi
+		# Started apart from this test: its own session, and none of the
+		# test's descriptors (bats' pipes, which bats waits on; the lock).
+		(
+			for fd in $(seq 3 255); do eval "exec $fd>&-"; done 2>/dev/null
+			exec setsid nohup "${cmd[@]}" </dev/null >>"$log" 2>&1
+		) &
+		disown $! 2>/dev/null || true
+	fi
+	wait_until 90 docker info
+	flock -u 8
+	exec 8>&-
+}
+
+# ================================================================ engine
+
+@test "a dockerd restart: every task runs again, the same tasks, restarts counted" {
+	local port ids
+	[ "$(id -u)" = 0 ] || skip "only root restarts dockerd"
+	pidof dockerd >/dev/null || skip "no dockerd process to restart"
+	port=$(free_port)
+	run skiff service create -d -q --name web --replicas 3 -p "$port:8080" skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	wait_exact 60 web=3
+	ids=$(running_json web | jq -r '.[].id' | sort)
+
+	dockerd_restart
+	echo "# dockerd answers again" >&3
+	wait_exact 120 web=3
+	[ "$(running_json web | jq -r '.[].id' | sort)" = "$ids" ]
+	running_json web | jq -e 'all(.[]; .restarts >= 1)' >/dev/null
+	wait_until 30 http_get "http://$(agent_addr 1):$port/"
+	data_dir_intact web=3
+}
+
+@test "docker kill of a container: the same task runs again in its slot, the restart counted" {
+	local cid id
+	run skiff service create -d -q --name web --replicas 3 skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	wait_exact 60 web=3
+	cid=$(slot web 1 container_id)
+	id=$(slot web 1 id)
+
+	docker kill "$cid" >/dev/null
+	wait_until 30 "[ \"\$(slot web 1 restarts)\" = 1 ] && [ \"\$(slot web 1 state)\" = running ]"
+	[ "$(slot web 1 id)" = "$id" ]
+	[ "$(slot web 1 container_id)" = "$cid" ]
+	[ "$(docker inspect -f '{{.State.Running}}' "$cid")" = true ]
+	wait_exact 30 web=3
+	[ "$(tasks_json web | jq length)" -eq 3 ]
+	data_dir_intact web=3
+}
+
+@test "OOM kills: the agent restarts per policy; past --restart-max-attempts the task fails and is replaced with backoff" {
+	local first json failed next
+	run skiff service create -d -q --name web --replicas 2 skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	run skiff service create -d -q --name oom --limit-memory 16m --restart-max-attempts 2 \
+		skiff-test/oom:latest
+	[ "$status" -eq 0 ]
+
+	# The agent sees the OOM kill and restarts the same task, by its policy.
+	wait_until 120 "[ \"\$(slot oom 1 restarts)\" -ge 1 ] 2>/dev/null"
+	first=$(slot oom 1 id)
+	[ "$(tasks_json oom | jq length)" -eq 1 ]
+	grep -E "oom\.1\.$first: .*OOM killed \(exit code 137\); restart 1 in " "$SKIFF_TEST_DIR"/agent-*.log
+
+	# Two restarts allowed: then the task fails, and the controller places
+	# a replacement, not at once but after its backoff (1s for a first
+	# failure).
+	wait_until 180 "tasks_json oom | jq -e --arg id $first '.[] | select(.id == \$id) | .state == \"failed\"' >/dev/null"
+	wait_until 30 "[ \"\$(tasks_json oom | jq length)\" -ge 2 ]"
+	json=$(tasks_json oom)
+	failed=$(jq -c --arg id "$first" '.[] | select(.id == $id)' <<<"$json")
+	jq -e '.message == "OOM killed (exit code 137); gave up after 2 restarts" and .restarts == 2 and .desired_state == "shutdown"' <<<"$failed" >/dev/null
+	next=$(jq -c --argjson f "$failed" '[.[] | select(.created_ms > $f.created_ms)] | sort_by(.created_ms) | .[0]' <<<"$json")
+	[ "$(jq -r .slot <<<"$next")" -eq 1 ]
+	[ $(($(jq -r .created_ms <<<"$next") - $(jq -r .state_since_ms <<<"$failed"))) -ge 900 ]
+	# One task of the slot should run at a time, and the failed task's
+	# container goes with it.
+	[ "$(running_json oom | jq length)" -eq 1 ]
+	wait_until 30 "[ \"\$(docker ps -aq --filter label=skiff.cluster=$CLUSTER_ID --filter label=skiff.service=oom | wc -l)\" -le 1 ]"
+
+	run skiff service rm oom
+	[ "$status" -eq 0 ]
+	wait_exact 60 web=2
+	data_dir_intact web=2
+}
+
+@test "an image that cannot be pulled: rejected with the engine's message, retried with backoff, never in a hot loop" {
+	local image=127.0.0.1:5999/nope:v1 attempts
+	run skiff service create -d -q --name web --replicas 2 skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	run skiff service create -d -q --name nope "$image"
+	[ "$status" -eq 0 ]
+	wait_until 60 "tasks_json nope | jq -e '[.[] | select(.state == \"rejected\")] | length >= 1' >/dev/null"
+	# The engine's own words, in the ERROR column of `service ps`.
+	run skiff service ps --no-trunc nope
+	[ "$status" -eq 0 ]
+	grep -E 'Rejected .*127\.0\.0\.1:5999.*(connection refused|dial tcp)' <<<"$output"
+	tasks_json nope | jq -e '[.[] | select(.state == "rejected")][0].message | test("127.0.0.1:5999")' >/dev/null
+
+	# Over the next 15 s: retried (new tasks), but a few times, not a loop
+	# (a backoff of 1, 2, 4, 8 s allows about five attempts).
+	sleep 15
+	attempts=$(cat "$SKIFF_TEST_DIR"/agent-*.log | grep -c "pulling $image")
+	echo "# $attempts pull attempts" >&3
+	[ "$attempts" -ge 2 ]
+	[ "$attempts" -le 7 ]
+	[ "$(running_json nope | jq length)" -le 1 ]
+	[ "$(docker ps -aq --filter "label=skiff.cluster=$CLUSTER_ID" --filter label=skiff.service=nope | wc -l)" -eq 0 ]
+
+	run skiff service rm nope
+	[ "$status" -eq 0 ]
+	wait_exact 60 web=2
+	data_dir_intact web=2
+}
+
+@test "a service that fits no node: pending, with the reason; placed when a node that fits joins" {
+	run skiff service create -d -q --name mars --constraint node.labels.zone==mars skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	wait_until 30 "[ \"\$(slot mars 1 state)\" = pending ]"
+	[[ "$(slot mars 1 message)" == *"no suitable node"*"node.labels.zone==mars"* ]]
+	run skiff service ps mars
+	[ "$status" -eq 0 ]
+	grep -E 'Pending .*no suitable node' <<<"$output"
+	run skiff service ls
+	grep -E 'mars .* 0/1 ' <<<"$output"
+	sleep 2 # nothing runs, nothing is retried in a loop
+	[ "$(tasks_json mars | jq length)" -eq 1 ]
+	[ "$(docker ps -aq --filter "label=skiff.cluster=$CLUSTER_ID" | wc -l)" -eq 0 ]
+
+	agent_start 4 --label zone=mars
+	wait_nodes_ready 4 60
+	wait_exact 60 mars=1
+	[ "$(slot mars 1 node_name)" = "$(node_name 4)" ]
+	data_dir_intact mars=1
+}
