@@ -226,7 +226,12 @@ static void rt_decide(runtask_t *t, int64_t ran_ms, int64_t mono, int64_t wall)
     if (d.restart) {
         t->restart_pending = 1;
         t->restart_at = mono + d.delay_ms;
-        t->recreate = t->end_reason == STOP_UNHEALTHY;
+        /* A new container after an unhealthy run (what made it unhealthy
+         * may be in its file system) and after a start the engine refused
+         * (its state for that container may be stale: after a dockerd
+         * restart containerd can keep answering "task ... already
+         * exists" for it, forever). */
+        t->recreate = t->end_reason == STOP_UNHEALTHY || t->end_why[0];
         snprintf(msg, sizeof(msg), "%s; restart %u in %s", why, t->rs.restarts,
                  duration_format(d.delay_ms, delay, sizeof(delay)));
         rt_set(t, TASK_STARTING, msg, wall);
@@ -544,6 +549,7 @@ void runtask_begin(runtask_t *t, const runtask_action_t *a, int64_t mono, int64_
         rt_set(t, TASK_PULLING, "", wall);
         break;
     case RT_CREATE:
+        t->recreate = 0; /* this is the new container */
         if (t->state != TASK_STARTING)
             rt_set(t, TASK_STARTING, "", wall);
         break;

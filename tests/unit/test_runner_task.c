@@ -436,7 +436,15 @@ static void test_start_refused_is_a_failed_run(void **state)
     done(t, refused(SKIFF_EENGINE, "exec: \"/nope\": no such file or directory"));
     assert_int_equal(t->state, TASK_STARTING);
     assert_int_equal(t->rs.restarts, 1);
+    /* The refused container goes; a new one is made after the delay. */
+    expect(t, RT_REMOVE, 1);
+    done(t, ok());
+    assert_string_equal(t->cid, "");
+    expect(t, RT_WAIT, 1);
     now += 100;
+    expect(t, RT_CREATE, 1);
+    r.id = CID;
+    done(t, r);
     expect(t, RT_START, 1);
     done(t, refused(SKIFF_EENGINE, "exec: \"/nope\": no such file or directory"));
     assert_int_equal(t->state, TASK_FAILED);

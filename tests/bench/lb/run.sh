@@ -236,7 +236,10 @@ run() {
     local mode=$1 target=$2 url=$3 pid=$4 round=$5 hdr=() out c0 c1 reqs rps avg p50 p99 errs cpu
     [ "$mode" = close ] && hdr=(-H 'Connection: close')
     c0=$(cpu_ticks "$pid")
-    out=$("${NICE[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url")
+    out=$("${NICE[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$url") || {
+        log "wrk failed against $target ($url): did the engine restart and take the backends?"
+        exit 1
+    }
     c1=$(cpu_ticks "$pid")
     reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
     rps=$(awk '/^Requests\/sec/ { printf "%.0f", $2 }' <<<"$out")
