@@ -66,7 +66,11 @@ static int client_on_message(conn_t *conn, Envelope *env)
 {
     client_t *c = conn_data(conn);
 
-    if (!c->wait_id || env->id != c->wait_id) {
+    /* An error with id 0 is about the connection (too many connections):
+     * the answer to whatever we wait for. */
+    int conn_error = env->id == 0 && env->msg_case == MSG_ERROR;
+
+    if (!c->wait_id || (env->id != c->wait_id && !conn_error)) {
         wire_free(env); /* a late reply to a request we gave up on, or a push */
         return 0;
     }

@@ -47,6 +47,9 @@ static void ctl_on_connection(uv_stream_t *server, int status)
         .max_frame = ctl->cfg.max_frame,
         .max_pending = ctl->cfg.max_pending,
         .frame_timeout_ms = (uint64_t)ctl->cfg.handshake_timeout_ms,
+        /* After the hello a client may stay silent (logs -f), never stall
+         * inside a frame. */
+        .partial_timeout_ms = (uint64_t)ctl->cfg.handshake_timeout_ms,
     };
     peer_t *p;
     char *colon;
@@ -80,7 +83,8 @@ static void ctl_on_connection(uv_stream_t *server, int status)
         ctl_conns_from(ctl, p->addr) > ctl->cfg.max_conns_per_addr) {
         log_warn("refusing a connection from %s: too many connections (%u in all)",
                  conn_peer(p->conn), ctl->n_peers - 1);
-        conn_close(p->conn, SKIFF_ELIMIT);
+        conn_send_error(p->conn, 0, ERR_LIMIT, "too many connections");
+        conn_close(p->conn, 0);
     }
 }
 

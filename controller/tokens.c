@@ -220,8 +220,12 @@ int tokens_match(const char *expected, const char *presented)
     size_t n = strlen(presented);
     unsigned char diff = n != CTL_TOKEN_LEN;
 
-    /* Always CTL_TOKEN_LEN steps, whatever was presented. */
-    for (size_t i = 0; i < CTL_TOKEN_LEN; i++)
-        diff |= (unsigned char)expected[i] ^ (unsigned char)(i < n ? presented[i] : 0);
+    /* Always CTL_TOKEN_LEN steps, whatever was presented. Hex in either
+     * case: 'A'-'F' read as 'a'-'f' (expected is lowercase). */
+    for (size_t i = 0; i < CTL_TOKEN_LEN; i++) {
+        unsigned char c = (unsigned char)(i < n ? presented[i] : 0);
+        c |= (unsigned char)((c >= 'A' && c <= 'F') << 5);
+        diff |= (unsigned char)expected[i] ^ c;
+    }
     return diff == 0;
 }

@@ -135,15 +135,29 @@ static void conn_on_timeout(uv_timer_t *t)
     conn_close(t->data, SKIFF_ETIMEDOUT);
 }
 
+/* With no frame timeout, the partial timeout runs from the first byte of a
+ * frame to its end: more bytes of the same frame do not rearm it (a trickle
+ * is a stall), a new frame begun does. */
+static void conn_watch_partial(conn_t *c, int decoded)
+{
+    if (buf_len(&c->in) == 0)
+        uv_timer_stop(&c->timer);
+    else if (decoded || !uv_is_active((uv_handle_t *)&c->timer))
+        uv_timer_start(&c->timer, conn_on_timeout, c->limits.partial_timeout_ms, 0);
+}
+
 void conn_set_frame_timeout(conn_t *c, uint64_t ms)
 {
     c->limits.frame_timeout_ms = ms;
     if (c->closing)
         return;
-    if (ms)
+    if (ms) {
         uv_timer_start(&c->timer, conn_on_timeout, ms, 0);
-    else
+    } else {
         uv_timer_stop(&c->timer);
+        if (c->limits.partial_timeout_ms)
+            conn_watch_partial(c, 1);
+    }
 }
 
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
@@ -163,6 +177,7 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     conn_t *c = s->data;
     Envelope *env;
+    int decoded = 0;
     int rc;
 
     if (nread < 0) {
@@ -178,12 +193,15 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
             conn_close(c, rc);
             break;
         }
+        decoded = 1;
         if (c->limits.frame_timeout_ms)
             uv_timer_start(&c->timer, conn_on_timeout, c->limits.frame_timeout_ms, 0);
         rc = c->ops->on_message(c, env);
         if (rc < 0)
             conn_close(c, rc);
     }
+    if (!c->closing && !c->limits.frame_timeout_ms && c->limits.partial_timeout_ms)
+        conn_watch_partial(c, decoded);
     if (buf_len(&c->in) == 0 && buf_cap(&c->in) > CONN_KEEP_BUFFER)
         buf_free(&c->in);
 }

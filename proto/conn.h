@@ -6,7 +6,8 @@
  * (conn_send refuses once max_pending bytes wait), and it closes on any
  * malformed or oversize frame, on a read error, or when no whole frame has
  * arrived for frame_timeout_ms (a silent peer, or one that sends half a frame
- * and stalls). Everything runs on the loop's thread; nothing blocks.
+ * and stalls), or when a frame begun has not ended within partial_timeout_ms
+ * (a peer allowed to be silent, that stalls inside a frame). Everything runs on the loop's thread; nothing blocks.
  *
  * Ownership: the library frees a conn after calling on_close, which happens
  * exactly once for every conn, always from the loop after conn_close (or
@@ -39,6 +40,8 @@ typedef struct conn_limits {
     size_t max_frame;           /* in either direction; 0: WIRE_MAX_FRAME_DEFAULT */
     size_t max_pending;         /* queued output bytes; 0: 4 * max_frame */
     uint64_t frame_timeout_ms;  /* 0: none */
+    uint64_t partial_timeout_ms; /* a frame begun must end within it, even
+                                  * while frame_timeout_ms is 0; 0: none */
 } conn_limits_t;
 
 /* A new conn on loop, not yet connected. data is the caller's. Returns NULL

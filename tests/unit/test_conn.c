@@ -907,6 +907,60 @@ static void test_set_frame_timeout(void **state)
     assert_int_equal(srv->close_err, SKIFF_ETIMEDOUT);
 }
 
+static void test_partial_timeout_without_frame_timeout(void **state)
+{
+    fx_t *fx = *state;
+    peer_t *srv = &fx->srv[0];
+    size_t hlen, len;
+    uint8_t *h = hello_frame(1, &hlen);
+    uint8_t *f = logs_frame(2, 500, &len);
+    uint64_t t0;
+    int fd;
+
+    /* Silence is allowed (a client waiting on `logs -f`); a frame begun and
+     * never ended is not, even when it trickles. */
+    fx->srv_limits.partial_timeout_ms = 200;
+    fd = raw_connect(fx, 0);
+    RUN_UNTIL(fx, fx->nsrv == 1, 5000);
+    run_for(fx, 400);
+    assert_int_equal(srv->closes, 0);
+    raw_send(fd, h, hlen);
+    RUN_UNTIL(fx, srv->nmsg == 1, 5000);
+    run_for(fx, 400);
+    assert_int_equal(srv->closes, 0);
+    t0 = now_ms();
+    for (size_t i = 0; i < len - 1 && srv->closes == 0; i++) {
+        raw_send(fd, f + i, 1);
+        run_for(fx, 20);
+    }
+    assert_int_equal(srv->closes, 1);
+    assert_int_equal(srv->close_err, SKIFF_ETIMEDOUT);
+    assert_true(now_ms() - t0 < 2000);
+    assert_int_equal(srv->nmsg, 1);
+    free(h);
+    free(f);
+}
+
+static void test_partial_timeout_once_frame_timeout_is_off(void **state)
+{
+    fx_t *fx = *state;
+    peer_t *srv = &fx->srv[0];
+    size_t len;
+    uint8_t *f = logs_frame(1, 500, &len);
+    int fd;
+
+    fx->srv_limits.frame_timeout_ms = 60000;
+    fx->srv_limits.partial_timeout_ms = 150;
+    fd = raw_connect(fx, 0);
+    RUN_UNTIL(fx, fx->nsrv == 1, 5000);
+    raw_send(fd, f, len / 2);
+    run_for(fx, 50);
+    conn_set_frame_timeout(srv->c, 0); /* as after a client's hello */
+    RUN_UNTIL(fx, srv->closes == 1, 5000);
+    assert_int_equal(srv->close_err, SKIFF_ETIMEDOUT);
+    free(f);
+}
+
 static void test_send_refuses_past_max_pending(void **state)
 {
     fx_t *fx = *state;
@@ -1249,6 +1303,8 @@ int main(void)
         T(test_frame_timeout_trickle),
         T(test_frame_timeout_rearmed_by_frames),
         T(test_set_frame_timeout),
+        T(test_partial_timeout_without_frame_timeout),
+        T(test_partial_timeout_once_frame_timeout_is_off),
         T(test_send_refuses_past_max_pending),
         T(test_close_flushes_queued_output),
         T(test_close_with_error_does_not_wait),

@@ -1690,6 +1690,22 @@ static void test_stack_hosts(void **state)
     done(h);
 }
 
+/* Tokens: exactly the 64 hex digits, in either case; nothing shorter,
+ * longer or different. */
+static void test_tokens_match(void **state)
+{
+    const char *t = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    (void)state;
+    assert_true(tokens_match(t, t));
+    assert_true(tokens_match(t, "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789ABCDEF"));
+    assert_false(tokens_match(t, ""));
+    assert_false(tokens_match(t, "0123456789abcdef"));
+    assert_false(tokens_match(t, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdee"));
+    assert_false(tokens_match(t, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0"));
+    assert_false(tokens_match(t, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeF0"));
+    assert_false(tokens_match(t, "0123456789abcdeg0123456789abcdef0123456789abcdef0123456789abcdef"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1715,6 +1731,7 @@ int main(void)
         cmocka_unit_test(test_logs_relay),
         cmocka_unit_test(test_stack_hosts),
         cmocka_unit_test(test_register_keeps_health),
+        cmocka_unit_test(test_tokens_match),
     };
 
     return cmocka_run_group_tests_name("orch", tests, NULL, NULL);
