@@ -5,7 +5,7 @@
 # adoption across an agent's kill -9 and restart (same containers, none
 # twice, none left over), an agent that starts while the controller is away,
 # containers that are not this agent's, and a clean SIGTERM that leaves the
-# tasks running. (A restart of dockerd is in agent_engine.bats.)
+# tasks running. (A restart of dockerd is in heal_engine.bats.)
 #
 # One cluster for the file: a controller and two agents; each test pins its
 # service to a node with a constraint and uses its own ports.

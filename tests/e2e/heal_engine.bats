@@ -5,8 +5,8 @@
 # are in heal.bats; the checks every case ends with (`exact`,
 # `data_dir_intact`) and the reset between cases are in heal_lib.bash.
 #
-# The dockerd restart stops every container on this machine, not only this
-# file's: it takes the same lock as agent_engine.bats, and happens once.
+# The dockerd restart (helpers.bash) stops every container on this machine,
+# not only this file's; it happens once.
 
 load helpers
 load heal_lib
@@ -26,56 +26,47 @@ teardown() {
 
 # ---------------------------------------------------------------- dockerd
 
-# dockerd_restart: stops dockerd (TERM; it stops its containers first) and
-# starts it again the way it was started, then waits until it answers. The
-# lock keeps two test files from restarting it at once.
-dockerd_restart() {
-	local pid cmd=() log=/var/log/skiff-test-dockerd.log
-	exec 8>/tmp/skiff-dockerd-restart.lock
-	flock 8
-	if command -v systemctl >/dev/null && systemctl is-active -q docker 2>/dev/null; then
-		systemctl restart docker
-	else
-		pid=$(pidof dockerd | cut -d' ' -f1)
-		mapfile -d '' -t cmd <"/proc/$pid/cmdline"
-		[ "${#cmd[@]}" -gt 0 ] || return 1
-		kill -s TERM "$pid"
-		if ! _skiff_wait_gone "$pid" 90; then
-			echo "dockerd_restart: dockerd (pid $pid) did not stop" >&2
-			return 1
-		fi
-		# Started apart from this test: its own session, and none of the
-		# test's descriptors (bats' pipes, which bats waits on; the lock).
-		(
-			for fd in $(seq 3 255); do eval "exec $fd>&-"; done 2>/dev/null
-			exec setsid nohup "${cmd[@]}" </dev/null >>"$log" 2>&1
-		) &
-		disown $! 2>/dev/null || true
-	fi
-	wait_until 90 docker info
-	flock -u 8
-	exec 8>&-
-}
-
 # ================================================================ engine
 
-@test "a dockerd restart: every task runs again, the same tasks, restarts counted" {
-	local port ids
+# healthy SERVICE N: N of its tasks run, healthy.
+healthy() {
+	ps_is "$1" '[.[] | select(.state == "running" and .health == "healthy")] | length == $n' \
+		--argjson n "$2"
+}
+
+@test "a dockerd restart: every task runs again, the same tasks, healthy, restarts counted" {
+	local port ids t0
 	[ "$(id -u)" = 0 ] || skip "only root restarts dockerd"
 	pidof dockerd >/dev/null || skip "no dockerd process to restart"
 	port=$(free_port)
-	run skiff service create -d -q --name web --replicas 3 -p "$port:8080" skiff-test/web:v1
+	# Both kinds of health check: skiff's HTTP probe and Docker's own.
+	run skiff service create -d -q --name web --replicas 3 -p "$port:8080" \
+		--health-http /health --health-interval 1s skiff-test/web:v1
 	[ "$status" -eq 0 ]
-	wait_exact 60 web=3
-	ids=$(running_json web | jq -r '.[].id' | sort)
+	run skiff service create -d -q --name db --replicas 2 \
+		--health-cmd "wget -q -O /dev/null http://127.0.0.1:8080/health" \
+		--health-interval 1s skiff-test/web:v2
+	[ "$status" -eq 0 ]
+	wait_exact 60 web=3 db=2
+	wait_until 30 healthy web 3
+	wait_until 30 healthy db 2
+	ids=$( (running_json web; running_json db) | jq -r '.[].id' | sort)
 
+	t0=$(_skiff_now_ms)
 	dockerd_restart
-	echo "# dockerd answers again" >&3
-	wait_exact 120 web=3
-	[ "$(running_json web | jq -r '.[].id' | sort)" = "$ids" ]
-	running_json web | jq -e 'all(.[]; .restarts >= 1)' >/dev/null
+	# The same tasks (restarted by their agents, not replaced), each in one
+	# container, nothing else of the cluster, healthy again.
+	wait_exact 120 web=3 db=2
+	wait_until 60 healthy web 3
+	wait_until 60 healthy db 2
+	echo "# every task running and healthy again after $(($(_skiff_now_ms) - t0)) ms" >&3
+	[ "$( (running_json web; running_json db) | jq -r '.[].id' | sort)" = "$ids" ]
+	(running_json web; running_json db) | jq -s -e 'add | all(.[]; .restarts >= 1)' >/dev/null
+	# Reachable again through the balancers, on the new host ports.
 	wait_until 30 http_get "http://$(agent_addr 1):$port/"
-	data_dir_intact web=3
+	wait_until 30 http_get "http://$(agent_addr 2):$port/"
+	grep -q "event stream dropped" "$SKIFF_TEST_DIR/agent-1.log"
+	data_dir_intact web=3 db=2
 }
 
 @test "docker kill of a container: the same task runs again in its slot, the restart counted" {

@@ -671,3 +671,39 @@ loadgen_stop() {
 	cat "$d/$name.json"
 	jq -e '.failures == 0 and .requests > 0' "$d/$name.json" >/dev/null
 }
+
+# dockerd_restart: stops dockerd (TERM; it stops its containers first) and
+# starts it again the way it was started, then waits until it answers. This
+# stops every container on the machine, not only the test's; the lock keeps
+# two test files from restarting it at once.
+dockerd_restart() {
+	local pid cmd=() log=/var/log/skiff-test-dockerd.log t0
+	t0=$(_skiff_now_ms)
+	exec 8>/tmp/skiff-dockerd-restart.lock
+	flock 8
+	if command -v systemctl >/dev/null && systemctl is-active -q docker 2>/dev/null; then
+		systemctl restart docker
+	else
+		pid=$(pidof dockerd | cut -d' ' -f1)
+		mapfile -d '' -t cmd <"/proc/$pid/cmdline"
+		[ "${#cmd[@]}" -gt 0 ] || return 1
+		kill -s TERM "$pid"
+		if ! _skiff_wait_gone "$pid" 90; then
+			echo "dockerd_restart: dockerd (pid $pid) did not stop" >&2
+			return 1
+		fi
+		echo "# dockerd stopped after $(($(_skiff_now_ms) - t0)) ms" >&3
+		# Started apart from this test: its own session, and none of the
+		# test's descriptors (bats' pipes, the lock), so that it outlives the
+		# test without holding them.
+		(
+			for fd in $(seq 3 255); do eval "exec $fd>&-"; done 2>/dev/null
+			exec setsid nohup "${cmd[@]}" </dev/null >>"$log" 2>&1
+		) &
+		disown $! 2>/dev/null || true
+	fi
+	wait_until 90 docker info
+	echo "# dockerd answers again after $(($(_skiff_now_ms) - t0)) ms" >&3
+	flock -u 8
+	exec 8>&-
+}
