@@ -254,6 +254,16 @@ int cli_request(client_t *c, Envelope *req, int reply_case, Envelope **reply)
     return 0;
 }
 
+int cli_task_list(client_t *c, TaskList *filter, Envelope **reply)
+{
+    char err[512];
+    int rc = client_task_list(c, filter, reply, err, sizeof(err));
+
+    if (rc)
+        return cli_error(cli_status(rc), "%s", err);
+    return 0;
+}
+
 /* ------------------------------------------------------------- parsing */
 
 static const cli_command_t *cli_find(const char *group, const char *verb)

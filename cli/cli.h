@@ -88,6 +88,8 @@ client_t *cli_connect(const cli_args_t *a);
 
 /* client_call that prints the error. Returns 0 or an exit status. */
 int cli_request(client_t *c, Envelope *req, int reply_case, Envelope **reply);
+/* cli_request for a TaskList, every page of it (client_task_list). */
+int cli_task_list(client_t *c, TaskList *filter, Envelope **reply);
 
 /* The listing options of a. */
 fmt_opts_t cli_fmt_opts(const cli_args_t *a);

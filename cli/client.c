@@ -8,6 +8,7 @@
 #include "conn.h"
 #include "errors.h"
 #include "parse.h"
+#include "pbutil.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -257,6 +258,46 @@ int client_call(client_t *c, Envelope *req, int reply_case, Envelope **reply, ch
     if (rc)
         return client_wait_error(c, rc, err, errlen);
     return client_take_reply(c, reply_case, reply, err, errlen);
+}
+
+int client_task_list(client_t *c, TaskList *filter, Envelope **reply, char *err,
+                     size_t errlen)
+{
+    Envelope req = PB_ENVELOPE_INIT, *page = NULL;
+    uint32_t next;
+    int rc;
+
+    *reply = NULL;
+    req.msg_case = MSG_TASK_LIST;
+    req.task_list = filter;
+    filter->offset = 0;
+    for (;;) {
+        if ((rc = client_call(c, &req, MSG_TASK_LIST_REPLY, &page, err, errlen)))
+            break;
+        next = page->task_list_reply->next_offset;
+        if (!*reply) {
+            *reply = page;
+        } else {
+            rc = pb_tasks_append((*reply)->task_list_reply, page->task_list_reply);
+            wire_free(page);
+            if (rc) {
+                rc = client_fail(err, errlen, rc, "out of memory");
+                break;
+            }
+        }
+        if (next == 0)
+            break;
+        if (next <= filter->offset) {
+            rc = client_fail(err, errlen, SKIFF_EPROTO, "the controller sent a page out of order");
+            break;
+        }
+        filter->offset = next;
+    }
+    if (rc) {
+        wire_free(*reply);
+        *reply = NULL;
+    }
+    return rc;
 }
 
 int client_stream(client_t *c, Envelope *req, int (*on_data)(void *arg, const LogsData *d),

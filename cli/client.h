@@ -35,6 +35,11 @@ client_t *client_connect(const char *host, const char *token, char *err, size_t 
 int client_call(client_t *c, Envelope *req, int reply_case, Envelope **reply, char *err,
                 size_t errlen);
 
+/* client_call for the TaskList filter, page after page: *reply is one
+ * TaskListReply with the tasks of every page. */
+int client_task_list(client_t *c, TaskList *filter, Envelope **reply, char *err,
+                     size_t errlen);
+
 /* Sends req and hands every LogsData of its stream to on_data (which does
  * not own env; a negative return ends the stream with that code) until
  * LogsClose. Returns 0 when the stream ended normally; SKIFF_EUNAVAILABLE

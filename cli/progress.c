@@ -507,10 +507,7 @@ static int progress_poll(client_t *c, const char *service, Envelope **svc_env,
     }
     list.service = (*svc_env)->service_reply->service->id;
     list.all = 1;
-    req = (Envelope)PB_ENVELOPE_INIT;
-    req.msg_case = MSG_TASK_LIST;
-    req.task_list = &list;
-    return client_call(c, &req, MSG_TASK_LIST_REPLY, tasks_env, err, len);
+    return client_task_list(c, &list, tasks_env, err, len);
 }
 
 int progress_follow(client_t *c, const char *service, enum progress_op op, int rolling,

@@ -318,13 +318,10 @@ int service_ps(cli_args_t *a)
         goto out_free;
     }
     for (int i = 0; i < a->argc; i++) {
-        Envelope req = PB_ENVELOPE_INIT;
         TaskList list = PB_TASK_LIST_INIT;
         list.service = a->argv[i];
         list.all = 1;
-        req.msg_case = MSG_TASK_LIST;
-        req.task_list = &list;
-        if ((status = cli_request(c, &req, MSG_TASK_LIST_REPLY, &replies[i])))
+        if ((status = cli_task_list(c, &list, &replies[i])))
             goto out_free;
         total += replies[i]->task_list_reply->n_tasks;
     }

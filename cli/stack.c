@@ -301,7 +301,7 @@ int stack_services(cli_args_t *a)
 
 int stack_ps(cli_args_t *a)
 {
-    Envelope req = PB_ENVELOPE_INIT, *reply = NULL, *list = NULL;
+    Envelope *reply = NULL, *list = NULL;
     TaskList tl = PB_TASK_LIST_INIT;
     fmt_opts_t o = cli_fmt_opts(a);
     client_t *c = cli_connect(a);
@@ -311,9 +311,7 @@ int stack_ps(cli_args_t *a)
         return CLI_ERROR;
     tl.stack = a->argv[0];
     tl.all = 1;
-    req.msg_case = MSG_TASK_LIST;
-    req.task_list = &tl;
-    status = cli_request(c, &req, MSG_TASK_LIST_REPLY, &reply);
+    status = cli_task_list(c, &tl, &reply);
     if (status == 0 && reply->task_list_reply->n_tasks == 0) {
         status = stack_list(c, a->argv[0], &list);
         if (status == 0 && list->service_list_reply->n_services == 0)

@@ -347,6 +347,28 @@ static int api_by_task(const void *a, const void *b)
     return x->created_ms > y->created_ms ? -1 : x->created_ms < y->created_ms; /* newest first */
 }
 
+/* Room in a reply's frame for what is not its tasks (envelope, counts). */
+#define API_PAGE_HEADROOM 1024
+
+/* The end of the page of tasks[first..n) that fits a frame of the default
+ * size (a client's limit, whatever ours is), at least one task. */
+static size_t api_page_end(const ctl_t *ctl, Task *const *tasks, size_t first, size_t n)
+{
+    size_t limit = ctl->cfg.max_frame < WIRE_MAX_FRAME_DEFAULT ? ctl->cfg.max_frame
+                                                              : WIRE_MAX_FRAME_DEFAULT;
+    size_t budget = limit / 2 > API_PAGE_HEADROOM ? limit - API_PAGE_HEADROOM : limit / 2;
+    size_t used = 0, i;
+
+    for (i = first; i < n; i++) {
+        /* a tag and a length of up to 5 bytes before each */
+        size_t size = protobuf_c_message_get_packed_size(&tasks[i]->base) + 6;
+        if (i > first && used + size > budget)
+            break;
+        used += size;
+    }
+    return i;
+}
+
 static int api_task_list(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
 {
     const TaskList *req = env->task_list;
@@ -355,7 +377,8 @@ static int api_task_list(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env
     service_t *only = NULL;
     node_t *node = NULL;
     task_t *t, *tmp;
-    size_t n = 0;
+    Task **all;
+    size_t n = 0, first, end;
 
     if (*req->service && !(only = api_service(ctl, p, id, req->service)))
         return 0;
@@ -374,12 +397,18 @@ static int api_task_list(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env
         reply.tasks[n++] = t->pb; /* borrowed: packed before this returns */
     }
     qsort(reply.tasks, n, sizeof(*reply.tasks), api_by_task);
-    reply.n_tasks = n;
+    all = reply.tasks;
+    first = req->offset < n ? req->offset : n;
+    end = api_page_end(ctl, all, first, n);
+    reply.tasks = all + first;
+    reply.n_tasks = end - first;
+    reply.next_offset = end < n ? (uint32_t)end : 0;
+    reply.total = (uint32_t)n;
     out.id = id;
     out.msg_case = MSG_TASK_LIST_REPLY;
     out.task_list_reply = &reply;
     ctl_send(ctl, p, &out);
-    free(reply.tasks);
+    free(all);
     return 0;
 }
 

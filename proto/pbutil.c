@@ -103,3 +103,19 @@ void *pb_new(const ProtobufCMessageDescriptor *desc)
         protobuf_c_message_init(desc, m);
     return m;
 }
+
+int pb_tasks_append(TaskListReply *into, TaskListReply *from)
+{
+    Task **v;
+
+    if (from->n_tasks == 0)
+        return 0;
+    v = realloc(into->tasks, (into->n_tasks + from->n_tasks) * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    memcpy(v + into->n_tasks, from->tasks, from->n_tasks * sizeof(*v));
+    into->tasks = v;
+    into->n_tasks += from->n_tasks;
+    from->n_tasks = 0; /* its tasks are into's now */
+    return 0;
+}

@@ -38,6 +38,11 @@ int pb_push_msg(size_t *n, void ***arr, void *msg);
  * memory. */
 void *pb_new(const ProtobufCMessageDescriptor *desc);
 
+/* Moves from's tasks to the end of into's (both unpacked with the default
+ * allocator, as wire_decode does): a TaskList's pages made one. Returns 0,
+ * or -ENOMEM with both unchanged. */
+int pb_tasks_append(TaskListReply *into, TaskListReply *from);
+
 #define PB_NEW(type) ((type *)pb_new(&PB_DESC_##type))
 
 #endif

@@ -1690,6 +1690,64 @@ static void test_stack_hosts(void **state)
     done(h);
 }
 
+/* TaskList in pages that each fit a frame: every task once, in order, the
+ * pages' tasks adding up to the total. */
+static void test_task_list_pages(void **state)
+{
+    harness_t *h = cluster(0);
+    char prev_name[64] = "";
+    uint32_t prev_slot = 0, offset = 0, pages = 0;
+    size_t seen = 0;
+
+    (void)state;
+    create(h, h_spec("a", "web:1", 300));
+    create(h, h_spec("b", "web:1", 100));
+    h->ctl->cfg.max_frame = 8192; /* pages of about 40 pending tasks */
+    do {
+        Envelope req = PB_ENVELOPE_INIT, *r;
+        TaskList m = PB_TASK_LIST_INIT;
+        const TaskListReply *tl;
+
+        m.all = 1;
+        m.offset = offset;
+        req.msg_case = MSG_TASK_LIST;
+        req.task_list = &m;
+        r = h_expect(h_call(h, &req), MSG_TASK_LIST_REPLY);
+        tl = r->task_list_reply;
+        assert_int_equal(tl->total, 400);
+        assert_true(tl->n_tasks > 0);
+        assert_true(protobuf_c_message_get_packed_size(&r->base) < 8192);
+        for (size_t i = 0; i < tl->n_tasks; i++) {
+            const Task *t = tl->tasks[i];
+            int c = strcmp(prev_name, t->service_name);
+            assert_true(c < 0 || (c == 0 && t->slot == prev_slot + 1));
+            snprintf(prev_name, sizeof(prev_name), "%s", t->service_name);
+            prev_slot = t->slot;
+        }
+        seen += tl->n_tasks;
+        assert_true(tl->next_offset == 0 || tl->next_offset == offset + tl->n_tasks);
+        offset = tl->next_offset;
+        pages++;
+        wire_free(r);
+    } while (offset);
+    assert_int_equal(seen, 400);
+    assert_true(pages >= 5);
+    /* Past the end: an empty last page. */
+    {
+        Envelope req = PB_ENVELOPE_INIT, *r;
+        TaskList m = PB_TASK_LIST_INIT;
+
+        m.offset = 1000;
+        req.msg_case = MSG_TASK_LIST;
+        req.task_list = &m;
+        r = h_expect(h_call(h, &req), MSG_TASK_LIST_REPLY);
+        assert_int_equal(r->task_list_reply->n_tasks, 0);
+        assert_int_equal(r->task_list_reply->next_offset, 0);
+        wire_free(r);
+    }
+    h_free(h); /* no agent: nothing for done()'s checks */
+}
+
 /* Tokens: exactly the 64 hex digits, in either case; nothing shorter,
  * longer or different. */
 static void test_tokens_match(void **state)
@@ -1732,6 +1790,7 @@ int main(void)
         cmocka_unit_test(test_stack_hosts),
         cmocka_unit_test(test_register_keeps_health),
         cmocka_unit_test(test_tokens_match),
+        cmocka_unit_test(test_task_list_pages),
     };
 
     return cmocka_run_group_tests_name("orch", tests, NULL, NULL);

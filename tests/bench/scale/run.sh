@@ -71,17 +71,12 @@ cmake --build "$BUILD" -j"$(nproc)" --target skiff-controller skiff-bench-hollow
 
 # ----------------------------------------------------------------- helpers
 
-# TaskList (history included) of 2 * REPLICAS tasks of about 130 bytes each
-# passes the default 4 MiB frame past about 15,000 replicas: then raise it.
-MAX_FRAME=()
-if [ "$REPLICAS" -gt 15000 ]; then MAX_FRAME=(--max-frame 268435456); fi
-
 start_controller() { # waits for its "listening" line, so that a taken port shows at once
     local before
     before=$(grep -c "listening on" "$WORK/controller.log" 2>/dev/null) || true
     "$BIN/skiff-controller" --listen "$ADDR" --data-dir "$WORK/data" \
         --max-connections $((NODES + 256)) --max-connections-per-address $((NODES + 256)) \
-        "${MAX_FRAME[@]}" >>"$WORK/controller.log" 2>&1 &
+        >>"$WORK/controller.log" 2>&1 &
     CTL_PID=$!
     for _ in $(seq 200); do
         if [ "$(grep -c "listening on" "$WORK/controller.log")" -gt "${before:-0}" ]; then
