@@ -127,6 +127,27 @@ body_from() {
 	[ "$(jq -r '.[0].id' <<<"$output")" = "$id" ]
 }
 
+# per_node SERVICE: how many of its containers run on each node, as the
+# engine's labels say, sorted ("2 2 2").
+per_node() {
+	docker ps --filter "label=skiff.cluster=$CLUSTER_ID" --filter "label=skiff.service=$1" \
+		--filter status=running --format '{{.Label "skiff.node"}}' |
+		sort | uniq -c | awk '{ print $1 }' | sort -n | xargs
+}
+
+@test "create --replicas 6 runs 6 containers, 2 per node; scaled to 9 and back to 3, still spread" {
+	run skiff service create -q --name cspread --replicas 6 skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	[ "$(per_node cspread)" = "2 2 2" ]
+	run skiff service scale cspread=9
+	[ "$status" -eq 0 ]
+	[ "$(per_node cspread)" = "3 3 3" ]
+	run skiff service scale cspread=3
+	[ "$status" -eq 0 ]
+	wait_until 30 '[ "$(per_node cspread)" = "1 1 1" ]'
+	skiff service rm cspread
+}
+
 @test "service scale follows the service up and down" {
 	run skiff service scale cweb=5
 	[ "$status" -eq 0 ]
