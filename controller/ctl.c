@@ -429,8 +429,8 @@ static void ctl_on_token_change(uv_fs_event_t *h, const char *file, int events, 
 {
     ctl_t *ctl = h->data;
 
-    if (status == 0 && file && strstr(file, "-token") && tokens_reload(ctl) == 0)
-        log_debug("tokens reread after a change of %s", file);
+    if (status == 0 && file && strstr(file, "-token") && !ctl->stopping)
+        tokens_reload(ctl);
 }
 
 int ctl_start(ctl_t *ctl, uv_loop_t *loop)

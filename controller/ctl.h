@@ -63,6 +63,15 @@ typedef struct outmsg {
 
 typedef struct logstream logstream_t;
 
+/* A reread of the token files, done in the thread pool (tokens.c). */
+typedef struct tokens_reread {
+    uv_work_t work;
+    int busy;   /* in the pool */
+    int again;  /* the files changed again meanwhile: reread once more */
+    int rc;
+    char join[CTL_TOKEN_LEN + 1], admin[CTL_TOKEN_LEN + 1], err[256];
+} tokens_reread_t;
+
 struct ctl {
     uv_loop_t *loop;
     ctl_config_t cfg;
@@ -73,6 +82,7 @@ struct ctl {
     uv_prepare_t flush;      /* before the loop waits: act, then commit */
     uv_signal_t sigterm, sigint;
     uv_fs_event_t token_watch;
+    tokens_reread_t reread;
     peer_t *peers;
     unsigned n_peers;
     char join_token[CTL_TOKEN_LEN + 1];
@@ -133,8 +143,9 @@ int tokens_prepare(ctl_t *ctl, char *err, size_t len);
 /* Makes the cluster id if the store had none, and writes it to
  * <data-dir>/cluster-id. */
 int tokens_cluster_id(ctl_t *ctl, char *err, size_t len);
-/* Rereads the token files (after a rotation). */
-int tokens_reload(ctl_t *ctl);
+/* Rereads the token files (after a rotation) in the thread pool; the new
+ * tokens apply when the reads are done. */
+void tokens_reload(ctl_t *ctl);
 /* Writes a new join or admin token into data_dir, printing nothing. */
 int tokens_rotate(const char *data_dir, const char *which, char *err, size_t len);
 /* Constant-time comparison of a presented token with the expected one. */

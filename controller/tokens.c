@@ -4,8 +4,8 @@
  * random bytes in hex (join-token for agents, admin-token for clients, 0600)
  * and the cluster id (kept in SQLite, and in the file cluster-id for tools).
  * At every start it checks those modes and tightens them, with a warning.
- * The files are small and read once (and again after a rotation); this is
- * start-up code, before the loop runs, except tokens_reload.
+ * The files are small and read once, by start-up code before the loop
+ * runs; after a rotation tokens_reload reads them again in the thread pool.
  */
 #include "ctl.h"
 #include "errors.h"
@@ -185,21 +185,57 @@ int tokens_cluster_id(ctl_t *ctl, char *err, size_t len)
     return tokens_write(ctl->cfg.data_dir, "cluster-id", ctl->model.cluster_id, err, len);
 }
 
-int tokens_reload(ctl_t *ctl)
+/* In the pool: the reads only; ctl is not touched. */
+static void tokens_reread_work(uv_work_t *w)
 {
-    char join[CTL_TOKEN_LEN + 1], admin[CTL_TOKEN_LEN + 1], err[256];
+    ctl_t *ctl = w->data;
+    tokens_reread_t *r = &ctl->reread;
 
-    if (tokens_read(ctl->cfg.data_dir, "join-token", join, err, sizeof(err)) ||
-        tokens_read(ctl->cfg.data_dir, "admin-token", admin, err, sizeof(err))) {
-        log_warn("tokens not reread: %s", err);
-        return SKIFF_EINVAL;
+    r->rc = tokens_read(ctl->cfg.data_dir, "join-token", r->join, r->err, sizeof(r->err));
+    if (r->rc == 0)
+        r->rc = tokens_read(ctl->cfg.data_dir, "admin-token", r->admin, r->err, sizeof(r->err));
+}
+
+/* On the loop: the new tokens apply; a change meanwhile is read again. */
+static void tokens_reread_done(uv_work_t *w, int status)
+{
+    ctl_t *ctl = w->data;
+    tokens_reread_t *r = &ctl->reread;
+
+    r->busy = 0;
+    if (status != 0) {
+        log_warn("tokens not reread: %s", uv_strerror(status));
+    } else if (r->rc) {
+        log_warn("tokens not reread: %s", r->err);
+    } else {
+        if (strcmp(r->join, ctl->join_token) || strcmp(r->admin, ctl->admin_token))
+            log_info("tokens reread: %s%s changed",
+                     strcmp(r->join, ctl->join_token) ? "join " : "",
+                     strcmp(r->admin, ctl->admin_token) ? "admin " : "");
+        memcpy(ctl->join_token, r->join, sizeof(r->join));
+        memcpy(ctl->admin_token, r->admin, sizeof(r->admin));
     }
-    if (strcmp(join, ctl->join_token) || strcmp(admin, ctl->admin_token))
-        log_info("tokens reread: %s%s changed", strcmp(join, ctl->join_token) ? "join " : "",
-                 strcmp(admin, ctl->admin_token) ? "admin " : "");
-    memcpy(ctl->join_token, join, sizeof(join));
-    memcpy(ctl->admin_token, admin, sizeof(admin));
-    return 0;
+    if (r->again && !ctl->stopping) {
+        r->again = 0;
+        tokens_reload(ctl);
+    }
+}
+
+void tokens_reload(ctl_t *ctl)
+{
+    tokens_reread_t *r = &ctl->reread;
+    int rc;
+
+    if (r->busy) {
+        r->again = 1;
+        return;
+    }
+    r->work.data = ctl;
+    if ((rc = uv_queue_work(ctl->loop, &r->work, tokens_reread_work, tokens_reread_done))) {
+        log_warn("tokens not reread: %s", uv_strerror(rc));
+        return;
+    }
+    r->busy = 1;
 }
 
 int tokens_rotate(const char *data_dir, const char *which, char *err, size_t len)
