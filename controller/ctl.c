@@ -435,16 +435,12 @@ static void ctl_on_token_change(uv_fs_event_t *h, const char *file, int events, 
 
 int ctl_start(ctl_t *ctl, uv_loop_t *loop)
 {
-    char host[128];
     struct sockaddr_storage ss;
-    int port, rc;
+    int rc;
 
     ctl->loop = loop;
     ctl->out_tail = &ctl->out_head;
-    rc = wire_parse_hostport(ctl->cfg.listen, host, sizeof(host), &port);
-    if (rc == 0)
-        rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
-    if (rc && (rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss))) {
+    if (conn_parse_addr(ctl->cfg.listen, &ss)) {
         log_error("--listen %s: not an IP address and port", ctl->cfg.listen);
         return SKIFF_EINVAL;
     }

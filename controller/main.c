@@ -87,9 +87,13 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
     while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         const char *name = opt >= 256 ? options[opt - 256].name : "";
         switch (opt) {
-        case OPT_LISTEN:
+        case OPT_LISTEN: {
+            struct sockaddr_storage ss;
+            if (strlen(optarg) >= sizeof(cfg->listen) || conn_parse_addr(optarg, &ss))
+                return bad_value(name, optarg, "an IP address and port, like 127.0.0.1:7400");
             snprintf(cfg->listen, sizeof(cfg->listen), "%s", optarg);
             break;
+        }
         case OPT_DATA_DIR:
             if (!*optarg || strlen(optarg) >= sizeof(cfg->data_dir) - 32)
                 return bad_value(name, optarg, "a directory");

@@ -413,3 +413,17 @@ const char *conn_peer(const conn_t *c) { return c->peer; }
 const char *conn_local_addr(const conn_t *c) { return c->local; }
 size_t conn_pending(const conn_t *c) { return c->pending; }
 int conn_is_closing(const conn_t *c) { return c->closing; }
+
+int conn_parse_addr(const char *hostport, struct sockaddr_storage *out)
+{
+    char host[128];
+    int port;
+
+    memset(out, 0, sizeof(*out));
+    if (wire_parse_hostport(hostport, host, sizeof(host), &port))
+        return SKIFF_EINVAL;
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)out) &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)out))
+        return SKIFF_EINVAL;
+    return 0;
+}

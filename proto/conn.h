@@ -59,6 +59,10 @@ int conn_accept(conn_t *c, uv_stream_t *server);
  * was started (close c with conn_close then). */
 int conn_connect(conn_t *c, const char *hostport);
 
+/* "IP:PORT" ("[IPv6]:PORT") as a socket address, for a listener. Returns 0,
+ * or SKIFF_EINVAL when it is not one (a host name included). */
+int conn_parse_addr(const char *hostport, struct sockaddr_storage *out);
+
 /* Queues env. Returns 0; SKIFF_ELIMIT when the queue would pass max_pending
  * or the frame passes max_frame (nothing queued: the caller decides, usually
  * to close); SKIFF_ECLOSED after conn_close. */

@@ -376,6 +376,22 @@ per_node() {
 	[ "$(skiff service ls --format json | jq -c 'map(.spec.name) | sort')" = "$before" ]
 }
 
+@test "skiff-controller: a bad flag is one line naming it, exit 2, and no data dir is made" {
+	local dir=$BATS_TEST_TMPDIR/ctl-bad-flags
+	for args in "--listen nope" "--listen 127.0.0.1" "--listen 127.0.0.1:99999" \
+		"--heartbeat-timeout 5" "--max-frame 10" "--max-connections 0" "--log-level loud" \
+		"--rotate-token other"; do
+		run skiff-controller --data-dir "$dir" $args
+		echo "$args: $output"
+		[ "$status" -eq 2 ]
+		[ "${#lines[@]}" -eq 1 ]
+		[[ "$output" == *"${args%% *}"* ]]
+		[ ! -e "$dir" ]
+	done
+	run skiff-controller --frobnicate
+	[ "$status" -eq 2 ]
+}
+
 @test "help for every command, on stdout, exit 0" {
 	for cmd in "" "node" "service" "stack" "node ls" "node inspect" "node update" "node rm" \
 		"service create" "service update" "service scale" "service ls" "service ps" \
