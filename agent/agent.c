@@ -463,6 +463,38 @@ out_free:
     return rc;
 }
 
+int agent_token_valid(const char *t)
+{
+    return strlen(t) == 64 && strspn(t, "0123456789abcdefABCDEF") == 64;
+}
+
+int agent_read_token(const char *path, char *out, size_t len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    size_t n;
+    int rc = 0;
+
+    if (!f) {
+        rc = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return rc;
+    }
+    n = fread(out, 1, len - 1, f);
+    if (ferror(f)) {
+        rc = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    }
+    fclose(f);
+    out[n] = '\0';
+    while (n > 0 && isspace((unsigned char)out[n - 1]))
+        out[--n] = '\0';
+    if (rc == 0 && !agent_token_valid(out)) {
+        rc = SKIFF_EINVAL;
+        snprintf(err, errlen, "%s does not hold a join token (64 hex digits)", path);
+    }
+    return rc;
+}
+
 /* Reads the join token file again, before each hello: after a rotation
  * (skiff-controller --rotate-token join, and the new token copied into the
  * file) an agent that reconnects, for instance to a restarted controller,
@@ -470,25 +502,12 @@ out_free:
  * that can't be read, or holds no token, leaves the token in use. */
 static void agent_reread_token(agent_t *a)
 {
-    char buf[128];
-    FILE *f;
-    size_t n;
+    char buf[128], err[512];
 
     if (!a->token_file)
         return;
-    if (!(f = fopen(a->token_file, "re"))) {
-        log_warn("--join-token-file %s: %s; the token in use stays", a->token_file,
-                 strerror(errno));
-        return;
-    }
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    while (n > 0 && isspace((unsigned char)buf[n - 1]))
-        buf[--n] = '\0';
-    if (n != 64 || strspn(buf, "0123456789abcdefABCDEF") != 64) {
-        log_warn("--join-token-file %s holds no join token now; the token in use stays",
-                 a->token_file);
+    if (agent_read_token(a->token_file, buf, sizeof(buf), err, sizeof(err))) {
+        log_warn("--join-token-file: %s; the token in use stays", err);
     } else if (strcmp(buf, a->token) != 0) {
         char *fresh = strdup(buf);
         if (fresh) {

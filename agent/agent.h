@@ -33,6 +33,15 @@ typedef struct agent_config {
     uint64_t heartbeat_ms;
 } agent_config_t;
 
+/* 1 when t is a join token: 64 hex digits. */
+int agent_token_valid(const char *t);
+
+/* Reads a join token file into out (len > 64), trailing white space
+ * dropped. Returns 0, or a negative code with err saying why ("PATH: No
+ * such file or directory", "PATH does not hold a join token (64 hex
+ * digits)"). */
+int agent_read_token(const char *path, char *out, size_t len, char *err, size_t errlen);
+
 /* A new agent on loop; the config is copied. NULL when out of memory. */
 agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg);
 

@@ -81,42 +81,6 @@ static int main_ip_valid(const char *s)
     return uv_ip4_addr(s, 0, &a4) == 0 || uv_ip6_addr(s, 0, &a6) == 0;
 }
 
-static int main_token_valid(const char *t)
-{
-    size_t n = strlen(t);
-
-    if (n != 64)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isxdigit((unsigned char)t[i]))
-            return 0;
-    return 1;
-}
-
-/* Reads the token file into out. Returns 0, or 2 after saying why. */
-static int main_read_token(const char *path, char *out, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    size_t n;
-
-    if (!f)
-        return main_fail("--join-token-file: %s: %s", path, strerror(errno));
-    n = fread(out, 1, len - 1, f);
-    if (ferror(f)) {
-        int e = errno;
-        fclose(f);
-        return main_fail("--join-token-file: %s: %s", path, strerror(e));
-    }
-    fclose(f);
-    out[n] = '\0';
-    while (n > 0 && isspace((unsigned char)out[n - 1]))
-        out[--n] = '\0';
-    if (!main_token_valid(out))
-        return main_fail("--join-token-file: %s does not hold a join token (64 hex digits)",
-                         path);
-    return 0;
-}
-
 static int main_label_valid(const char *s)
 {
     const char *eq = strchr(s, '=');
@@ -179,7 +143,7 @@ int main(int argc, char **argv)
     char hostname[256], token[MAIN_TOKEN_FILE_MAX], socket_path[256], err[256], host[256];
     agent_config_t cfg = { 0 };
     uv_loop_t *loop;
-    int opt, port, rc;
+    int opt, port;
 
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
@@ -250,11 +214,11 @@ int main(int argc, char **argv)
                          "starting with a letter or digit", name, MAIN_NAME_MAX);
     }
     if (token_file) {
-        if ((rc = main_read_token(token_file, token, sizeof(token))) != 0)
-            return rc;
+        if (agent_read_token(token_file, token, sizeof(token), err, sizeof(err)))
+            return main_fail("--join-token-file: %s", err);
     } else if (getenv("SKIFF_JOIN_TOKEN")) {
         snprintf(token, sizeof(token), "%s", getenv("SKIFF_JOIN_TOKEN"));
-        if (!main_token_valid(token))
+        if (!agent_token_valid(token))
             return main_fail("SKIFF_JOIN_TOKEN does not hold a join token (64 hex digits)");
     } else {
         return main_fail("a join token is needed: --join-token-file FILE, or SKIFF_JOIN_TOKEN");
