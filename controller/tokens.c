@@ -64,9 +64,10 @@ static int tokens_write(const char *dir, const char *name, const char *value, ch
     return 0;
 }
 
-/* Reads a 64-hex-character token from dir/name into out. */
-static int tokens_read(const char *dir, const char *name, char out[CTL_TOKEN_LEN + 1],
-                       char *err, size_t len)
+/* Reads the first line of dir/name into out (want + 1 bytes, want at most
+ * CTL_TOKEN_LEN): exactly want lowercase hex digits, or an error. */
+static int tokens_read_hex(const char *dir, const char *name, char *out, size_t want,
+                           char *err, size_t len)
 {
     char path[PATH_MAX], line[CTL_TOKEN_LEN + 8];
     FILE *f;
@@ -81,12 +82,19 @@ static int tokens_read(const char *dir, const char *name, char out[CTL_TOKEN_LEN
     fclose(f);
     line[n] = '\0';
     line[strcspn(line, "\r\n")] = '\0';
-    if (strlen(line) != CTL_TOKEN_LEN || strspn(line, "0123456789abcdef") != CTL_TOKEN_LEN) {
-        snprintf(err, len, "%s: not a token (64 hex characters)", path);
+    if (strlen(line) != want || strspn(line, "0123456789abcdef") != want) {
+        snprintf(err, len, "%s: not a token (%zu hex characters)", path, want);
         return SKIFF_EINVAL;
     }
-    memcpy(out, line, CTL_TOKEN_LEN + 1);
+    memcpy(out, line, want + 1);
     return 0;
+}
+
+/* Reads a 64-hex-character token from dir/name into out. */
+static int tokens_read(const char *dir, const char *name, char out[CTL_TOKEN_LEN + 1],
+                       char *err, size_t len)
+{
+    return tokens_read_hex(dir, name, out, CTL_TOKEN_LEN, err, len);
 }
 
 /* Makes sure path has at most mode (e.g. 0700): tighter is fine, looser is
@@ -154,21 +162,10 @@ int tokens_prepare(ctl_t *ctl, char *err, size_t len)
  * agents may have seen it, so it stays. Returns 1 when one was read. */
 static int tokens_cluster_id_file(ctl_t *ctl)
 {
-    char path[PATH_MAX + 16], line[MODEL_ID_LEN * 2 + 8];
-    size_t want = MODEL_ID_LEN * 2, n;
-    FILE *f;
+    char err[PATH_MAX + 64];
 
-    snprintf(path, sizeof(path), "%s/cluster-id", ctl->cfg.data_dir);
-    if (!(f = fopen(path, "re")))
-        return 0;
-    n = fread(line, 1, sizeof(line) - 1, f);
-    fclose(f);
-    line[n] = '\0';
-    line[strcspn(line, "\r\n")] = '\0';
-    if (strlen(line) != want || strspn(line, "0123456789abcdef") != want)
-        return 0;
-    memcpy(ctl->model.cluster_id, line, want + 1);
-    return 1;
+    return tokens_read_hex(ctl->cfg.data_dir, "cluster-id", ctl->model.cluster_id,
+                           sizeof(ctl->model.cluster_id) - 1, err, sizeof(err)) == 0;
 }
 
 int tokens_cluster_id(ctl_t *ctl, char *err, size_t len)
