@@ -243,15 +243,14 @@ static void orch_wake(ctl_t *ctl, service_t *svc, int64_t delay_ms)
 
 /* How long the slot must still wait before its next task when its last
  * tasks failed in a row (ms; 0 or less: no wait). */
-static int64_t orch_slot_backoff(const ctl_t *ctl, const slot_view_t *s)
+static int64_t orch_slot_backoff(const slot_view_t *s)
 {
     const task_t *last = s->latest;
-    int64_t since;
 
     if (!last || s->failures == 0)
         return 0;
-    since = ctl_now(ctl) - (model_wall_ms() - last->pb->state_since_ms);
-    return since + orch_backoff_ms(s->failures) - ctl_now(ctl);
+    /* the backoff, less the time since the last task's state changed */
+    return orch_backoff_ms(s->failures) - (model_wall_ms() - last->pb->state_since_ms);
 }
 
 /* Dead tasks that should run are told to stop (their slot then gets a
@@ -298,7 +297,7 @@ static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slo
          * a replacement (after the slot's backoff, when replacements keep
          * failing); the old ones stop once it is ready (below, in a later
          * pass). */
-        if ((wait = orch_slot_backoff(ctl, s)) > 0)
+        if ((wait = orch_slot_backoff(s)) > 0)
             orch_wake(ctl, svc, wait);
         else
             orch_new_task(ctl, svc, slot);
@@ -348,7 +347,7 @@ static void orch_fill(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slot)
         return;
     if (last && model_state_terminal(last->pb->state) && orch_no_replacement(svc, last))
         return;
-    if ((wait = orch_slot_backoff(ctl, s)) > 0) {
+    if ((wait = orch_slot_backoff(s)) > 0) {
         orch_wake(ctl, svc, wait);
         return;
     }
