@@ -1,6 +1,6 @@
 /* httpc: libcurl's multi interface driven by a libuv loop.
  *
- * One httpc runs every HTTP transfer of the agent: the Engine API calls on
+ * One httpc runs every HTTP transfer of a daemon: the agent's Engine API calls on
  * the engine's unix socket (docker.c) and the HTTP health probes (runner.c).
  * Sockets are watched with uv_poll and curl's timeout with a uv_timer, the
  * way libcurl's multi-uv example does it, so no transfer ever blocks the
