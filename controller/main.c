@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,7 @@ int main(int argc, char **argv)
     /* An agent silent for this long is cut off; it reconnects. */
     ctl.cfg.agent_timeout_ms = ctl.cfg.heartbeat_timeout_ms * 10;
     log_init("controller", level);
+    signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code, not death */
     umask(077); /* the database and tokens are for the controller's user only */
     if (rotate) {
         if (tokens_rotate(ctl.cfg.data_dir, rotate, err, sizeof(err))) {

@@ -31,6 +31,7 @@ PACKAGES=(
 	cmake gcc clang pkg-config
 	libuv1-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev
 	libsqlite3-dev libjansson-dev libyaml-dev libcmocka-dev uthash-dev
+	libh2o-dev libssl-dev
 	bats jq docker.io busybox-static docker-registry
 	iproute2 procps psmisc curl
 )
