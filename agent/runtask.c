@@ -11,6 +11,7 @@
  * an inspect or a stop's answer tells of it first.
  */
 #include "runtask.h"
+#include "event.h"
 #include "duration.h"
 #include "errors.h"
 #include "pbutil.h"
@@ -778,10 +779,5 @@ void runtask_status(const runtask_t *t, TaskStatus *st, PortMapping *ports,
 
 const char *runtask_state_name(TaskState s)
 {
-    static const char *const names[] = {
-        "new", "pending", "assigned", "pulling", "starting", "running", "complete",
-        "failed", "shutdown", "rejected", "orphaned", "removed",
-    };
-
-    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
+    return task_state_name(s);
 }

@@ -161,13 +161,18 @@ static void agents_missing(ctl_t *ctl, node_t *node, unsigned gen)
     }
 }
 
-static void agents_node_ready(ctl_t *ctl, node_t *node, const char *how)
+static void agents_node_ready(ctl_t *ctl, node_t *node, const char *action, const char *how)
 {
     if (node->pb->state == NODE_READY)
         return;
     node->pb->state = NODE_READY;
     model_touch_node(&ctl->model, node);
-    ctl_event(ctl, "node", node->pb->name, "%s", how);
+    {
+        Event *e = ctl_event_node(ctl, action, node);
+        if (e)
+            event_attr(e, "address", "%s", node->pb->address);
+        ctl_emit(ctl, e, "%s", how);
+    }
     orch_mark_node(node);
     ctl->sched_needed = 1;
     ctl->endpoints_check = 1;
@@ -213,7 +218,7 @@ static void agents_report(ctl_t *ctl, node_t *node, TaskStatus **tasks, size_t n
     gen++;
     node->last_seen_ms = ctl_now(ctl);
     node->pb->last_heartbeat_ms = model_wall_ms(); /* shown, not stored each beat */
-    agents_node_ready(ctl, node, "ready again");
+    agents_node_ready(ctl, node, "up", "ready again");
     for (size_t i = 0; i < n; i++) {
         if (!agents_status_valid(tasks[i]))
             continue;
@@ -291,7 +296,7 @@ static int agents_register(ctl_t *ctl, peer_t *p, uint64_t id, const NodeRegiste
     p->wants_endpoints = 1;
     ctl->endpoints_wanted = 1;
     ctl->sched_needed = 1;
-    agents_node_ready(ctl, node, fresh ? "joined" : "registered again");
+    agents_node_ready(ctl, node, fresh ? "join" : "up", fresh ? "joined" : "registered again");
     reply.node_id = pb->id;
     reply.cluster_id = ctl->model.cluster_id;
     env.id = id;
@@ -355,8 +360,12 @@ void agents_check_heartbeats(ctl_t *ctl)
             continue;
         node->pb->state = NODE_DOWN;
         model_touch_node(&ctl->model, node);
-        ctl_event(ctl, "node", node->pb->name, "down: no heartbeat for %lld ms",
-                  (long long)(now - node->last_seen_ms));
+        {
+            Event *e = ctl_event_node(ctl, "down", node);
+            if (e)
+                event_attr(e, "silent_ms", "%lld", (long long)(now - node->last_seen_ms));
+            ctl_emit(ctl, e, "no heartbeat for %lld ms", (long long)(now - node->last_seen_ms));
+        }
         DL_FOREACH2(node->tasks, t, node_next)
             if (t->pb->desired_state == DESIRED_RUNNING && !model_state_terminal(t->pb->state))
                 orch_set_state(ctl, t, TASK_ORPHANED, "node down");

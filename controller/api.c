@@ -146,8 +146,13 @@ static int api_service_create(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope
     model_touch_service(&ctl->model, svc);
     orch_mark(svc);
     orch_stack_changed(ctl, spec->stack);
-    ctl_event(ctl, "service", spec->name, "created (%u replicas of %s)", spec->replicas,
-              spec->image);
+    {
+        Event *e = ctl_event_service(ctl, "create", svc);
+        if (e && (event_attr(e, "image", "%s", spec->image) ||
+                  event_attr(e, "replicas", "%u", spec->replicas)))
+            e = (pb_free(e), NULL);
+        ctl_emit(ctl, e, "created (%u replicas of %s)", spec->replicas, spec->image);
+    }
     api_reply_service(ctl, p, id, svc);
     return 0;
 
@@ -191,7 +196,7 @@ static int api_service_update(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope
             pb_set_str(&u->message, "update resumed");
             model_touch_service(&ctl->model, svc);
             orch_mark(svc);
-            ctl_event(ctl, "service", pb->spec->name, "update resumed");
+            ctl_emit(ctl, ctl_event_service(ctl, "update_resumed", svc), "update resumed");
         }
         api_reply_service(ctl, p, id, svc);
         return 0;
@@ -212,8 +217,14 @@ static int api_service_update(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope
         u->completed_ms = 0;
         u->next_batch_ms = 0;
         pb_set_str(&u->message, "update in progress");
-        ctl_event(ctl, "service", pb->spec->name, "update to version %llu started",
-                  (unsigned long long)pb->version + 1);
+        {
+            Event *e = ctl_event_service(ctl, "update_started", svc);
+            if (e && (event_attr(e, "version", "%llu", (unsigned long long)pb->version + 1) ||
+                      event_attr(e, "image", "%s", spec->image)))
+                e = (pb_free(e), NULL);
+            ctl_emit(ctl, e, "update to version %llu started",
+                     (unsigned long long)pb->version + 1);
+        }
     }
     pb->version++;
     pb->updated_ms = model_wall_ms();
@@ -238,8 +249,13 @@ static int api_service_scale(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope 
         return 0;
     }
     if (req->replicas != svc->pb->spec->replicas) {
-        ctl_event(ctl, "service", svc->pb->spec->name, "scaled from %u to %u",
-                  svc->pb->spec->replicas, req->replicas);
+        {
+            Event *e = ctl_event_service(ctl, "scale", svc);
+            if (e && (event_attr(e, "from", "%u", svc->pb->spec->replicas) ||
+                      event_attr(e, "to", "%u", req->replicas)))
+                e = (pb_free(e), NULL);
+            ctl_emit(ctl, e, "scaled from %u to %u", svc->pb->spec->replicas, req->replicas);
+        }
         svc->pb->spec->replicas = req->replicas;
         svc->pb->version++;
         svc->pb->updated_ms = model_wall_ms();
@@ -258,7 +274,7 @@ static int api_service_remove(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope
 
     if (!svc)
         return 0;
-    ctl_event(ctl, "service", svc->pb->spec->name, "removed");
+    ctl_emit(ctl, ctl_event_service(ctl, "remove", svc), "removed");
     model_service_mark_removed(&ctl->model, svc);
     orch_mark(svc);
     ctl->endpoints_check = 1;
@@ -512,8 +528,10 @@ static int api_node_update(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *e
         model_touch_node(&ctl->model, node);
         orch_mark_node(node);
         ctl->sched_needed = 1;
-        ctl_event(ctl, "node", node->pb->name, "availability %s",
-                  req->availability == AVAILABILITY_DRAIN ? "drain" : "active");
+        ctl_emit(ctl, ctl_event_node(ctl, req->availability == AVAILABILITY_DRAIN ? "drain"
+                                                                                   : "active",
+                                     node),
+                 "availability %s", req->availability == AVAILABILITY_DRAIN ? "drain" : "active");
     }
     api_reply_node(ctl, p, id, node);
     return 0;
@@ -546,7 +564,7 @@ static int api_node_remove(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *e
             conn_close(node->peer->conn, 0);
         node->peer = NULL;
     }
-    ctl_event(ctl, "node", node->pb->name, "removed");
+    ctl_emit(ctl, ctl_event_node(ctl, "remove", node), "removed");
     model_node_remove(&ctl->model, node);
     ctl->sched_needed = 1;
     ctl->endpoints_check = 1;
@@ -557,6 +575,16 @@ static int api_node_remove(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *e
 static int api_logs(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
 {
     return logs_request(ctl, p, id, env->logs_request);
+}
+
+static int api_events(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    return monitor_events_request(ctl, p, id, env->events_request);
+}
+
+static int api_service_stats(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    return monitor_service_stats(ctl, p, id, env->service_stats);
 }
 
 /* ------------------------------------------------------------------ table */
@@ -578,6 +606,8 @@ static const struct {
     { MSG_NODE_UPDATE, api_node_update },
     { MSG_NODE_REMOVE, api_node_remove },
     { MSG_LOGS_REQUEST, api_logs },
+    { MSG_EVENTS_REQUEST, api_events },
+    { MSG_SERVICE_STATS, api_service_stats },
 };
 
 int api_handle(ctl_t *ctl, peer_t *p, Envelope *env)

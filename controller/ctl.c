@@ -2,6 +2,7 @@
  * pipeline live here; what a message means lives in agents.c and api.c. */
 #include "ctl.h"
 #include "errors.h"
+#include "event.h"
 #include "log.h"
 #include "pbutil.h"
 #include "wire.h"
@@ -99,6 +100,7 @@ static void ctl_conn_closed(conn_t *c, int err)
     ctl->n_peers--;
     p->conn = NULL;
     logs_peer_gone(ctl, p);
+    monitor_peer_gone(ctl, p);
     if (p->role == ROLE_AGENT)
         agents_gone(ctl, p);
     peer_unref(p);
@@ -149,12 +151,16 @@ static int ctl_on_message(conn_t *c, Envelope *env)
     ctl_t *ctl = p->ctl;
     int rc;
 
+    ctl->counters.rpc_code = 0;
     if (p->role == 0)
         rc = ctl_hello(ctl, p, env);
     else if (p->role == ROLE_AGENT)
         rc = agents_handle(ctl, p, env);
     else
         rc = api_handle(ctl, p, env);
+    if ((unsigned)env->msg_case < CTL_RPC_MSGS)
+        ctl->counters.rpc[env->msg_case][(unsigned)ctl->counters.rpc_code < CTL_RPC_CODES
+                                             ? ctl->counters.rpc_code : ERR_INTERNAL]++;
     wire_free(env);
     return rc;
 }
@@ -226,26 +232,135 @@ void ctl_send_error(ctl_t *ctl, peer_t *p, uint64_t id, ErrorCode code, const ch
     va_end(ap);
     err.code = code;
     err.message = msg;
+    ctl->counters.rpc_code = (int)code;
     env.id = id;
     env.msg_case = MSG_ERROR;
     env.error = &err;
     ctl_send(ctl, p, &env);
 }
 
-void ctl_event(ctl_t *ctl, const char *kind, const char *object, const char *fmt, ...)
+Event *ctl_event_service(ctl_t *ctl, const char *action, const service_t *svc)
 {
-    char msg[512];
+    Event *e = event_new("service", action, svc->pb->id, svc->pb->spec->name, model_wall_ms());
+
+    if (e && event_set_service(e, svc->pb->spec->name)) {
+        pb_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+Event *ctl_event_node(ctl_t *ctl, const char *action, const node_t *node)
+{
+    Event *e = event_new("node", action, node->pb->id, node->pb->name, model_wall_ms());
+
+    if (e && event_set_node(e, node->pb->name)) {
+        pb_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+Event *ctl_event_task(ctl_t *ctl, const char *action, const task_t *t)
+{
+    char name[96];
+    Event *e;
+
+    snprintf(name, sizeof(name), "%s.%u", t->svc->pb->spec->name, t->pb->slot);
+    e = event_new("task", action, t->pb->id, name, model_wall_ms());
+    if (e && (event_set_service(e, t->svc->pb->spec->name) ||
+              (t->node && event_set_node(e, t->node->pb->name)))) {
+        pb_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void ctl_emit(ctl_t *ctl, Event *e, const char *fmt, ...)
+{
+    char msg[512], line[1024];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    log_info("%s %s: %s", kind, object, msg);
-    if (!ctl->events)
-        ctl->events = store_batch_new();
-    if (!ctl->events || store_add_event(ctl->events, model_wall_ms(), kind, object, msg))
-        log_error("event lost (out of memory): %s %s: %s", kind, object, msg);
+    if (!e || pb_set_str(&e->message, msg)) {
+        ctl->counters.events_lost++;
+        log_error("event lost (out of memory): %s", msg);
+        pb_free(e);
+        return;
+    }
+    event_format_line(e, line, sizeof(line));
+    log_info("event: %s", line + 25); /* the log line has its own time */
+    events_add(ctl->events, e);
+    if (!ctl->events_batch)
+        ctl->events_batch = store_batch_new();
+    if (!ctl->events_batch || store_add_event(ctl->events_batch, e)) {
+        ctl->counters.events_lost++;
+        log_error("event not stored (out of memory): %s", line);
+    }
     ctl->model.meta_dirty = 1; /* makes the next flush commit */
+}
+
+/* Task events: the state (and health, and restarts) each dirty task has
+ * now against what its last event told. Called as the commit is sealed, so
+ * that every change of a turn of the loop gives one event, whatever path
+ * made it. */
+static void ctl_task_events(ctl_t *ctl, task_t *t)
+{
+    Task *pb = t->pb;
+    Event *e;
+
+    if (pb->restarts > t->evt_restarts)
+        t->svc->counters.restarts += pb->restarts - t->evt_restarts;
+    if ((int)pb->state != t->evt_state) {
+        const char *state = task_state_name(pb->state);
+        e = ctl_event_task(ctl, state, t);
+        if (e && t->evt_state >= 0)
+            event_attr(e, "from", "%s", task_state_name((TaskState)t->evt_state));
+        if (e && pb->desired_state != DESIRED_RUNNING)
+            event_attr(e, "desired", "%s", pb->desired_state == DESIRED_SHUTDOWN ? "shutdown"
+                                                                                 : "remove");
+        if (e && (pb->state == TASK_FAILED || pb->state == TASK_COMPLETE))
+            event_attr(e, "exit_code", "%d", pb->exit_code);
+        if (e && pb->restarts)
+            event_attr(e, "restarts", "%u", pb->restarts);
+        if (e && *pb->container_id)
+            event_attr(e, "container", "%.12s", pb->container_id);
+        ctl_emit(ctl, e, "%s", pb->message);
+    } else if ((int)pb->health != t->evt_health && pb->health != HEALTH_NONE) {
+        e = ctl_event_task(ctl, "health_status", t);
+        if (e)
+            event_attr(e, "health", "%s", task_health_name(pb->health));
+        ctl_emit(ctl, e, "%s", pb->message);
+    } else if (pb->restarts > t->evt_restarts) {
+        e = ctl_event_task(ctl, "restart", t);
+        if (e)
+            event_attr(e, "restarts", "%u", pb->restarts);
+        ctl_emit(ctl, e, "%s", pb->message);
+    }
+    t->evt_state = (int)pb->state;
+    t->evt_health = (int)pb->health;
+    t->evt_restarts = pb->restarts;
+}
+
+static void ctl_on_loaded_event(void *arg, Event *e)
+{
+    events_load(arg, e);
+}
+
+int ctl_load_events(ctl_t *ctl)
+{
+    uint64_t last_seq = 0;
+
+    if (!(ctl->events = events_create(ctl->cfg.event_buffer ? ctl->cfg.event_buffer : 50000)))
+        return -ENOMEM;
+    store_set_events_kept(ctl->store, ctl->cfg.event_buffer);
+    if (store_load_events(ctl->store, ctl->cfg.event_buffer ? ctl->cfg.event_buffer : 50000,
+                          ctl_on_loaded_event, ctl->events, &last_seq))
+        log_warn("store: the events could not be read; starting with none");
+    events_set_next_seq(ctl->events, last_seq + 1);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- commit */
@@ -255,13 +370,17 @@ void ctl_event(ctl_t *ctl, const char *kind, const char *object, const char *fmt
 static store_batch_t *ctl_seal(ctl_t *ctl)
 {
     model_t *m = &ctl->model;
-    store_batch_t *b = ctl->events ? ctl->events : store_batch_new();
+    store_batch_t *b;
     char num[32];
     int rc = 0;
 
-    ctl->events = NULL;
+    for (task_t *t = m->dirty_tasks; t; t = t->dirty_next)
+        ctl_task_events(ctl, t);
+    b = ctl->events_batch ? ctl->events_batch : store_batch_new();
+    ctl->events_batch = NULL;
     if (!b)
         return NULL;
+    ctl->events_sealed = events_last_seq(ctl->events);
     for (node_t *n = m->dirty_nodes; n; n = n->dirty_next) {
         rc |= store_put_node(b, n->pb);
         n->dirty = MODEL_CLEAN;
@@ -313,8 +432,10 @@ static void ctl_commit_work(uv_work_t *w)
 {
     ctl_t *ctl = w->data;
 
+    ctl->counters.commit_started_ns = uv_hrtime();
     ctl->commit_rc = store_commit(ctl->store, ctl->batch, ctl->commit_err,
                                   sizeof(ctl->commit_err));
+    ctl->counters.commit_took_ns = uv_hrtime() - ctl->counters.commit_started_ns;
 }
 
 static void ctl_flush_outbox(ctl_t *ctl, outmsg_t *m)
@@ -342,8 +463,12 @@ static void ctl_commit_done(uv_work_t *w, int status)
     store_batch_free(ctl->batch);
     ctl->batch = NULL;
     ctl->committing = 0;
+    prom_histogram_observe(&ctl->counters.commit_seconds,
+                           (double)ctl->counters.commit_took_ns / 1e9);
     ctl_flush_outbox(ctl, ctl->inflight);
     ctl->inflight = NULL;
+    events_publish(ctl->events, ctl->events_sealed);
+    events_pump(ctl->events, model_wall_ms());
     /* Whatever piled up meanwhile goes in the next flush, before the loop
      * waits again. */
 }
@@ -388,6 +513,7 @@ static void ctl_on_tick(uv_timer_t *t)
     service_t *s, *tmp;
 
     agents_check_heartbeats(ctl);
+    events_pump(ctl->events, model_wall_ms()); /* slow readers, until times */
     HASH_ITER(hh, ctl->model.services, s, tmp) {
         if (s->wake_ms && s->wake_ms <= now) {
             s->wake_ms = 0;
@@ -423,6 +549,7 @@ static void ctl_on_signal(uv_signal_t *sig, int signum)
      * and nothing that depended on them was sent. */
     uv_prepare_stop(&ctl->flush);
     uv_close((uv_handle_t *)&ctl->flush, NULL);
+    monitor_stop(ctl);
 }
 
 static void ctl_on_token_change(uv_fs_event_t *h, const char *file, int events, int status)
@@ -451,6 +578,10 @@ int ctl_start(ctl_t *ctl, uv_loop_t *loop)
         rc = uv_listen((uv_stream_t *)&ctl->listener, 511, ctl_on_connection);
     if (rc) {
         log_error("--listen %s: %s", ctl->cfg.listen, uv_strerror(rc));
+        uv_close((uv_handle_t *)&ctl->listener, NULL);
+        return rc;
+    }
+    if ((rc = monitor_start(ctl))) {
         uv_close((uv_handle_t *)&ctl->listener, NULL);
         return rc;
     }

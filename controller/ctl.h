@@ -18,7 +18,9 @@
 #include <uv.h>
 
 #include "conn.h"
+#include "events.h"
 #include "model.h"
+#include "prom.h"
 #include "spec.h"
 #include "store.h"
 
@@ -37,7 +39,23 @@ typedef struct ctl_config {
     unsigned max_conns;
     unsigned max_conns_per_addr;
     spec_limits_t spec_limits;
+    char metrics_listen[128];      /* "" : no /metrics listener */
+    size_t event_buffer;           /* events kept for --since */
 } ctl_config_t;
+
+/* What the controller counts about itself, for /metrics (monitor.c). */
+#define CTL_RPC_MSGS 128  /* Envelope field numbers below this are counted */
+#define CTL_RPC_CODES 16  /* ErrorCode values; 0: answered without an error */
+typedef struct ctl_counters {
+    uint64_t rpc[CTL_RPC_MSGS][CTL_RPC_CODES];
+    int rpc_code;                /* the error code of the request being handled */
+    prom_histogram_t commit_seconds;
+    uint64_t commit_started_ns;  /* of the commit in flight (worker thread) */
+    uint64_t commit_took_ns;
+    uint64_t events_lost;        /* events that could not be recorded */
+} ctl_counters_t;
+
+typedef struct monitor monitor_t;
 
 /* A connection to the controller. Outbox entries hold a reference, so a
  * peer outlives its connection until they are gone. */
@@ -95,7 +113,7 @@ struct ctl {
     char commit_err[256];
     outmsg_t *out_head, **out_tail;  /* for the next commit */
     outmsg_t *inflight;              /* for the commit in flight */
-    store_batch_t *events;           /* events for the next commit */
+    store_batch_t *events_batch;     /* events for the next commit */
     /* what the next orch_run must look at, besides marked services */
     int sched_needed;       /* unplaced tasks, or room for them, may exist */
     int endpoints_check;    /* endpoints may have changed: rebuild and compare */
@@ -106,6 +124,11 @@ struct ctl {
     /* logs relayed from agents to clients */
     logstream_t *logstreams;
     uint64_t next_stream;
+    /* monitoring */
+    events_t *events;
+    uint64_t events_sealed;   /* the last event in the commit in flight */
+    ctl_counters_t counters;
+    monitor_t *monitor;
     int stopping;
 };
 
@@ -114,6 +137,10 @@ struct ctl {
 /* Sets up the listener, timers and signals on loop. Returns 0, or a
  * negative code with the reason logged. */
 int ctl_start(ctl_t *ctl, uv_loop_t *loop);
+
+/* Makes the events ring and fills it with the stored events (after the
+ * store is open). Returns 0 or -ENOMEM. */
+int ctl_load_events(ctl_t *ctl);
 
 /* Drops a reference to a peer; the last one frees it. */
 void peer_unref(peer_t *p);
@@ -127,9 +154,15 @@ void ctl_send(ctl_t *ctl, peer_t *peer, const Envelope *env);
 void ctl_send_error(ctl_t *ctl, peer_t *peer, uint64_t id, ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-/* Records an event ("node", node name, "down") in the next commit, and logs it. */
-void ctl_event(ctl_t *ctl, const char *kind, const char *object, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* Events (proto/event.h for their attributes): a new event about a
+ * service, a node or a task, with its names filled in; NULL when out of
+ * memory, which ctl_emit accepts. */
+Event *ctl_event_service(ctl_t *ctl, const char *action, const service_t *svc);
+Event *ctl_event_node(ctl_t *ctl, const char *action, const node_t *node);
+Event *ctl_event_task(ctl_t *ctl, const char *action, const task_t *t);
+/* Takes e: sets its message (printf-style), logs it, and records it in the
+ * ring and the next commit; readers see it once that commit is done. */
+void ctl_emit(ctl_t *ctl, Event *e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* uv_now of the loop, in ms. */
 int64_t ctl_now(const ctl_t *ctl);
@@ -165,6 +198,15 @@ int api_handle(ctl_t *ctl, peer_t *peer, Envelope *env);
 int logs_request(ctl_t *ctl, peer_t *client, uint64_t id, const LogsRequest *req);
 void logs_from_agent(ctl_t *ctl, peer_t *agent, Envelope *env);
 void logs_peer_gone(ctl_t *ctl, peer_t *peer);
+
+/* ---- monitor.c: /metrics, `skiff events` readers, `service stats` */
+int monitor_start(ctl_t *ctl);
+void monitor_stop(ctl_t *ctl);
+int monitor_events_request(ctl_t *ctl, peer_t *peer, uint64_t id, const EventsRequest *req);
+int monitor_service_stats(ctl_t *ctl, peer_t *peer, uint64_t id, const ServiceStats *req);
+void monitor_peer_gone(ctl_t *ctl, peer_t *peer);
+/* The whole /metrics page, into p. */
+void monitor_metrics_page(ctl_t *ctl, prom_t *p);
 
 /* ---- orch.c: the orchestrator */
 

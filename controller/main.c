@@ -30,6 +30,9 @@ static const char usage[] =
     "  --max-connections N             connections in all (default 4096)\n"
     "  --max-connections-per-address N connections from one address (default 1024)\n"
     "  --max-replicas N                largest replica count of a service (default 100000)\n"
+    "  --metrics-listen ADDR:PORT      serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+    "                                  (off when not given)\n"
+    "  --event-buffer N                events kept for `skiff events --since` (default 50000)\n"
     "  --rotate-token join|admin       write a new token into the data dir and exit; the running\n"
     "                                  controller rereads it, connected peers stay connected\n"
     "  --log-level LEVEL               debug, info, warn or error (default info)\n"
@@ -37,7 +40,8 @@ static const char usage[] =
     "  -h, --help                      print this help and exit\n";
 
 enum { OPT_LISTEN = 256, OPT_DATA_DIR, OPT_HB, OPT_HS, OPT_MAX_FRAME, OPT_MAX_PENDING,
-       OPT_MAX_CONNS, OPT_MAX_CONNS_ADDR, OPT_MAX_REPLICAS, OPT_ROTATE, OPT_LOG, OPT_VERSION };
+       OPT_MAX_CONNS, OPT_MAX_CONNS_ADDR, OPT_MAX_REPLICAS, OPT_ROTATE, OPT_LOG, OPT_VERSION,
+       OPT_METRICS, OPT_EVENT_BUFFER };
 
 static const struct option options[] = {
     { "listen", required_argument, NULL, OPT_LISTEN },
@@ -52,6 +56,8 @@ static const struct option options[] = {
     { "rotate-token", required_argument, NULL, OPT_ROTATE },
     { "log-level", required_argument, NULL, OPT_LOG },
     { "version", no_argument, NULL, OPT_VERSION },
+    { "metrics-listen", required_argument, NULL, OPT_METRICS },
+    { "event-buffer", required_argument, NULL, OPT_EVENT_BUFFER },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -95,6 +101,18 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
             snprintf(cfg->listen, sizeof(cfg->listen), "%s", optarg);
             break;
         }
+        case OPT_METRICS: {
+            struct sockaddr_storage ss;
+            if (strlen(optarg) >= sizeof(cfg->metrics_listen) || conn_parse_addr(optarg, &ss))
+                return bad_value(name, optarg, "an IP address and port, like 127.0.0.1:9400");
+            snprintf(cfg->metrics_listen, sizeof(cfg->metrics_listen), "%s", optarg);
+            break;
+        }
+        case OPT_EVENT_BUFFER:
+            if (parse_count(optarg, 16, 10000000, &n))
+                return bad_value(name, optarg, "a number from 16 to 10000000");
+            cfg->event_buffer = (size_t)n;
+            break;
         case OPT_DATA_DIR:
             if (!*optarg || strlen(optarg) >= sizeof(cfg->data_dir) - 32)
                 return bad_value(name, optarg, "a directory");
@@ -181,6 +199,7 @@ int main(int argc, char **argv)
         .max_conns = 4096,
         .max_conns_per_addr = 1024,
         .spec_limits = spec_limits_default,
+        .event_buffer = 50000,
     };
     if ((rc = parse_flags(argc, argv, &ctl.cfg, &level, &rotate)))
         return rc;
@@ -210,6 +229,11 @@ int main(int argc, char **argv)
         rc = 1;
         goto out_close;
     }
+    if (ctl_load_events(&ctl)) {
+        log_error("out of memory");
+        rc = 1;
+        goto out_close;
+    }
     log_info("state loaded: %u nodes, %u services, %u tasks",
              HASH_COUNT(ctl.model.nodes), HASH_COUNT(ctl.model.services),
              HASH_COUNT(ctl.model.tasks));
@@ -225,6 +249,8 @@ out_close:
     uv_loop_close(loop);
     store_close(ctl.store);
     model_free(&ctl.model);
+    events_free(ctl.events);
+    free(ctl.monitor);
     free(ctl.endpoints_packed);
     return rc;
 }

@@ -1,5 +1,6 @@
 /* model: see model.h. */
 #include "model.h"
+#include "load.h"
 #include "pbutil.h"
 #include "store.h"
 
@@ -12,6 +13,16 @@
 #include <utlist.h>
 
 
+const char *const model_replace_names[MODEL_REPLACE_COUNT] = {
+#define MODEL_REPLACE_NAME(name, text) text,
+    MODEL_REPLACE_REASONS(MODEL_REPLACE_NAME)
+#undef MODEL_REPLACE_NAME
+};
+
+const char *const model_update_result_names[MODEL_UPDATE_RESULTS] = {
+    "completed", "paused", "rolled_back", "rollback_paused",
+};
+
 void model_init(model_t *m)
 {
     memset(m, 0, sizeof(*m));
@@ -22,6 +33,7 @@ static void model_free_node(node_t *n)
     for (size_t i = 0; i < n->n_lb_stats; i++)
         pb_free(n->lb_stats[i]);
     free(n->lb_stats);
+    load_node_free(n);
     pb_free(n->pb);
     free(n);
 }
@@ -45,6 +57,7 @@ void model_free(model_t *m)
 
     HASH_ITER(hh, m->tasks, t, tt) {
         HASH_DELETE(hh, m->tasks, t);
+        load_task_free(t);
         pb_free(t->pb);
         free(t);
     }
@@ -403,6 +416,9 @@ task_t *model_task_add(model_t *m, service_t *svc, node_t *node, Task *pb)
         return NULL;
     t->pb = pb;
     t->svc = svc;
+    t->evt_state = pb->state; /* what it is now needs no event */
+    t->evt_health = pb->health;
+    t->evt_restarts = pb->restarts;
     DL_APPEND2(svc->tasks, t, svc_prev, svc_next);
     HASH_ADD_KEYPTR(hh, m->tasks, pb->id, strlen(pb->id), t);
     if (node)
@@ -438,6 +454,7 @@ void model_task_delete(model_t *m, task_t *t)
     MODEL_UNLIST(m->dirty_tasks, t, task_t);
     model_delete_row(m, STORE_TASKS, t->pb->id, 0);
     HASH_DELETE(hh, m->tasks, t);
+    load_task_free(t);
     pb_free(t->pb);
     free(t);
 }

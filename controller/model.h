@@ -38,8 +38,37 @@ struct task {
     task_t *dirty_next;
     int dirty;
     unsigned report_gen; /* scratch: seen in the agent's report being read */
+    TaskStats *stats;    /* the engine's last figures, while running (load.h) */
+    int evt_state;       /* the state and health its last event told; -1: none yet */
+    int evt_health;
+    uint32_t evt_restarts;
     UT_hash_handle hh; /* model->tasks, by id */
 };
+
+/* Why a slot got a new task in place of one that ran: the label values of
+ * skiff_task_replacements_total. */
+#define MODEL_REPLACE_REASONS(X) \
+    X(FAILED, "failed") X(REJECTED, "rejected") X(COMPLETED, "completed") \
+    X(NODE_DOWN, "node_down") X(DRAIN, "drain") X(UPDATE, "update") X(ROLLBACK, "rollback") \
+    X(REBALANCE, "rebalance") X(OTHER, "other")
+enum model_replace {
+#define MODEL_REPLACE_ENUM(name, text) MODEL_REPLACE_##name,
+    MODEL_REPLACE_REASONS(MODEL_REPLACE_ENUM)
+#undef MODEL_REPLACE_ENUM
+    MODEL_REPLACE_COUNT
+};
+extern const char *const model_replace_names[MODEL_REPLACE_COUNT];
+
+/* How updates ended: the label values of skiff_updates_total. */
+enum model_update_result { MODEL_UPDATE_COMPLETED, MODEL_UPDATE_PAUSED, MODEL_UPDATE_ROLLED_BACK,
+                           MODEL_UPDATE_ROLLBACK_PAUSED, MODEL_UPDATE_RESULTS };
+extern const char *const model_update_result_names[MODEL_UPDATE_RESULTS];
+
+typedef struct service_counters {
+    uint64_t restarts;                       /* containers restarted by agents */
+    uint64_t replaced[MODEL_REPLACE_COUNT];
+    uint64_t updates[MODEL_UPDATE_RESULTS];
+} service_counters_t;
 
 typedef struct spec_version {
     uint64_t version;
@@ -56,6 +85,7 @@ struct service {
     int removed;             /* `service rm`: hidden, deleted once its tasks are gone */
     int reconcile;           /* look at it in the next flush */
     int64_t wake_ms;         /* look at it again at this time (uv_now); 0: no need */
+    service_counters_t counters; /* since the controller started, for /metrics */
     service_t *dirty_next;
     int dirty;
     UT_hash_handle hh;       /* model->services, by id */
@@ -71,6 +101,9 @@ struct node {
     int sched_index;         /* scratch for the scheduler's view */
     LbStats **lb_stats;      /* the agent's last counters (owned) */
     size_t n_lb_stats;
+    struct load_lb *load;    /* its balancers' rates, by service (load.h) */
+    unsigned load_gen;
+    int64_t load_ms;         /* Unix ms of the last report of them */
     node_t *dirty_next;
     int dirty;
     UT_hash_handle hh;       /* model->nodes, by id */

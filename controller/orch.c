@@ -79,7 +79,9 @@ void orch_set_state(ctl_t *ctl, task_t *t, TaskState s, const char *message)
     model_touch_task(&ctl->model, t);
 }
 
-static task_t *orch_new_task(ctl_t *ctl, service_t *svc, uint32_t slot)
+/* A new task for the slot; replacing: why it takes the place of one that
+ * ran (counted), or -1 when it does not. */
+static task_t *orch_new_task(ctl_t *ctl, service_t *svc, uint32_t slot, int replacing)
 {
     Task *pb = PB_NEW(Task);
     char id[MODEL_ID_LEN + 1];
@@ -99,8 +101,11 @@ static task_t *orch_new_task(ctl_t *ctl, service_t *svc, uint32_t slot)
     pb->created_ms = pb->state_since_ms = model_wall_ms();
     if (!(t = model_task_add(&ctl->model, svc, NULL, pb)))
         goto out_nomem;
+    t->evt_state = -1; /* its first state is news */
     model_touch_task(&ctl->model, t);
     ctl->sched_needed = 1;
+    if (replacing >= 0 && replacing < MODEL_REPLACE_COUNT)
+        svc->counters.replaced[replacing]++;
     return t;
 
 out_nomem:
@@ -261,10 +266,6 @@ static void orch_reap(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slot)
         task_t *t = s->run[i];
         if (model_state_terminal(t->pb->state) || slot > svc->pb->spec->replicas ||
             svc->removed) {
-            if (model_state_terminal(t->pb->state) && t->pb->state != TASK_COMPLETE)
-                ctl_event(ctl, "task", t->pb->id, "%s.%u %s: %s", svc->pb->spec->name, slot,
-                          t->pb->state == TASK_REJECTED ? "rejected" : "failed",
-                          *t->pb->message ? t->pb->message : "no message");
             orch_set_desired(ctl, t, DESIRED_SHUTDOWN);
             orch_slot_drop(s, i);
             continue;
@@ -278,7 +279,7 @@ static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slo
                         orch_match_t *match, int updating)
 {
     task_t *good = NULL, *ready = NULL;
-    int has_away = 0;
+    int has_away = 0, has_down = 0;
     int64_t wait;
 
     for (size_t i = 0; i < s->n_run; i++) {
@@ -290,6 +291,7 @@ static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slo
                 ready = t;
         } else {
             has_away = 1;
+            has_down |= !orch_node_up(t->node);
         }
     }
     if (has_away && !good) {
@@ -300,7 +302,7 @@ static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slo
         if ((wait = orch_slot_backoff(s)) > 0)
             orch_wake(ctl, svc, wait);
         else
-            orch_new_task(ctl, svc, slot);
+            orch_new_task(ctl, svc, slot, has_down ? MODEL_REPLACE_NODE_DOWN : MODEL_REPLACE_DRAIN);
         return;
     }
     for (size_t i = 0; i < s->n_run;) {
@@ -336,6 +338,28 @@ static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slo
     }
 }
 
+/* Why a new task in a slot whose newest task was last replaces it; -1 when
+ * it does not (a new slot, or one scaled away that comes back). */
+static int orch_replace_reason(const service_t *svc, const task_t *last)
+{
+    UpdateState u = svc->pb->update_status->state;
+
+    if (!last)
+        return -1;
+    switch (last->pb->state) {
+    case TASK_FAILED: return MODEL_REPLACE_FAILED;
+    case TASK_REJECTED: return MODEL_REPLACE_REJECTED;
+    case TASK_COMPLETE: return MODEL_REPLACE_COMPLETED;
+    case TASK_ORPHANED: return MODEL_REPLACE_NODE_DOWN;
+    default: break;
+    }
+    if (u == UPDATE_UPDATING)
+        return MODEL_REPLACE_UPDATE;
+    if (u == UPDATE_ROLLBACK_STARTED)
+        return MODEL_REPLACE_ROLLBACK;
+    return last->pb->desired_state == DESIRED_RUNNING ? MODEL_REPLACE_OTHER : -1;
+}
+
 /* An empty slot that should run gets a new task, after the old one stopped,
  * and after a backoff when tasks of the slot keep failing. */
 static void orch_fill(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slot)
@@ -351,7 +375,7 @@ static void orch_fill(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slot)
         orch_wake(ctl, svc, wait);
         return;
     }
-    orch_new_task(ctl, svc, slot);
+    orch_new_task(ctl, svc, slot, orch_replace_reason(svc, last));
 }
 
 /* Keeps the newest ORCH_HISTORY finished tasks of a slot. */
@@ -384,6 +408,9 @@ static int orch_task_failed_update(const task_t *t)
 static void orch_update_status(ctl_t *ctl, service_t *svc, UpdateState state, const char *msg)
 {
     UpdateStatus *u = svc->pb->update_status;
+    const char *action;
+    int result = -1;
+    Event *e;
 
     u->state = state;
     pb_set_str(&u->message, msg);
@@ -391,7 +418,26 @@ static void orch_update_status(ctl_t *ctl, service_t *svc, UpdateState state, co
         state == UPDATE_PAUSED || state == UPDATE_ROLLBACK_PAUSED)
         u->completed_ms = model_wall_ms();
     model_touch_service(&ctl->model, svc);
-    ctl_event(ctl, "service", svc->pb->spec->name, "%s", msg);
+    switch (state) {
+    case UPDATE_COMPLETED: action = "update_completed"; result = MODEL_UPDATE_COMPLETED; break;
+    case UPDATE_PAUSED: action = "update_paused"; result = MODEL_UPDATE_PAUSED; break;
+    case UPDATE_ROLLBACK_STARTED: action = "rollback_started"; break;
+    case UPDATE_ROLLBACK_COMPLETED:
+        action = "rollback_completed";
+        result = MODEL_UPDATE_ROLLED_BACK;
+        break;
+    case UPDATE_ROLLBACK_PAUSED:
+        action = "rollback_paused";
+        result = MODEL_UPDATE_ROLLBACK_PAUSED;
+        break;
+    default: action = "update"; break;
+    }
+    if (result >= 0)
+        svc->counters.updates[result]++;
+    e = ctl_event_service(ctl, action, svc);
+    if (e && event_attr(e, "version", "%llu", (unsigned long long)svc->pb->version))
+        e = (pb_free(e), NULL);
+    ctl_emit(ctl, e, "%s", msg);
 }
 
 /* Starts a rollback: the previous spec comes back as a new version, rolled
@@ -494,7 +540,8 @@ static void orch_update(ctl_t *ctl, service_t *svc, slot_view_t *slots, uint32_t
         for (size_t i = 0; i < res.n_steps; i++) {
             slot_view_t *s = &slots[res.steps[i].slot];
             if (res.steps[i].action == PLAN_START_NEW) {
-                orch_new_task(ctl, svc, res.steps[i].slot);
+                orch_new_task(ctl, svc, res.steps[i].slot,
+                              rollback ? MODEL_REPLACE_ROLLBACK : MODEL_REPLACE_UPDATE);
                 continue;
             }
             for (size_t k = 0; k < s->n_run;) {

@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Events kept in the events table; older ones are pruned at each commit. */
+/* Events kept in the events table by default; older ones are pruned at
+ * each commit that adds one. */
 #define STORE_EVENTS_KEPT 10000
 
 /* Migration i brings the schema from user_version i to i + 1. Append only. */
@@ -28,6 +29,8 @@ static const char *const store_migrations[] = {
     "CREATE INDEX tasks_service ON tasks (service_id, slot);"
     "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER,"
     "  kind TEXT, object TEXT, message TEXT);",
+    /* 2: events carry the whole Event (proto/skiff.proto); seq is its seq */
+    "ALTER TABLE events ADD COLUMN data BLOB;",
 };
 
 #define STORE_SCHEMA_VERSION (int)(sizeof(store_migrations) / sizeof(store_migrations[0]))
@@ -47,7 +50,8 @@ static const char *const store_sql[SQL_COUNT] = {
     [SQL_PUT_SPEC] = "INSERT OR REPLACE INTO specs (service_id, version, data) VALUES (?1, ?3, ?6)",
     [SQL_PUT_TASK] = "INSERT OR REPLACE INTO tasks (id, service_id, slot, node_id, desired,"
                      " state, data) VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6)",
-    [SQL_ADD_EVENT] = "INSERT INTO events (time_ms, kind, object, message) VALUES (?3, ?1, ?2, ?7)",
+    [SQL_ADD_EVENT] = "INSERT OR REPLACE INTO events (seq, time_ms, kind, object, message, data)"
+                      " VALUES (?4, ?3, ?1, ?2, ?7, ?6)",
     [SQL_DEL_NODE] = "DELETE FROM nodes WHERE id = ?1",
     [SQL_DEL_SERVICE] = "DELETE FROM services WHERE id = ?1",
     [SQL_DEL_SPEC] = "DELETE FROM specs WHERE service_id = ?1 AND version = ?3",
@@ -61,6 +65,7 @@ static const char *const store_sql[SQL_COUNT] = {
 struct store {
     sqlite3 *db;
     sqlite3_stmt *stmt[SQL_COUNT];
+    size_t events_kept;
 };
 
 /* One row of a batch. The statement's parameters: ?1 id, ?2 text, ?3 a,
@@ -138,6 +143,7 @@ store_t *store_open(const char *path, char *err, size_t len)
     }
     if (store_migrate(st->db, err, len))
         goto out_close;
+    st->events_kept = STORE_EVENTS_KEPT;
     for (int i = 0; i < SQL_COUNT; i++) {
         if (sqlite3_prepare_v3(st->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                &st->stmt[i], NULL) != SQLITE_OK) {
@@ -176,6 +182,40 @@ int store_get_meta(store_t *st, const char *key, char *out, size_t len)
     }
     sqlite3_finalize(s);
     return found;
+}
+
+void store_set_events_kept(store_t *st, size_t n)
+{
+    st->events_kept = n ? n : STORE_EVENTS_KEPT;
+}
+
+int store_load_events(store_t *st, size_t max, void (*fn)(void *arg, Event *e), void *arg,
+                      uint64_t *last_seq)
+{
+    sqlite3_stmt *s;
+    int rc = 0, step;
+
+    *last_seq = 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT MAX(seq) FROM events", -1, &s, NULL))
+        return SKIFF_ESTORE;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        *last_seq = (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (sqlite3_prepare_v2(st->db, "SELECT data FROM (SELECT seq, data FROM events WHERE data"
+                           " IS NOT NULL ORDER BY seq DESC LIMIT ?1) ORDER BY seq", -1, &s, NULL))
+        return SKIFF_ESTORE;
+    sqlite3_bind_int64(s, 1, (int64_t)max);
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        Event *e = (Event *)protobuf_c_message_unpack(&PB_DESC_Event, NULL,
+                                                      (size_t)sqlite3_column_bytes(s, 0),
+                                                      sqlite3_column_blob(s, 0));
+        if (e)
+            fn(arg, e); /* a row that does not decode is skipped, not fatal */
+    }
+    if (step != SQLITE_DONE)
+        rc = SKIFF_ESTORE;
+    sqlite3_finalize(s);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ load */
@@ -444,15 +484,15 @@ int store_put_meta(store_batch_t *b, const char *key, const char *value)
     return store_row_fill(b, r, key, value, NULL, NULL);
 }
 
-int store_add_event(store_batch_t *b, int64_t time_ms, const char *kind, const char *object,
-                    const char *message)
+int store_add_event(store_batch_t *b, const Event *e)
 {
     store_row_t *r = store_row_new(b, SQL_ADD_EVENT);
 
     if (!r)
         return -ENOMEM;
-    r->a = time_ms;
-    return store_row_fill(b, r, kind, object, message, NULL);
+    r->a = e->time_ms;
+    r->b = (int64_t)e->seq;
+    return store_row_fill(b, r, e->type, e->name, e->message, &e->base);
 }
 
 int store_delete(store_batch_t *b, enum store_table table, const char *id, uint64_t version)
@@ -520,7 +560,7 @@ int store_commit(store_t *st, store_batch_t *b, char *err, size_t len)
             goto out_rollback;
     }
     if (events) {
-        sqlite3_bind_int64(st->stmt[SQL_PRUNE_EVENTS], 1, STORE_EVENTS_KEPT);
+        sqlite3_bind_int64(st->stmt[SQL_PRUNE_EVENTS], 1, (int64_t)st->events_kept);
         if (store_exec(st, SQL_PRUNE_EVENTS))
             goto out_rollback;
     }

@@ -46,14 +46,21 @@ int store_put_spec(store_batch_t *b, const char *service_id, uint64_t version,
                    const ServiceSpec *spec);
 int store_put_task(store_batch_t *b, const Task *t);
 int store_put_meta(store_batch_t *b, const char *key, const char *value);
-int store_add_event(store_batch_t *b, int64_t time_ms, const char *kind, const char *object,
-                    const char *message);
+int store_add_event(store_batch_t *b, const Event *e);
 /* Deletes a row: by id, or for STORE_SPECS by (service id, version). */
 int store_delete(store_batch_t *b, enum store_table table, const char *id, uint64_t version);
 
 /* Writes the batch in one transaction. Call from one thread at a time.
  * Returns 0, or SKIFF_ESTORE with the reason in err (nothing written). */
 int store_commit(store_t *st, store_batch_t *b, char *err, size_t errlen);
+
+/* Events kept in the store (the newest n; 0: the default, 10000). */
+void store_set_events_kept(store_t *st, size_t n);
+/* Hands the newest max stored events to fn, oldest first (fn owns each),
+ * and sets *last_seq to the highest seq ever stored. Returns 0 or
+ * SKIFF_ESTORE. */
+int store_load_events(store_t *st, size_t max, void (*fn)(void *arg, Event *e), void *arg,
+                      uint64_t *last_seq);
 
 /* Reads one meta value into out. Returns 1 when found, 0 when not. */
 int store_get_meta(store_t *st, const char *key, char *out, size_t len);

@@ -158,7 +158,7 @@ void h_ctl_start(harness_t *h)
     snprintf(path, sizeof(path), "%s/state.db", h->dir);
     if (!(ctl->store = store_open(path, err, sizeof(err))) ||
         store_load(ctl->store, &ctl->model, err, sizeof(err)) ||
-        tokens_cluster_id(ctl, err, sizeof(err)))
+        tokens_cluster_id(ctl, err, sizeof(err)) || ctl_load_events(ctl))
         fail_msg("controller start: %s", err);
     for (int attempt = 0; attempt < 10 && rc; attempt++) {
         snprintf(ctl->cfg.listen, sizeof(ctl->cfg.listen), "127.0.0.1:%d", h_free_port());
@@ -205,7 +205,9 @@ static void h_ctl_free(harness_t *h)
     assert_null(ctl->batch);
     assert_null(ctl->peers);
     assert_null(ctl->logstreams);
-    store_batch_free(ctl->events);
+    store_batch_free(ctl->events_batch);
+    events_free(ctl->events);
+    free(ctl->monitor);
     store_close(ctl->store);
     model_free(&ctl->model);
     free(ctl->endpoints_packed);

@@ -26,6 +26,7 @@
 #include <utlist.h>
 
 #include "errors.h"
+#include "event.h"
 #include "model.h"
 #include "pbutil.h"
 #include "spec.h"
@@ -391,6 +392,21 @@ static void build_cluster(model_t *m)
 
 /* --------------------------------------------------------------- schema */
 
+/* Adds an event row (seq, time, type, name, message) to a batch. */
+static int add_event(store_batch_t *b, uint64_t seq, int64_t time_ms, const char *type,
+                     const char *name, const char *message)
+{
+    Event *e = event_new(type, "test", "id", name, time_ms);
+    int rc;
+
+    assert_non_null(e);
+    e->seq = seq;
+    pb_set_str(&e->message, message);
+    rc = store_add_event(b, e);
+    pb_free(e);
+    return rc;
+}
+
 static void test_open_creates_schema(void **state)
 {
     fx_t *fx = *state;
@@ -402,9 +418,10 @@ static void test_open_creates_schema(void **state)
     if (!st)
         fail_msg("store_open: %s", err);
     assert_non_null(strstr(log, "migrated to version 1"));
+    assert_non_null(strstr(log, "migrated to version 2"));
     store_close(st);
 
-    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 2);
     assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                              " AND name IN ('meta', 'nodes', 'services', 'specs', 'tasks',"
                              " 'events')"), 6);
@@ -435,7 +452,7 @@ static void test_open_creates_schema(void **state)
     }
     model_free(&m);
     store_close(st);
-    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 2);
 }
 
 static void test_newer_schema_refused(void **state)
@@ -448,7 +465,7 @@ static void test_newer_schema_refused(void **state)
     st = store_open(fx->path, err, sizeof(err));
     assert_null(st);
     assert_non_null(strstr(err, "schema version 7"));
-    assert_non_null(strstr(err, "up to 1"));
+    assert_non_null(strstr(err, "up to 2"));
     /* Left as it was. */
     assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 7);
     assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE name = 'nodes'"),
@@ -480,7 +497,7 @@ static void test_roundtrip(void **state)
     build_cluster(&a);
     batch = batch_of_model(&a);
     assert_true(store_batch_size(batch) > 10);
-    assert_int_equal(store_add_event(batch, 1700000000000, "service", "web", "created"), 0);
+    assert_int_equal(add_event(batch, 1, 1700000000000, "service", "web", "created"), 0);
     commit_ok(st, batch);
     store_close(st);
 
@@ -637,7 +654,7 @@ static void test_failed_batch_commits_nothing(void **state)
     /* Nodes and services come before tasks in the batch, the meta after:
      * rows on both sides of the failing one. */
     batch = batch_of_model(&a);
-    assert_int_equal(store_add_event(batch, 1, "node", "node-1", "joined"), 0);
+    assert_int_equal(add_event(batch, 1, 1, "node", "node-1", "joined"), 0);
     rc = store_commit(st, batch, err, sizeof(err));
     store_batch_free(batch);
     assert_int_equal(rc, SKIFF_ESTORE);
@@ -671,7 +688,7 @@ static void test_events_pruned(void **state)
     assert_non_null(st);
     for (int i = 0; i < kept + extra; i++) {
         snprintf(msg, sizeof(msg), "event %d", i);
-        assert_int_equal(store_add_event(batch, 1700000000000 + i, "node", "n1", msg), 0);
+        assert_int_equal(add_event(batch, (uint64_t)i + 1, 1700000000000 + i, "node", "n1", msg), 0);
     }
     commit_ok(st, batch);
     assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM events"), kept);
@@ -686,10 +703,51 @@ static void test_events_pruned(void **state)
 
     batch = store_batch_new();
     for (int i = 0; i < 3; i++)
-        assert_int_equal(store_add_event(batch, 1800000000000 + i, "service", "web", "x"), 0);
+        assert_int_equal(add_event(batch, (uint64_t)(kept + extra + i + 1), 1800000000000 + i, "service", "web", "x"), 0);
     commit_ok(st, batch);
     assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM events"), kept);
     assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM events WHERE kind = 'service'"), 3);
+    store_close(st);
+}
+
+typedef struct loaded {
+    uint64_t seqs[16];
+    int n;
+} loaded_t;
+
+static void on_loaded(void *arg, Event *e)
+{
+    loaded_t *l = arg;
+
+    if (l->n < 16)
+        l->seqs[l->n] = e->seq;
+    l->n++;
+    pb_free(e);
+}
+
+static void test_events_loaded(void **state)
+{
+    fx_t *fx = *state;
+    char err[256] = "";
+    store_t *st = store_open(fx->path, err, sizeof(err));
+    store_batch_t *batch = store_batch_new();
+    loaded_t l = { { 0 }, 0 };
+    uint64_t last;
+
+    assert_non_null(st);
+    store_set_events_kept(st, 8);
+    for (int i = 1; i <= 12; i++)
+        assert_int_equal(add_event(batch, (uint64_t)i, 1000 + i, "node", "n1", "x"), 0);
+    commit_ok(st, batch);
+    assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM events"), 8);
+    /* a row of the first schema (no data) counts for the seq only */
+    sql_exec(fx->path, "INSERT INTO events (seq, time_ms, kind, object, message) VALUES"
+                       " (20, 5, 'node', 'n1', 'old')");
+    assert_int_equal(store_load_events(st, 5, on_loaded, &l, &last), 0);
+    assert_int_equal(last, 20);
+    assert_int_equal(l.n, 5);
+    assert_int_equal(l.seqs[0], 8); /* the newest five, oldest first */
+    assert_int_equal(l.seqs[4], 12);
     store_close(st);
 }
 
@@ -937,6 +995,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_updates_and_deletions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_batch_commits_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_pruned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_loaded, setup, teardown),
         cmocka_unit_test(test_model_find),
         cmocka_unit_test(test_model_specs),
         cmocka_unit_test(test_model_task_delete),
