@@ -12,11 +12,15 @@
 #include "engine.h"
 #include "errors.h"
 #include "httpc.h"
+#include "httpd.h"
 #include "lb.h"
 #include "log.h"
 #include "logstream.h"
+#include "metrics.h"
 #include "pbutil.h"
+#include "prom.h"
 #include "runner.h"
+#include "stats.h"
 #include "wire.h"
 
 #include <ctype.h>
@@ -44,8 +48,11 @@ struct agent {
     Label **labels;             /* from --label, sent at registration */
     size_t n_labels;
     uint64_t heartbeat_ms;
+    char *metrics_listen;       /* NULL: no /metrics */
 
     httpc_t *http;
+    httpd_t *metrics;
+    stats_t *stats;
     engine_t *engine;
     runner_t *runner;
     lb_t *lb;
@@ -123,7 +130,8 @@ static void agent_send_report(agent_t *a, int full)
     StatusReport sr = PB_STATUS_REPORT_INIT;
     runner_report_t rep;
     LbStats **stats = NULL;
-    size_t n_stats = 0;
+    TaskStats **tstats = NULL;
+    size_t n_stats = 0, n_tstats = 0;
 
     if (!a->registered || runner_report(a->runner, !full, &rep) != 0)
         return;
@@ -133,6 +141,11 @@ static void agent_send_report(agent_t *a, int full)
         stats = NULL;
         n_stats = 0;
     }
+    if (full && a->stats) {
+        stats_sync(a->stats, a->runner);
+        if (stats_report(a->stats, &tstats, &n_tstats) != 0)
+            n_tstats = 0;
+    }
     sr.full = full;
     sr.tasks = rep.tasks;
     sr.n_tasks = rep.n;
@@ -140,11 +153,15 @@ static void agent_send_report(agent_t *a, int full)
     sr.endpoints_version = a->endpoints_version;
     sr.lb_stats = stats;
     sr.n_lb_stats = n_stats;
+    sr.stats = tstats;
+    sr.n_stats = n_tstats;
     env.msg_case = MSG_STATUS;
     env.status = &sr;
     agent_send(a, &env);
     if (stats)
         lb_stats_free(stats, n_stats);
+    if (tstats)
+        stats_report_free(tstats, n_tstats);
     runner_report_free(&rep);
 }
 
@@ -621,6 +638,7 @@ static void agent_free(agent_t *a)
     free(a->token);
     free(a->token_file);
     free(a->socket);
+    free(a->metrics_listen);
     pb_free(a->endpoints);
     free(a);
 }
@@ -677,6 +695,12 @@ agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg)
     a->logs = logstreams_create(loop, a->engine, agent_container_of, agent_send_logs, a);
     if (!a->logs)
         goto out_close_runner;
+    a->stats = stats_create(a->engine, NULL);
+    if (!a->stats)
+        goto out_close_runner;
+    if (cfg->metrics_listen && *cfg->metrics_listen &&
+        !(a->metrics_listen = strdup(cfg->metrics_listen)))
+        goto out_close_runner;
     uv_timer_init(loop, &a->engine_timer);
     uv_timer_init(loop, &a->reconnect_timer);
     uv_timer_init(loop, &a->heartbeat_timer);
@@ -686,6 +710,10 @@ agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg)
     return a;
 
 out_close_runner:
+    stats_free(a->stats);
+    a->stats = NULL;
+    logstreams_free(a->logs);
+    a->logs = NULL;
     runner_close(a->runner, NULL, NULL);
 out_close_engine:
     a->engine->ops->close(a->engine, NULL, NULL);
@@ -696,8 +724,44 @@ out_free:
     return NULL;
 }
 
+static void agent_on_metrics(void *arg, httpd_req_t *r)
+{
+    agent_t *a = arg;
+    agent_metrics_src_t src = { a->name, a->lb, a->stats, a->engine };
+    const char *method = httpd_method(r), *text;
+    size_t len;
+    prom_t p;
+
+    if (strcmp(httpd_path(r), "/metrics") != 0) {
+        httpd_respond_error(r, 404, "not found: the metrics are at /metrics");
+        return;
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        httpd_add_header(r, "Allow", "GET, HEAD");
+        httpd_respond_error(r, 405, "method %s not allowed", method);
+        return;
+    }
+    prom_init(&p, 0);
+    agent_metrics_page(&p, &src);
+    text = prom_text(&p, &len);
+    if (prom_ok(&p))
+        httpd_respond(r, 200, PROM_CONTENT_TYPE, text, len);
+    else
+        httpd_respond_error(r, 500, "the metrics page did not fit in memory");
+    prom_free(&p);
+}
+
 int agent_start(agent_t *a)
 {
+    if (a->metrics_listen) {
+        httpd_config_t hc = { .listen = a->metrics_listen, .name = "metrics",
+                              .max_body = 4096, .max_connections = 64 };
+        char err[256];
+        if (!(a->metrics = httpd_start(a->loop, &hc, agent_on_metrics, a, err, sizeof(err)))) {
+            log_error("--metrics-listen %s", err);
+            return SKIFF_EINVAL;
+        }
+    }
     log_info("skiff-agent %s: node %s, advertise %s, controller %s, engine unix://%s",
              SKIFF_VERSION, a->name, a->advertise, a->controller, a->socket);
     agent_engine_next(a);
@@ -741,6 +805,13 @@ void agent_close(agent_t *a, void (*done)(void *arg), void *arg)
     a->pending = 1; /* held until every part has been asked to close */
     logstreams_free(a->logs);
     a->logs = NULL;
+    stats_free(a->stats); /* its streams close on the engine, which is still up */
+    a->stats = NULL;
+    if (a->metrics) {
+        a->pending++;
+        httpd_close(a->metrics, agent_on_part_closed, a);
+        a->metrics = NULL;
+    }
     /* The engine first: no engine callback may reach the runner after. */
     a->pending++;
     a->engine->ops->close(a->engine, agent_on_part_closed, a);

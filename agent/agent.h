@@ -31,6 +31,7 @@ typedef struct agent_config {
     const char *const *labels;  /* "KEY=VALUE" */
     size_t n_labels;
     uint64_t heartbeat_ms;
+    const char *metrics_listen; /* "ADDR:PORT" of /metrics; NULL or "": none */
 } agent_config_t;
 
 /* 1 when t is a join token: 64 hex digits. */

@@ -1,7 +1,7 @@
 /* docker: see docker.h.
  *
  * Every call is one request (dreq_t) on httpc. A request collects its body
- * into a bounded buffer, or, for the streaming endpoints (events, logs, pull
+ * into a bounded buffer, or, for the streaming endpoints (events, logs, stats, pull
  * progress), parses it as it comes; its callback runs once the transfer is
  * done, and the request is freed after it. A request that a caller may end
  * (logs) or that the engine ends (events) can be released from inside its
@@ -33,8 +33,16 @@
 
 typedef enum dkind {
     D_PING, D_INFO, D_GATEWAY, D_IMAGE_INSPECT, D_PULL, D_CREATE, D_START, D_STOP, D_KILL,
-    D_REMOVE, D_INSPECT, D_LIST, D_EVENTS, D_LOGS,
+    D_REMOVE, D_INSPECT, D_LIST, D_EVENTS, D_LOGS, D_STATS, D_KINDS
 } dkind_t;
+
+/* The op label of skiff_engine_requests_total, by kind. */
+static const char *const docker_kind_names[D_KINDS] = {
+    "ping", "info", "gateway", "image_inspect", "image_pull", "create", "start", "stop",
+    "kill", "remove", "inspect", "list", "events", "logs", "stats",
+};
+
+#define DOCKER_CODES 12  /* distinct answer codes counted per kind */
 
 typedef struct docker docker_t;
 
@@ -48,6 +56,7 @@ struct engine_logs {
     engine_cb cb;
     void *arg;
     const engine_logs_ops_t *logs_ops;
+    const engine_stats_ops_t *stats_ops;
     long http_status;       /* from the last status line */
     buf_t body;             /* the answer, or an error answer of a stream */
     size_t body_max;
@@ -68,6 +77,7 @@ struct docker {
     char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     char api[16];
     dreq_t *reqs;
+    struct { int code; uint64_t n; } answers[D_KINDS][DOCKER_CODES];
     int closing;
     void (*close_done)(void *arg);
     void *close_arg;
@@ -252,7 +262,8 @@ static int docker_path(docker_t *d, char *out, size_t len, const char *rest)
 
 static int dreq_streaming(const dreq_t *r)
 {
-    return (r->kind == D_EVENTS || r->kind == D_LOGS || r->kind == D_PULL) &&
+    return (r->kind == D_EVENTS || r->kind == D_LOGS || r->kind == D_PULL ||
+            r->kind == D_STATS) &&
            r->http_status >= 200 && r->http_status < 300;
 }
 
@@ -325,6 +336,21 @@ static void docker_on_progress_line(void *arg, const char *line, size_t len)
         snprintf(r->stream_err, sizeof(r->stream_err), "%s", err);
 }
 
+static void docker_on_stats_line(void *arg, const char *line, size_t len)
+{
+    dreq_t *r = arg;
+    engine_stats_t s;
+
+    if (r->released || len == 0)
+        return;
+    if (engine_json_parse_stats(line, len, &s) < 0) {
+        log_debug("engine: a stats sample that is not what it should be was ignored");
+        return;
+    }
+    if (r->stats_ops->on_stats)
+        r->stats_ops->on_stats(r->arg, &s);
+}
+
 static void docker_on_log_data(void *arg, int is_stderr, const char *data, size_t len)
 {
     dreq_t *r = arg;
@@ -355,6 +381,9 @@ static int docker_on_body(void *arg, const char *data, size_t len)
         break;
     case D_PULL:
         rc = engine_lines_feed(&r->lines, data, len, docker_on_progress_line, r);
+        break;
+    case D_STATS:
+        rc = engine_lines_feed(&r->lines, data, len, docker_on_stats_line, r);
         break;
     case D_LOGS:
         rc = engine_demux_feed(&r->demux, data, len, docker_on_log_data, r);
@@ -517,6 +546,31 @@ static void docker_finish_ok(dreq_t *r, engine_result_t *res)
 
 static void docker_events_schedule(docker_t *d);
 
+/* Counts an answer (code 0: none came). */
+static void docker_count(docker_t *d, dkind_t kind, int code)
+{
+    for (int i = 0; i < DOCKER_CODES; i++) {
+        if (d->answers[kind][i].n == 0)
+            d->answers[kind][i].code = code;
+        if (d->answers[kind][i].code == code) {
+            d->answers[kind][i].n++;
+            return;
+        }
+    }
+    /* more distinct codes than kept: the last slot takes the rest */
+    d->answers[kind][DOCKER_CODES - 1].n++;
+}
+
+void docker_requests_each(engine_t *e, void (*fn)(void *arg, const char *op, int code,
+                                                  uint64_t n), void *arg)
+{
+    docker_t *d = (docker_t *)e;
+
+    for (int k = 0; k < D_KINDS; k++)
+        for (int i = 0; i < DOCKER_CODES && d->answers[k][i].n; i++)
+            fn(arg, docker_kind_names[k], d->answers[k][i].code, d->answers[k][i].n);
+}
+
 static void docker_on_done(void *arg, CURLcode result, long http_status, const char *err)
 {
     dreq_t *r = arg;
@@ -526,6 +580,7 @@ static void docker_on_done(void *arg, CURLcode result, long http_status, const c
 
     r->xfer = NULL; /* httpc has let go of it */
     dreq_unlink(r);
+    docker_count(d, r->kind, result == CURLE_OK ? (int)http_status : 0);
     res.http_status = (int)http_status;
     res.message = "";
     if (result != CURLE_OK) {
@@ -572,6 +627,12 @@ static void docker_on_done(void *arg, CURLcode result, long http_status, const c
         r->released = 1; /* a logs_close from on_end is a no-op */
         if (r->logs_ops->on_end)
             r->logs_ops->on_end(r->arg, res.status, res.message);
+        dreq_free(r);
+        return;
+    case D_STATS:
+        r->released = 1;
+        if (r->stats_ops->on_end)
+            r->stats_ops->on_end(r->arg, res.status, res.message);
         dreq_free(r);
         return;
     default:
@@ -872,6 +933,28 @@ static void docker_logs_close(engine_t *e, engine_logs_t *logs)
         dreq_release(logs);
 }
 
+/* ------------------------------------------------------------ stats */
+
+static int docker_stats_open(engine_t *e, const char *id, const engine_stats_ops_t *ops,
+                             void *arg, engine_logs_t **out)
+{
+    docker_t *d = (docker_t *)e;
+    char rest[512], path[640];
+    dreq_t *r;
+    int rc;
+
+    *out = NULL;
+    if (docker_container_path(rest, sizeof(rest), id, "/stats?stream=1") ||
+        docker_path(d, path, sizeof(path), rest))
+        return SKIFF_EINVAL;
+    rc = docker_request(d, D_STATS, "GET", path, NULL, 0, NULL, arg, &r);
+    if (rc)
+        return rc;
+    r->stats_ops = ops;
+    *out = r;
+    return 0;
+}
+
 /* ------------------------------------------------------------ close */
 
 static void docker_on_closed(uv_handle_t *h)
@@ -917,6 +1000,8 @@ static const engine_ops_t docker_ops = {
     .events_stop = docker_events_stop,
     .logs_open = docker_logs_open,
     .logs_close = docker_logs_close,
+    .stats_open = docker_stats_open,
+    .stats_close = docker_logs_close, /* a stream, ended the same way */
     .close = docker_close,
 };
 

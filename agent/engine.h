@@ -157,6 +157,22 @@ typedef struct engine_logs_ops {
     void (*on_end)(void *arg, int status, const char *message);
 } engine_logs_ops_t;
 
+/* One sample of a container's stats stream (GET /containers/{id}/stats). */
+typedef struct engine_stats {
+    double cpu_percent;        /* of one CPU, since the sample before (docker stats' way) */
+    uint64_t cpu_total_ns;     /* CPU time used by the container */
+    uint64_t memory_usage;     /* bytes, the inactive page cache left out */
+    uint64_t memory_limit;
+    uint64_t net_rx, net_tx;   /* bytes, over every interface */
+} engine_stats_t;
+
+typedef struct engine_stats_ops {
+    void (*on_stats)(void *arg, const engine_stats_t *s);
+    /* The stream ended (the container stopped) or failed. Not called after
+     * stats_close. */
+    void (*on_end)(void *arg, int status, const char *message);
+} engine_stats_ops_t;
+
 typedef struct engine engine_t;
 
 typedef struct engine_ops {
@@ -202,6 +218,12 @@ typedef struct engine_ops {
     /* Drops every call in progress (no callbacks), and calls done(arg)
      * from the loop once the engine is freed. */
     void (*close)(engine_t *e, void (*done)(void *arg), void *arg);
+    /* Streams a running container's stats, a sample a second, until it
+     * stops or stats_close (NULL in fakes without stats); *out identifies it (an engine_logs_t, as a log
+     * stream is: both are streams of the engine). */
+    int (*stats_open)(engine_t *e, const char *id, const engine_stats_ops_t *ops, void *arg,
+                      engine_logs_t **out);
+    void (*stats_close)(engine_t *e, engine_logs_t *stream);
 } engine_ops_t;
 
 /* Implementations start with this. */

@@ -880,3 +880,69 @@ int engine_demux_feed(engine_demux_t *d, const char *data, size_t len, engine_de
     }
     return 0;
 }
+
+/* ---- stats */
+
+/* A non-negative integer at obj.key (a path of object keys), else 0. */
+static uint64_t json_u64_at(const json_t *obj, const char *const *path, size_t n)
+{
+    const json_t *v = obj;
+
+    for (size_t i = 0; i < n && v; i++)
+        v = json_is_object(v) ? json_object_get(v, path[i]) : NULL;
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+}
+
+#define U64_AT(obj, ...) \
+    json_u64_at((obj), (const char *const[]){ __VA_ARGS__ }, \
+                sizeof((const char *const[]){ __VA_ARGS__ }) / sizeof(const char *))
+
+int engine_json_parse_stats(const char *json, size_t len, engine_stats_t *out)
+{
+    json_t *root = engine_load(json, len), *nets;
+    uint64_t cpu, precpu, sys, presys, cache;
+    uint32_t cpus;
+    int rc = SKIFF_EINVAL;
+
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(root) || !json_is_object(json_object_get(root, "cpu_stats")))
+        goto out_free;
+    cpu = U64_AT(root, "cpu_stats", "cpu_usage", "total_usage");
+    precpu = U64_AT(root, "precpu_stats", "cpu_usage", "total_usage");
+    sys = U64_AT(root, "cpu_stats", "system_cpu_usage");
+    presys = U64_AT(root, "precpu_stats", "system_cpu_usage");
+    cpus = (uint32_t)U64_AT(root, "cpu_stats", "online_cpus");
+    if (!cpus) {
+        json_t *per = json_object_get(json_object_get(json_object_get(root, "cpu_stats"),
+                                                      "cpu_usage"), "percpu_usage");
+        cpus = json_is_array(per) ? (uint32_t)json_array_size(per) : 1;
+    }
+    out->cpu_total_ns = cpu;
+    /* as the docker CLI computes it: the container's share of the host's
+     * CPU time between the two samples, times the CPUs */
+    if (presys && sys > presys && cpu >= precpu)
+        out->cpu_percent = (double)(cpu - precpu) / (double)(sys - presys) * cpus * 100.0;
+    /* memory as `docker stats` shows it: without the inactive page cache
+     * (cgroup v2: inactive_file; v1: total_inactive_file) */
+    out->memory_usage = U64_AT(root, "memory_stats", "usage");
+    cache = U64_AT(root, "memory_stats", "stats", "inactive_file");
+    if (!cache)
+        cache = U64_AT(root, "memory_stats", "stats", "total_inactive_file");
+    if (cache < out->memory_usage)
+        out->memory_usage -= cache;
+    out->memory_limit = U64_AT(root, "memory_stats", "limit");
+    nets = json_object_get(root, "networks");
+    if (json_is_object(nets)) {
+        const char *key;
+        json_t *iface;
+        json_object_foreach(nets, key, iface) {
+            out->net_rx += U64_AT(iface, "rx_bytes");
+            out->net_tx += U64_AT(iface, "tx_bytes");
+        }
+    }
+    rc = presys ? 0 : 1;
+
+out_free:
+    json_decref(root);
+    return rc;
+}

@@ -71,6 +71,11 @@ int64_t engine_time_ms(const char *s);
 
 /* Splits a byte stream into lines ('\n', a trailing '\r' dropped). A line
  * longer than max is dropped whole (and counted), so memory stays bounded. */
+/* One object of a stats stream. Returns 0; SKIFF_EINVAL when it is not
+ * one; 1 when it is the first of its stream (no earlier sample, so no CPU
+ * percentage yet: cpu_percent is 0). */
+int engine_json_parse_stats(const char *json, size_t len, engine_stats_t *out);
+
 typedef struct engine_lines {
     buf_t buf;
     size_t max;

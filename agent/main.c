@@ -3,6 +3,7 @@
  * containers keep running (stopping the agent never stops a task).
  */
 #include "agent.h"
+#include "conn.h"
 #include "docker.h"
 #include "duration.h"
 #include "errors.h"
@@ -42,6 +43,8 @@ static const char usage[] =
     "  --label KEY=VALUE            a node label, for placement constraints\n"
     "                               (repeatable)\n"
     "  --heartbeat-interval DURATION  how often to report (default 1s)\n"
+    "  --metrics-listen ADDR:PORT   serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+    "                               (off when not given)\n"
     "  --log-level LEVEL            debug, info, warn or error (default info)\n"
     "  -h, --help                   this help\n"
     "  --version                    the version\n";
@@ -120,7 +123,7 @@ static void main_on_signal(uv_signal_t *s, int signum)
 int main(int argc, char **argv)
 {
     enum { OPT_CONTROLLER = 256, OPT_NAME, OPT_ADVERTISE, OPT_TOKEN_FILE, OPT_DOCKER_HOST,
-           OPT_LABEL, OPT_HEARTBEAT, OPT_LOG_LEVEL, OPT_VERSION };
+           OPT_LABEL, OPT_HEARTBEAT, OPT_LOG_LEVEL, OPT_VERSION, OPT_METRICS };
     static const struct option options[] = {
         { "controller", required_argument, NULL, OPT_CONTROLLER },
         { "name", required_argument, NULL, OPT_NAME },
@@ -130,6 +133,7 @@ int main(int argc, char **argv)
         { "label", required_argument, NULL, OPT_LABEL },
         { "heartbeat-interval", required_argument, NULL, OPT_HEARTBEAT },
         { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+        { "metrics-listen", required_argument, NULL, OPT_METRICS },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, OPT_VERSION },
         { NULL, 0, NULL, 0 },
@@ -139,6 +143,7 @@ int main(int argc, char **argv)
     const char *labels[MAIN_MAX_LABELS];
     size_t n_labels = 0;
     int64_t heartbeat_ms = 1000;
+    const char *metrics_listen = NULL;
     enum log_level level = LOG_INFO;
     char hostname[256], token[MAIN_TOKEN_FILE_MAX], socket_path[256], err[256], host[256];
     agent_config_t cfg = { 0 };
@@ -177,6 +182,14 @@ int main(int argc, char **argv)
                 return main_fail("--heartbeat-interval: '%.100s' is not a duration between "
                                  "10ms and 1m (like 1s or 500ms)", optarg);
             break;
+        case OPT_METRICS: {
+            struct sockaddr_storage ss;
+            if (conn_parse_addr(optarg, &ss) != 0)
+                return main_fail("--metrics-listen: '%.100s' is not an IP address and port "
+                                 "(like 127.0.0.2:9401)", optarg);
+            metrics_listen = optarg;
+            break;
+        }
         case OPT_LOG_LEVEL:
             if (log_level_parse(optarg, &level) != 0)
                 return main_fail("--log-level: '%.100s' is not debug, info, warn or error",
@@ -241,6 +254,7 @@ int main(int argc, char **argv)
     cfg.labels = labels;
     cfg.n_labels = n_labels;
     cfg.heartbeat_ms = (uint64_t)heartbeat_ms;
+    cfg.metrics_listen = metrics_listen;
     the_agent = agent_create(loop, &cfg);
     memset(token, 0, sizeof(token));
     if (!the_agent) {

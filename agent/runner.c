@@ -821,6 +821,19 @@ void runner_report_free(runner_report_t *rep)
     memset(rep, 0, sizeof(*rep));
 }
 
+void runner_each_running(const runner_t *r,
+                         void (*fn)(void *arg, const char *task_id, const char *service,
+                                    uint32_t slot, const char *container),
+                         void *arg)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        const runtask_t *t = r->entries[i]->t;
+        if (t->alive && t->cid[0] && t->state == TASK_RUNNING)
+            fn(arg, t->id, t->asg ? t->asg->service_name : "", t->asg ? t->asg->slot : 0,
+               t->cid);
+    }
+}
+
 const char *runner_container(const runner_t *r, const char *task_id)
 {
     rentry_t *e = runner_find(r, task_id);

@@ -89,6 +89,13 @@ typedef struct runner_report {
 int runner_report(runner_t *r, int only_changed, runner_report_t *out);
 void runner_report_free(runner_report_t *rep);
 
+/* Calls fn for every task whose container runs, with its service's name
+ * ("" when not known yet) and slot. */
+void runner_each_running(const runner_t *r,
+                         void (*fn)(void *arg, const char *task_id, const char *service,
+                                    uint32_t slot, const char *container),
+                         void *arg);
+
 /* The container of a task, or NULL. */
 const char *runner_container(const runner_t *r, const char *task_id);
 

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "errors.h"
 #include "parse.h"
+#include "pbutil.h"
 #include "wire.h"
 
 #include <ctype.h>
@@ -37,6 +38,10 @@ enum {
     CF_AVAILABILITY = 1u << 11,
     CF_GLOBAL = 1u << 12,  /* --host, --token-file: every command */
     CF_HELP = 1u << 13,    /* every command */
+    CF_SINCE = 1u << 14,
+    CF_UNTIL = 1u << 15,
+    CF_FILTER = 1u << 16,
+    CF_NO_STREAM = 1u << 17,
 };
 
 typedef struct cli_flag {
@@ -61,6 +66,12 @@ static const cli_flag_t cli_flags[] = {
     { CF_COMPOSE, "compose-file", 'c', "FILE", "Compose file of the stack (\"-\": stdin)" },
     { CF_PRUNE, "prune", 0, NULL, "Remove the stack's services that the file no longer has" },
     { CF_AVAILABILITY, "availability", 0, "active|drain", "Node availability" },
+    { CF_SINCE, "since", 0, "TIME",
+      "Show events since TIME: a duration back (10m), Unix seconds, or RFC 3339" },
+    { CF_UNTIL, "until", 0, "TIME", "Stop at TIME (same forms); without it, follow" },
+    { CF_FILTER, "filter", 'f', "KEY=VALUE",
+      "Only type=service|task|node, service=NAME, node=NAME (repeatable)" },
+    { CF_NO_STREAM, "no-stream", 0, NULL, "Print the figures once, not every second" },
     { CF_GLOBAL, "host", 'H', "ADDR:PORT",
       "Controller address (SKIFF_HOST; default " CLI_DEFAULT_HOST ")" },
     { CF_GLOBAL, "token-file", 0, "FILE",
@@ -101,6 +112,11 @@ static const cli_command_t cli_commands[] = {
       service_rm },
     { "service", "logs", NULL, "[OPTIONS] SERVICE", "Show the logs of a service's tasks",
       CF_FOLLOW | CF_TAIL, 0, 1, 1, service_logs },
+    { "service", "stats", NULL, "[OPTIONS] [SERVICE...]",
+      "Show the tasks' CPU, memory, network and balancer figures, live",
+      CF_FORMAT | CF_NO_STREAM | CF_NO_TRUNC, 0, 0, -1, service_stats },
+    { "events", NULL, NULL, "[OPTIONS]", "Show what happens in the cluster",
+      CF_FORMAT | CF_SINCE | CF_UNTIL | CF_FILTER, 0, 0, 0, events_run },
     { "stack", "deploy", "up", "[OPTIONS] STACK", "Deploy a stack from a Compose file, or "
       "change it to match the file", CF_COMPOSE | CF_PRUNE | WAITING, 0, 1, 1, stack_deploy },
     { "stack", "ls", "list", "[OPTIONS]", "List stacks", CF_FORMAT | CF_QUIET_IDS, 0, 0, 0,
@@ -121,6 +137,7 @@ static const struct {
     { "node", "Manage the cluster's nodes" },
     { "service", "Manage services" },
     { "stack", "Manage stacks (services from a Compose file)" },
+    { "events", "Show what happens in the cluster (services, tasks, nodes)" },
 };
 
 #define N_GROUPS (sizeof(cli_groups) / sizeof(cli_groups[0]))
@@ -270,8 +287,14 @@ static const cli_command_t *cli_find(const char *group, const char *verb)
 {
     for (size_t i = 0; i < N_COMMANDS; i++) {
         const cli_command_t *c = &cli_commands[i];
-        if (strcmp(c->group, group) == 0 &&
-            (strcmp(c->verb, verb) == 0 || (c->alias && strcmp(c->alias, verb) == 0)))
+        if (strcmp(c->group, group) != 0)
+            continue;
+        if (!c->verb || !verb) {
+            if (!c->verb && !verb)
+                return c;
+            continue;
+        }
+        if (strcmp(c->verb, verb) == 0 || (c->alias && strcmp(c->alias, verb) == 0))
             return c;
     }
     return NULL;
@@ -389,6 +412,34 @@ static int cli_set_common(cli_args_t *a, const cli_flag_t *f, const char *v, cha
                             "drain)", v);
         return 0;
     case CF_HELP: a->help = 1; return 0;
+    case CF_SINCE:
+    case CF_UNTIL: {
+        int64_t ms;
+        if (parse_time(v, fmt_now_ms(), &ms) || ms <= 0)
+            return cli_fail(err, len, "invalid value for --%s: \"%.100s\" (a duration like 10m, "
+                            "Unix seconds, or a time like 2026-12-06T13:50:00Z)", f->name, v);
+        if (f->bit == CF_SINCE)
+            a->since_ms = ms;
+        else
+            a->until_ms = ms;
+        return 0;
+    }
+    case CF_FILTER: {
+        const char *eq = strchr(v, '=');
+        size_t klen = eq ? (size_t)(eq - v) : 0;
+        if (!eq || !eq[1])
+            return cli_fail(err, len, "invalid filter: \"%.100s\" (KEY=VALUE)", v);
+        if (!((klen == 4 && strncmp(v, "type", 4) == 0) ||
+              (klen == 7 && strncmp(v, "service", 7) == 0) ||
+              (klen == 4 && strncmp(v, "node", 4) == 0)))
+            return cli_fail(err, len, "invalid filter: \"%.100s\" (type, service or node)", v);
+        if (klen == 4 && strncmp(v, "type", 4) == 0 && strcmp(eq + 1, "service") != 0 &&
+            strcmp(eq + 1, "task") != 0 && strcmp(eq + 1, "node") != 0)
+            return cli_fail(err, len, "invalid filter: \"%.100s\" (type is service, task or "
+                            "node)", v);
+        return pb_push_str(&a->n_filters, &a->filters, v) ? -ENOMEM : 0;
+    }
+    case CF_NO_STREAM: a->no_stream = 1; return 0;
     case CF_GLOBAL:
         if (strcmp(f->name, "host") == 0) {
             if (wire_parse_hostport(v, h, sizeof(h), &port))
@@ -416,7 +467,8 @@ static void cli_bad_flag(char **argv, int optind_now, int optopt_now, char *out,
 
 static const char *cli_cmd_name(const cli_command_t *cmd, char *out, size_t len)
 {
-    snprintf(out, len, "skiff %s %s", cmd->group, cmd->verb);
+    snprintf(out, len, "skiff %s%s%s", cmd->group, cmd->verb ? " " : "",
+             cmd->verb ? cmd->verb : "");
     return out;
 }
 
@@ -492,6 +544,8 @@ int cli_parse(int argc, char **argv, cli_args_t *a, char *err, size_t errlen)
         a->group = next < argc ? argv[next++] : NULL;
         if (a->group && next < argc)
             a->cmd = cli_find(a->group, argv[next]);
+        if (a->group && !a->cmd)
+            a->cmd = cli_find(a->group, NULL);
         if (a->group && !cli_group_known(a->group))
             return cli_fail(err, errlen, "unknown command \"%.60s\" (see skiff --help)",
                             a->group);
@@ -499,9 +553,13 @@ int cli_parse(int argc, char **argv, cli_args_t *a, char *err, size_t errlen)
     }
     if (!cli_group_known(a->group))
         return cli_fail(err, errlen, "unknown command \"%.60s\" (see skiff --help)", a->group);
-    if (next >= argc || strcmp(argv[next], "--help") == 0 || strcmp(argv[next], "-h") == 0)
-        return (a->help = 1, 0);
-    cmd = cli_find(a->group, argv[next]);
+    if ((cmd = cli_find(a->group, NULL))) {
+        next--; /* a command of its own: the group word is its verb */
+    } else {
+        if (next >= argc || strcmp(argv[next], "--help") == 0 || strcmp(argv[next], "-h") == 0)
+            return (a->help = 1, 0);
+        cmd = cli_find(a->group, argv[next]);
+    }
     if (!cmd)
         return cli_fail(err, errlen, "unknown command \"skiff %s %.60s\" (see skiff %s --help)",
                         a->group, argv[next], a->group);
@@ -542,6 +600,9 @@ int cli_parse(int argc, char **argv, cli_args_t *a, char *err, size_t errlen)
 void cli_args_free(cli_args_t *a)
 {
     svc_opts_free(&a->svc);
+    for (size_t i = 0; i < a->n_filters; i++)
+        free(a->filters[i]);
+    free(a->filters);
 }
 
 /* ---------------------------------------------------------------- help */
@@ -589,7 +650,9 @@ static void cli_help_group(FILE *out, const char *group)
 
 static void cli_help_command(FILE *out, const cli_command_t *cmd)
 {
-    fprintf(out, "Usage:  skiff %s %s %s\n\n%s\n", cmd->group, cmd->verb, cmd->usage,
+    char name[64];
+
+    fprintf(out, "Usage:  %s %s\n\n%s\n", cli_cmd_name(cmd, name, sizeof(name)), cmd->usage,
             cmd->summary);
     if (cmd->alias)
         fprintf(out, "\nAliases:\n  %s, %s\n", cmd->verb, cmd->alias);

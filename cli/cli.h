@@ -46,6 +46,10 @@ typedef struct cli_args {
     const char *compose_file;
     int prune;
     int availability;          /* -1: not given */
+    int64_t since_ms, until_ms;  /* --since, --until; 0: not given */
+    char **filters;            /* --filter KEY=VALUE, checked */
+    size_t n_filters;
+    int no_stream;
     svc_opts_t svc;            /* service create/update flags, in order */
     /* the command's arguments */
     int argc;
@@ -54,7 +58,7 @@ typedef struct cli_args {
 
 struct cli_command {
     const char *group;
-    const char *verb;
+    const char *verb;       /* NULL: the group is the command (skiff events) */
     const char *alias;      /* Docker's other name ("list"), or NULL */
     const char *usage;      /* what follows the verb in the usage line */
     const char *summary;
@@ -112,6 +116,9 @@ int service_inspect(cli_args_t *a);
 int service_rollback(cli_args_t *a);
 int service_rm(cli_args_t *a);
 int service_logs(cli_args_t *a);
+
+int events_run(cli_args_t *a);
+int service_stats(cli_args_t *a);
 
 int stack_deploy(cli_args_t *a);
 int stack_ls(cli_args_t *a);

@@ -33,7 +33,8 @@ struct client {
     uint64_t next_id;
     uint64_t wait_id;   /* the request whose reply we wait for */
     Envelope *reply;    /* its reply, or the end of its stream */
-    int (*on_data)(void *arg, const LogsData *d);
+    int (*on_data)(void *arg, const Envelope *env);
+    int end_case;       /* the message that ends the stream */
     void *data_arg;
     int data_rc;
 };
@@ -75,9 +76,9 @@ static int client_on_message(conn_t *conn, Envelope *env)
         wire_free(env); /* a late reply to a request we gave up on, or a push */
         return 0;
     }
-    if (env->msg_case == MSG_LOGS_DATA && c->on_data) {
+    if (c->on_data && env->msg_case != MSG_ERROR && (int)env->msg_case != c->end_case) {
         if (c->data_rc == 0)
-            c->data_rc = c->on_data(c->data_arg, env->logs_data);
+            c->data_rc = c->on_data(c->data_arg, env);
         wire_free(env);
         return 0;
     }
@@ -300,13 +301,15 @@ int client_task_list(client_t *c, TaskList *filter, Envelope **reply, char *err,
     return rc;
 }
 
-int client_stream(client_t *c, Envelope *req, int (*on_data)(void *arg, const LogsData *d),
-                  void *arg, char *err, size_t errlen)
+int client_stream(client_t *c, Envelope *req, int end_case,
+                  int (*on_data)(void *arg, const Envelope *env), void *arg, char *err,
+                  size_t errlen)
 {
     Envelope *end = NULL;
     int rc;
 
     c->on_data = on_data;
+    c->end_case = end_case;
     c->data_arg = arg;
     c->data_rc = 0;
     if ((rc = client_send(c, req, err, errlen)))
@@ -320,8 +323,8 @@ int client_stream(client_t *c, Envelope *req, int (*on_data)(void *arg, const Lo
         rc = client_fail(err, errlen, c->data_rc, "%s", skiff_strerror(c->data_rc));
         goto out_reset;
     }
-    rc = client_take_reply(c, MSG_LOGS_CLOSE, &end, err, errlen);
-    if (rc == 0 && *end->logs_close->message)
+    rc = client_take_reply(c, end_case, &end, err, errlen);
+    if (rc == 0 && end_case == MSG_LOGS_CLOSE && *end->logs_close->message)
         rc = client_fail(err, errlen, SKIFF_EUNAVAILABLE, "%s", end->logs_close->message);
     wire_free(end);
 out_reset:

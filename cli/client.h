@@ -40,13 +40,15 @@ int client_call(client_t *c, Envelope *req, int reply_case, Envelope **reply, ch
 int client_task_list(client_t *c, TaskList *filter, Envelope **reply, char *err,
                      size_t errlen);
 
-/* Sends req and hands every LogsData of its stream to on_data (which does
- * not own env; a negative return ends the stream with that code) until
- * LogsClose. Returns 0 when the stream ended normally; SKIFF_EUNAVAILABLE
- * with LogsClose's message when it ended early; -EINTR after SIGINT; or a
+/* Sends req and hands every message of its stream (LogsData, Event, ...)
+ * to on_data (which does not own env; a negative return ends the stream
+ * with that code) until the message end_case (MSG_LOGS_CLOSE, MSG_OK).
+ * Returns 0 when the stream ended normally; SKIFF_EUNAVAILABLE with
+ * LogsClose's message when logs ended early; -EINTR after SIGINT; or a
  * code as client_call returns them. */
-int client_stream(client_t *c, Envelope *req, int (*on_data)(void *arg, const LogsData *d),
-                  void *arg, char *err, size_t errlen);
+int client_stream(client_t *c, Envelope *req, int end_case,
+                  int (*on_data)(void *arg, const Envelope *env), void *arg, char *err,
+                  size_t errlen);
 
 /* Waits ms milliseconds. Returns 0, -EINTR after SIGINT, or SKIFF_ECLOSED
  * when the controller closed the connection meanwhile (err set). */

@@ -1,5 +1,6 @@
 /* format: see format.h. */
 #include "format.h"
+#include "parse.h"
 #include "pbjson.h"
 #include "table.h"
 
@@ -392,6 +393,87 @@ out_free:
 }
 
 /* ----------------------------------------------------------------- json */
+
+/* Decimal sizes, as docker stats writes network bytes: "3.61kB". */
+static char *fmt_decimal_bytes(uint64_t bytes, char *out, size_t len)
+{
+    static const char *const units[] = { "B", "kB", "MB", "GB", "TB", "PB" };
+    double v = (double)bytes;
+    int u = 0;
+
+    while (v >= 1000 && u < 5) {
+        v /= 1000;
+        u++;
+    }
+    snprintf(out, len, "%.3g%s", v, units[u]);
+    return out;
+}
+
+static int fmt_json_lines(FILE *out, void *const *msgs, size_t n)
+{
+    json_t *arr = json_array();
+    char *s;
+
+    if (!arr)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (json_array_append_new(arr, pbjson_from_message(msgs[i]))) {
+            json_decref(arr);
+            return -ENOMEM;
+        }
+    }
+    s = json_dumps(arr, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(arr);
+    if (!s)
+        return -ENOMEM;
+    fprintf(out, "%s\n", s);
+    free(s);
+    return 0;
+}
+
+int fmt_stats(FILE *out, TaskStats *const *tasks, size_t n, const fmt_opts_t *o)
+{
+    static const char *const headers[] = { "TASK ID", "NAME", "NODE", "CPU %",
+                                           "MEM USAGE / LIMIT", "MEM %", "NET I/O", "CONN/S",
+                                           "ACTIVE" };
+    table_t *t;
+    int rc = 0;
+
+    if (o->json)
+        return o->json_lines ? fmt_json_lines(out, (void *const *)tasks, n)
+                             : fmt_json(out, (void *const *)tasks, n);
+    if (!(t = table_create(9, headers)))
+        return -ENOMEM;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const TaskStats *s = tasks[i];
+        char id[80], cpu[32], mem[80], a[32], b[32], pct[32], net[80], cps[32], act[32];
+        const char *cells[9];
+        int have = s->time_ms != 0;
+        snprintf(cpu, sizeof(cpu), "%.2f%%", s->cpu_percent);
+        snprintf(mem, sizeof(mem), "%s / %s", format_memory((int64_t)s->memory_bytes, a, sizeof(a)),
+                 format_memory((int64_t)s->memory_limit, b, sizeof(b)));
+        snprintf(pct, sizeof(pct), "%.2f%%",
+                 s->memory_limit ? 100.0 * (double)s->memory_bytes / (double)s->memory_limit : 0);
+        snprintf(net, sizeof(net), "%s / %s", fmt_decimal_bytes(s->net_rx_bytes, a, sizeof(a)),
+                 fmt_decimal_bytes(s->net_tx_bytes, b, sizeof(b)));
+        snprintf(cps, sizeof(cps), "%.1f", s->connections_per_second);
+        snprintf(act, sizeof(act), "%llu", (unsigned long long)s->active_connections);
+        cells[0] = fmt_id(s->task_id, o->no_trunc, id, sizeof(id));
+        cells[1] = s->task_name;
+        cells[2] = s->node_name;
+        cells[3] = have ? cpu : "--";
+        cells[4] = have ? mem : "-- / --";
+        cells[5] = have ? pct : "--";
+        cells[6] = have ? net : "-- / --";
+        cells[7] = cps;
+        cells[8] = act;
+        rc = table_add(t, cells);
+    }
+    if (rc == 0)
+        table_print(t, out);
+    table_free(t);
+    return rc;
+}
 
 int fmt_json(FILE *out, void *const *msgs, size_t n)
 {

@@ -21,6 +21,7 @@ typedef struct fmt_opts {
     int quiet;       /* IDs only */
     int no_trunc;    /* whole IDs and errors */
     int json;        /* one JSON array */
+    int json_lines;  /* ... on one line (a stream of them) */
     int64_t now_ms;  /* for ages */
 } fmt_opts_t;
 
@@ -30,6 +31,10 @@ int fmt_tasks(FILE *out, Task *const *tasks, size_t n, const fmt_opts_t *o);
 int fmt_nodes(FILE *out, Node *const *nodes, size_t n, const fmt_opts_t *o);
 /* Stacks, from all services: NAME and SERVICES. */
 int fmt_stacks(FILE *out, Service *const *svcs, size_t n, const fmt_opts_t *o);
+
+/* `service stats`: TASK ID, NAME, NODE, CPU %, MEM USAGE / LIMIT, MEM %,
+ * NET I/O, CONN/S, ACTIVE (a task without figures yet shows "--"). */
+int fmt_stats(FILE *out, TaskStats *const *tasks, size_t n, const fmt_opts_t *o);
 
 /* Any messages as one JSON array, indented. */
 int fmt_json(FILE *out, void *const *msgs, size_t n);

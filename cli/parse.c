@@ -1,5 +1,6 @@
 /* parse: see parse.h. */
 #include "parse.h"
+#include "duration.h"
 #include "errors.h"
 #include "pbutil.h"
 
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 char *parse_one_line(char *s)
 {
@@ -447,4 +449,66 @@ char *format_cpus(int64_t nano, char *out, size_t len)
         frac[--n] = '\0';
     snprintf(out, len, "%lld.%s", (long long)(nano / 1000000000), frac);
     return out;
+}
+
+int parse_time(const char *s, int64_t now_ms, int64_t *out_ms)
+{
+    int64_t ms;
+    struct tm tm;
+    const char *rest;
+    char *end;
+    double secs;
+    int64_t frac_ms = 0;
+
+    if (!s || !*s)
+        return SKIFF_EINVAL;
+    if (duration_parse(s, &ms) == 0) {
+        *out_ms = now_ms - ms;
+        return 0;
+    }
+    if (isdigit((unsigned char)s[0]) && !strchr(s, '-') && !strchr(s, ':')) {
+        errno = 0;
+        secs = strtod(s, &end);
+        if (errno || *end || secs < 0 || secs > 4e11)
+            return SKIFF_EINVAL;
+        *out_ms = (int64_t)(secs * 1000.0 + 0.5);
+        return 0;
+    }
+    memset(&tm, 0, sizeof(tm));
+    rest = strptime(s, "%Y-%m-%d", &tm);
+    if (!rest)
+        return SKIFF_EINVAL;
+    if (*rest == 'T' || *rest == ' ') {
+        rest = strptime(rest + 1, "%H:%M:%S", &tm);
+        if (!rest)
+            return SKIFF_EINVAL;
+        if (*rest == '.') {
+            int digits = 0;
+            rest++;
+            while (isdigit((unsigned char)*rest)) {
+                if (digits < 3)
+                    frac_ms = frac_ms * 10 + (*rest - '0');
+                digits++;
+                rest++;
+            }
+            if (!digits)
+                return SKIFF_EINVAL;
+            for (; digits < 3; digits++)
+                frac_ms *= 10;
+        }
+    }
+    ms = (int64_t)timegm(&tm) * 1000 + frac_ms;
+    if (*rest == 'Z' || *rest == 'z') {
+        rest++;
+    } else if (*rest == '+' || *rest == '-') {
+        int sign = *rest == '-' ? -1 : 1, hh, mm;
+        if (sscanf(rest + 1, "%2d:%2d", &hh, &mm) != 2 || hh > 23 || mm > 59)
+            return SKIFF_EINVAL;
+        ms -= sign * ((int64_t)hh * 3600 + mm * 60) * 1000;
+        rest += 6;
+    }
+    if (*rest)
+        return SKIFF_EINVAL;
+    *out_ms = ms;
+    return 0;
 }

@@ -47,6 +47,12 @@ Mount *parse_mount(const char *s, char *why, size_t whylen);
  * the words to *words (pb_push_str). */
 int parse_words(const char *s, size_t *n, char ***words, char *why, size_t whylen);
 
+/* A point in time as docker events takes it, into Unix ms: a duration
+ * before now_ms ("10m", "1h30m"), Unix seconds ("1765029001", "1765029001.5"),
+ * or an RFC 3339 date and time in UTC or with an offset
+ * ("2026-12-06T13:50:01Z", "2026-12-06T13:50:01.123+01:00", "2026-12-06"). */
+int parse_time(const char *s, int64_t now_ms, int64_t *out_ms);
+
 /* Makes s one line: control characters become '?' (messages quote values
  * that may hold newlines). Returns s. */
 char *parse_one_line(char *s);

@@ -13,7 +13,7 @@
 /* Fields whose *_ms holds a time, not a duration. */
 static const char *const pbjson_time_fields[] = {
     "created_ms", "updated_ms", "since_ms", "state_since_ms", "ready_since_ms",
-    "last_heartbeat_ms", "started_ms", "completed_ms", "next_batch_ms",
+    "last_heartbeat_ms", "started_ms", "completed_ms", "next_batch_ms", "time_ms",
 };
 
 /* Enums whose values the CLI reads as flag values, spelled with '-'. */

@@ -444,14 +444,20 @@ static void service_log_name(const char *name, char *out, size_t len)
         snprintf(out, len, "%s", name);
 }
 
-static int service_logs_data(void *arg, const LogsData *d)
+static int service_logs_data(void *arg, const Envelope *env)
 {
     service_logs_ctx_t *ctx = arg;
-    FILE *out = d->stderr ? stderr : stdout;
-    const char *p = (const char *)d->data.data, *end = p + d->data.len;
+    const LogsData *d = env->logs_data;
+    FILE *out;
+    const char *p, *end;
     char name[160];
     size_t w;
 
+    if (env->msg_case != MSG_LOGS_DATA)
+        return 0;
+    out = d->stderr ? stderr : stdout;
+    p = (const char *)d->data.data;
+    end = p + d->data.len;
     service_log_name(d->task_name, name, sizeof(name));
     w = strlen(name);
     if (w > ctx->width)
@@ -484,7 +490,7 @@ int service_logs(cli_args_t *a)
     lr.tail = a->tail < 0 ? 0 : (uint32_t)a->tail;
     req.msg_case = MSG_LOGS_REQUEST;
     req.logs_request = &lr;
-    rc = client_stream(c, &req, service_logs_data, &ctx, err, sizeof(err));
+    rc = client_stream(c, &req, MSG_LOGS_CLOSE, service_logs_data, &ctx, err, sizeof(err));
     client_close(c);
     if (rc == -EINTR)
         return CLI_OK; /* Ctrl-C is how a follow ends */

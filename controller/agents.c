@@ -6,6 +6,8 @@
  * the model trusts its contents.
  */
 #include "ctl.h"
+#include "event.h"
+#include "load.h"
 #include "wire.h"
 #include "errors.h"
 #include "log.h"
@@ -18,6 +20,7 @@
 #define AGENTS_MAX_LABELS 64
 #define AGENTS_MAX_STRING 256
 #define AGENTS_MAX_LB_STATS 4096
+#define AGENTS_MAX_TASK_STATS 4096
 
 /* Node names are host names: letters, digits, '.', '-', '_'. */
 static int agents_name_valid(const char *s)
@@ -178,7 +181,7 @@ static void agents_node_ready(ctl_t *ctl, node_t *node, const char *action, cons
     ctl->endpoints_check = 1;
 }
 
-static void agents_keep_stats(node_t *node, const StatusReport *r)
+static void agents_keep_stats(model_t *ctl_model, node_t *node, const StatusReport *r)
 {
     size_t n = r->n_lb_stats < AGENTS_MAX_LB_STATS ? r->n_lb_stats : AGENTS_MAX_LB_STATS;
 
@@ -191,6 +194,14 @@ static void agents_keep_stats(node_t *node, const StatusReport *r)
         LbStats *s = r->lb_stats[i] ? pb_dup(r->lb_stats[i]) : NULL;
         if (s && pb_push_msg(&node->n_lb_stats, (void ***)&node->lb_stats, s))
             pb_free(s);
+    }
+    if (load_node_report(node, r->lb_stats, n, model_wall_ms()))
+        log_warn("node %s: out of memory keeping its balancers' figures", node->pb->name);
+    /* the engine's figures of its running tasks (only its own) */
+    for (size_t i = 0; i < r->n_stats && i < AGENTS_MAX_TASK_STATS; i++) {
+        task_t *t = model_task_by_id(ctl_model, r->stats[i]->task_id);
+        if (t && t->node == node && load_task_report(t, r->stats[i]))
+            log_warn("node %s: out of memory keeping a task's figures", node->pb->name);
     }
 }
 
@@ -321,7 +332,7 @@ int agents_handle(ctl_t *ctl, peer_t *p, Envelope *env)
         agents_report(ctl, p->node, env->status->tasks, env->status->n_tasks,
                       env->status->full, 0);
         if (env->status->full)
-            agents_keep_stats(p->node, env->status);
+            agents_keep_stats(&ctl->model, p->node, env->status);
         return 0;
     case MSG_LOGS_DATA:
     case MSG_LOGS_CLOSE:

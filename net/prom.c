@@ -81,8 +81,12 @@ static void prom_value(prom_t *p, double v)
         snprintf(num, sizeof(num), "%cInf", v > 0 ? '+' : '-');
     else if (v == (double)(int64_t)v && fabs(v) < 9007199254740992.0)
         snprintf(num, sizeof(num), "%lld", (long long)v);
-    else
-        snprintf(num, sizeof(num), "%.17g", v);
+    else {
+        /* the shortest of 15 or 17 digits that reads back as v */
+        snprintf(num, sizeof(num), "%.15g", v);
+        if (strtod(num, NULL) != v)
+            snprintf(num, sizeof(num), "%.17g", v);
+    }
     prom_puts(p, num);
 }
 

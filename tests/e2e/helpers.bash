@@ -29,7 +29,7 @@
 # agent_pid <i>, node_name <i>, agent_addr <i>.
 #
 # Settings (environment): SKIFF_AGENT_FLAGS (extra flags for every agent,
-# split on spaces), SKIFF_START_TIMEOUT (seconds, default 30),
+# split on spaces; @ADDR@ in them becomes the agent's address), SKIFF_START_TIMEOUT (seconds, default 30),
 # SKIFF_WAIT_NODES=0 (cluster_start does not wait for the nodes to be ready),
 # SKIFF_LOG_LINES (lines per log in dump_logs, default 80),
 # SKIFF_IGNORE_SANITIZER=1 (cluster_stop does not fail on sanitizer reports).
@@ -358,8 +358,8 @@ agent_start() {
 		printf '%s\n' "$@" >"$SKIFF_TEST_DIR/agent-$i.args"
 	fi
 	[ -e "$SKIFF_TEST_DIR/agent-$i.args" ] && mapfile -t extra <"$SKIFF_TEST_DIR/agent-$i.args"
-	# shellcheck disable=SC2206 # split on purpose
-	[ -n "${SKIFF_AGENT_FLAGS:-}" ] && flags=($SKIFF_AGENT_FLAGS)
+	# shellcheck disable=SC2206 # split on purpose; @ADDR@ is this agent's address
+	[ -n "${SKIFF_AGENT_FLAGS:-}" ] && flags=(${SKIFF_AGENT_FLAGS//@ADDR@/$addr})
 	local args=(--controller "127.0.0.1:$SKIFF_CONTROLLER_PORT" --name "$name"
 		--advertise "$addr" --join-token-file "$SKIFF_JOIN_TOKEN_FILE"
 		"${flags[@]}" "${extra[@]}")

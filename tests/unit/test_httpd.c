@@ -564,7 +564,7 @@ static void test_prom_histogram_and_values(void **state)
                         "skiff_x_seconds_bucket{le=\"0.01\"} 3\n"
                         "skiff_x_seconds_bucket{le=\"0.1\"} 3\n"
                         "skiff_x_seconds_bucket{le=\"+Inf\"} 4\n"
-                        "skiff_x_seconds_sum 5.0105000000000004\n"
+                        "skiff_x_seconds_sum 5.0105\n"
                         "skiff_x_seconds_count 4\n"
                         "v 0.25\n"
                         "big{a=\"1\",b=\"2\"} 1e+20\n");
