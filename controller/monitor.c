@@ -4,8 +4,9 @@
  * to `service stats` (from controller/load). It changes nothing in the
  * model.
  *
- * An events reader over the wire takes events while its connection's
- * output queue is under MONITOR_EVENTS_BUDGET: a client that reads slowly
+ * An events reader over the wire takes events while what its client has
+ * not taken (the connection's queue and the kernel's) is under
+ * MONITOR_EVENTS_BUDGET: a client that reads slowly
  * lags behind the ring instead of growing the queue, and is told how many
  * events it lost (EventsDropped) when it catches up.
  */
@@ -23,7 +24,7 @@
 #include <string.h>
 #include <utlist.h>
 
-#define MONITOR_EVENTS_BUDGET (256u << 10)
+#define MONITOR_EVENTS_BUDGET (64u << 10)
 #define MONITOR_READERS_PER_PEER 16
 #define MONITOR_MAX_STATS 20000
 
@@ -54,7 +55,7 @@ static int monitor_reader_send(wire_reader_t *w, const Envelope *env)
 {
     conn_t *c = w->peer->conn;
 
-    if (!c || conn_is_closing(c) || conn_pending(c) > MONITOR_EVENTS_BUDGET)
+    if (!c || conn_is_closing(c) || conn_unsent(c) > MONITOR_EVENTS_BUDGET)
         return SKIFF_ELIMIT; /* a closed one is gone at monitor_peer_gone */
     return conn_send(c, env) ? SKIFF_ELIMIT : 0;
 }

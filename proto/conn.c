@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 
 #define CONN_READ_CHUNK 4096
 #define CONN_KEEP_BUFFER 65536 /* drop an empty input buffer larger than this */
@@ -412,6 +414,17 @@ void conn_set_data(conn_t *c, void *data) { c->data = data; }
 const char *conn_peer(const conn_t *c) { return c->peer; }
 const char *conn_local_addr(const conn_t *c) { return c->local; }
 size_t conn_pending(const conn_t *c) { return c->pending; }
+
+size_t conn_unsent(const conn_t *c)
+{
+    uv_os_fd_t fd;
+    int outq = 0;
+
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0 || ioctl(fd, SIOCOUTQ, &outq) != 0 ||
+        outq < 0)
+        outq = 0;
+    return c->pending + (size_t)outq;
+}
 int conn_is_closing(const conn_t *c) { return c->closing; }
 
 int conn_parse_addr(const char *hostport, struct sockaddr_storage *out)

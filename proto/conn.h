@@ -90,6 +90,9 @@ void conn_set_data(conn_t *c, void *data);
 /* "ADDRESS:PORT" of the peer, or "?" before it is known. */
 const char *conn_peer(const conn_t *c);
 size_t conn_pending(const conn_t *c);
+/* What the peer has not taken yet: conn_pending plus the bytes the kernel
+ * still holds in the socket's send queue. */
+size_t conn_unsent(const conn_t *c);
 int conn_is_closing(const conn_t *c);
 /* The local address the connection uses ("127.0.0.2"), or "" before known. */
 const char *conn_local_addr(const conn_t *c);
