@@ -73,7 +73,7 @@ void event_format_time(int64_t ms, char *out, size_t len)
 
 void event_format_line(const Event *e, char *out, size_t len)
 {
-    char when[32];
+    char when[80];
     size_t n;
 
     event_format_time(e->time_ms, when, sizeof(when));

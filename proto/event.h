@@ -32,7 +32,7 @@ void event_format_line(const Event *e, char *out, size_t len);
 const char *task_state_name(TaskState s);
 const char *task_health_name(Health h);
 
-/* Unix ms as "2026-12-06T13:50:01.123Z" (out: at least 32 bytes). */
+/* Unix ms as "2026-12-06T13:50:01.123Z" (24 characters for years 1000 to 9999). */
 void event_format_time(int64_t ms, char *out, size_t len);
 
 #endif

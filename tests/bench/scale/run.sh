@@ -23,7 +23,7 @@
 #
 # Environment: BUILD (default <repo>/build-bench), NODES (1000), REPLICAS
 # (10000), PARALLELISM (500), MONITOR (1s), STEADY (30, seconds), PORT
-# (27400), HOLLOW_ARGS (more flags for skiff-bench-hollow), KEEP=1 (keep the
+# (27400; the controller's /metrics on PORT+1), HOLLOW_ARGS (more flags for skiff-bench-hollow), KEEP=1 (keep the
 # work directory with the logs).
 set -euo pipefail
 
@@ -40,6 +40,7 @@ WORK=$(mktemp -d /tmp/skiff-scale-bench.XXXXXX)
 HZ=$(getconf CLK_TCK)
 BIN=$BUILD/bin
 ADDR=127.0.0.1:$PORT
+METRICS_ADDR=127.0.0.1:$((PORT + 1))   # the controller's /metrics
 CTL_PID=
 HOLLOW_PID=
 
@@ -75,6 +76,7 @@ start_controller() { # waits for its "listening" line, so that a taken port show
     local before
     before=$(grep -c "listening on" "$WORK/controller.log" 2>/dev/null) || true
     "$BIN/skiff-controller" --listen "$ADDR" --data-dir "$WORK/data" \
+        --metrics-listen "$METRICS_ADDR" \
         --max-connections $((NODES + 256)) --max-connections-per-address $((NODES + 256)) \
         >>"$WORK/controller.log" 2>&1 &
     CTL_PID=$!
@@ -172,6 +174,14 @@ hollow_ticks=$(($(cpu_ticks "$HOLLOW_PID") - ht))
 } >>"$WORK/figures"
 log "$(grep -E '^(steady|peak)' "$WORK/figures")"
 
+log "-- /metrics scrape with $REPLICAS tasks (median of 10)"
+for _ in $(seq 10); do
+    curl -s -o /dev/null -w '%{time_total}\n' "http://$METRICS_ADDR/metrics"
+done | sort -n | awk '{ v[NR] = $1 } END { printf "scrape_ms=%.1f\n", 1000 * (v[5] + v[6]) / 2 }' \
+    >>"$WORK/figures"
+echo "scrape_bytes=$(curl -s "http://$METRICS_ADDR/metrics" | wc -c)" >>"$WORK/figures"
+log "$(grep -E '^scrape' "$WORK/figures")"
+
 log "-- (e) kill -9 and restart on the same data dir"
 bench tasks --out "$WORK/before"
 kill -9 "$CTL_PID"
@@ -211,6 +221,7 @@ $(printf '| %-53s | %-16s | %-8s |\n' \
     "(d) RSS, peak (VmHWM, whole run before the kill)" "$(fig peak_rss_mb) MB" "<= 100 MB" \
     "(d) RSS, steady (mean over ${STEADY} s)" "$(fig steady_rss_mb) MB" "<= 100 MB" \
     "(d) CPU, steady, $NODES nodes heartbeating 1/s" "$(cpu_pct steady_cpu)" "<= 10 %" \
+    "/metrics scrape, $REPLICAS tasks (median of 10)" "$(fig scrape_ms) ms" "<= 100 ms" \
     "(e) restart: controller listening (from the kill)" "$(ms_to_s "$(fig restart_listening_ms)")" "-" \
     "(e) restart: every node back and reporting" "$(ms_to_s "$(fig recover_nodes_ms)")" "-" \
     "(e) restart: every task running again" "$(ms_to_s "$(fig recover_ms)")" "-" \
