@@ -60,7 +60,7 @@ typedef struct cz_key cz_key_t;
 typedef int (*cz_fn)(cz_t *cz, yaml_node_t *v, const char *path, void *target);
 
 enum cz_kind { CZ_FN, CZ_DURATION, CZ_UINT32, CZ_RATIO, CZ_CPUS, CZ_MEMORY, CZ_RESTART,
-               CZ_ACTION, CZ_ROLLBACK_ACTION, CZ_ORDER, CZ_STRING };
+               CZ_ACTION, CZ_ROLLBACK_ACTION, CZ_ORDER, CZ_STRING, CZ_NUMBER };
 
 struct cz_key {
     const char *key;
@@ -698,6 +698,14 @@ static int cz_apply_scalar(cz_t *cz, const cz_key_t *k, yaml_node_t *v, const ch
         if (spec_update_order_parse(s, field))
             return cz_fail(cz, v, path, "expected stop-first or start-first, not \"%s\"", s);
         return 0;
+    case CZ_NUMBER: {
+        char *end;
+        d = strtod(s, &end);
+        if (!*s || *end || !(d > 0 && d <= 1e9))
+            return cz_fail(cz, v, path, "expected a number above 0, not \"%s\"", s);
+        *(double *)field = d;
+        return 0;
+    }
     default:
         return cz_fail(cz, v, path, "internal error: unknown kind");
     }
@@ -1262,8 +1270,58 @@ static int cz_endpoint_mode(cz_t *cz, yaml_node_t *v, const char *path, void *ta
     return rc;
 }
 
+static const cz_key_t cz_autoscale_keys[] = {
+    { "min", CZ_UINT32, offsetof(Autoscale, min), NULL },
+    { "max", CZ_UINT32, offsetof(Autoscale, max), NULL },
+    { "target_cpu", CZ_NUMBER, offsetof(Autoscale, target_cpu), NULL },
+    { "target_rps", CZ_NUMBER, offsetof(Autoscale, target_rps), NULL },
+    { "target_connections", CZ_NUMBER, offsetof(Autoscale, target_connections), NULL },
+    { "cooldown_up", CZ_DURATION, offsetof(Autoscale, cooldown_up_ms), NULL },
+    { "cooldown_down", CZ_DURATION, offsetof(Autoscale, cooldown_down_ms), NULL },
+};
+static const cz_map_def_t cz_autoscale_def = CZ_KEYS(cz_autoscale_keys, cz_no_unsupported);
+
+/* deploy.x-skiff-autoscale: the policy; replicas (when given) is the count
+ * to start with, kept within the range. */
+static int cz_autoscale(cz_t *cz, yaml_node_t *v, const char *path, void *target)
+{
+    ServiceSpec *s = target;
+    int rc;
+
+    if (!s->autoscale && !(s->autoscale = spec_autoscale_new()))
+        return cz_nomem(cz);
+    if ((rc = cz_map(cz, v, path, &cz_autoscale_def, s->autoscale)))
+        return rc;
+    if (!s->autoscale->min || !s->autoscale->max)
+        return cz_fail(cz, v, path, "min and max are both needed");
+    if (s->autoscale->min > s->autoscale->max)
+        return cz_fail(cz, v, path, "min (%u) is more than max (%u)", s->autoscale->min,
+                       s->autoscale->max);
+    if (!(s->autoscale->target_cpu > 0) && !(s->autoscale->target_rps > 0) &&
+        !(s->autoscale->target_connections > 0))
+        return cz_fail(cz, v, path, "a target is needed: target_cpu, target_rps or "
+                                    "target_connections");
+    return 0;
+}
+
+static int cz_rebalance(cz_t *cz, yaml_node_t *v, const char *path, void *target)
+{
+    ServiceSpec *s = target;
+    char str[16];
+    int b, rc = cz_scalar_buf(cz, v, path, "true or false", str, sizeof(str));
+
+    if (rc)
+        return rc;
+    if (parse_bool(str, &b))
+        return cz_fail(cz, v, path, "expected true or false, not \"%s\"", str);
+    s->no_rebalance = !b;
+    return 0;
+}
+
 static const cz_key_t cz_deploy_keys[] = {
     { "replicas", CZ_UINT32, offsetof(ServiceSpec, replicas), NULL },
+    { "x-skiff-autoscale", CZ_FN, 0, cz_autoscale },
+    { "x-skiff-rebalance", CZ_FN, 0, cz_rebalance },
     { "mode", CZ_FN, 0, cz_mode },
     { "update_config", CZ_FN, 0, cz_update_config },
     { "rollback_config", CZ_FN, 0, cz_rollback_config },
@@ -1277,7 +1335,16 @@ static const cz_map_def_t cz_deploy_def = CZ_KEYS(cz_deploy_keys, cz_no_unsuppor
 
 static int cz_deploy(cz_t *cz, yaml_node_t *v, const char *path, void *target)
 {
-    return cz_map(cz, v, path, &cz_deploy_def, target);
+    ServiceSpec *s = target;
+    int rc = cz_map(cz, v, path, &cz_deploy_def, target);
+
+    if (rc == 0 && s->autoscale) {
+        if (s->replicas < s->autoscale->min)
+            s->replicas = s->autoscale->min;
+        if (s->replicas > s->autoscale->max)
+            s->replicas = s->autoscale->max;
+    }
+    return rc;
 }
 
 /* ---------------------------------------------------------------- volumes */

@@ -42,10 +42,13 @@ enum svc_kind {
     K_NO_HEALTH,
     K_ENTRYPOINT,
     K_ARGS,
+    K_NUMBER,       /* double, above 0 */
+    K_NO_AUTOSCALE,
+    K_REBALANCE,    /* no_rebalance: 1 for --no-rebalance, 0 for --rebalance */
 };
 
 enum svc_sub { SUB_SPEC, SUB_HEALTH, SUB_RESTART, SUB_UPDATE, SUB_ROLLBACK, SUB_RESERVE,
-               SUB_LIMIT };
+               SUB_LIMIT, SUB_AUTOSCALE };
 
 enum svc_op { OP_SET, OP_ADD, OP_RM };
 
@@ -150,6 +153,24 @@ const svc_flag_t svc_flags[] = {
     L("entrypoint", 0, "CMD", CU, 0, K_ENTRYPOINT, OP_SET,
       "Override the image's entrypoint (\"\": the image's)"),
     L("args", 0, "COMMAND", U, 0, K_ARGS, OP_SET, "Replace the service's command"),
+    F("autoscale-min", 0, "N", CU, K_UINT32, SUB_AUTOSCALE, Autoscale, min,
+      "Autoscale: fewest replicas"),
+    F("autoscale-max", 0, "N", CU, K_UINT32, SUB_AUTOSCALE, Autoscale, max,
+      "Autoscale: most replicas"),
+    F("autoscale-target-cpu", 0, "PERCENT", CU, K_NUMBER, SUB_AUTOSCALE, Autoscale, target_cpu,
+      "Autoscale to this mean CPU per replica (% of one CPU, or of its limit)"),
+    F("autoscale-target-rps", 0, "N", CU, K_NUMBER, SUB_AUTOSCALE, Autoscale, target_rps,
+      "Autoscale to this many new connections per second per replica"),
+    F("autoscale-target-connections", 0, "N", CU, K_NUMBER, SUB_AUTOSCALE, Autoscale,
+      target_connections, "Autoscale to this many open connections per replica"),
+    F("autoscale-cooldown-up", 0, "DURATION", CU, K_DURATION, SUB_AUTOSCALE, Autoscale,
+      cooldown_up_ms, "Time between two scale-ups (default 10s)"),
+    F("autoscale-cooldown-down", 0, "DURATION", CU, K_DURATION, SUB_AUTOSCALE, Autoscale,
+      cooldown_down_ms, "Time the load must stay lower before a scale-down (default 60s)"),
+    L("no-autoscale", 0, NULL, U, 0, K_NO_AUTOSCALE, OP_SET, "Remove the autoscaling policy"),
+    L("no-rebalance", 0, NULL, CU, 0, K_REBALANCE, OP_SET,
+      "Keep the tasks where they are when nodes join or come back"),
+    L("rebalance", 0, NULL, U, 0, K_REBALANCE, OP_SET, "Undo --no-rebalance"),
 };
 
 const size_t svc_flags_n = sizeof(svc_flags) / sizeof(svc_flags[0]);
@@ -207,6 +228,7 @@ static void *svc_field(ServiceSpec *s, const svc_flag_t *f)
     case SUB_ROLLBACK: base = (char *)s->rollback; break;
     case SUB_RESERVE: base = (char *)s->reservations; break;
     case SUB_LIMIT: base = (char *)s->limits; break;
+    case SUB_AUTOSCALE: base = (char *)s->autoscale; break;
     default: base = (char *)s; break;
     }
     return base + f->off;
@@ -215,7 +237,12 @@ static void *svc_field(ServiceSpec *s, const svc_flag_t *f)
 static int svc_apply_scalar(const svc_flag_t *f, const char *v, ServiceSpec *s, char *err,
                             size_t len)
 {
-    void *field = svc_field(s, f);
+    void *field;
+    char *end;
+
+    if (f->sub == SUB_AUTOSCALE && !s->autoscale && !(s->autoscale = spec_autoscale_new()))
+        return -ENOMEM;
+    field = svc_field(s, f);
     uint64_t u;
     int64_t i64;
     double d;
@@ -267,6 +294,12 @@ static int svc_apply_scalar(const svc_flag_t *f, const char *v, ServiceSpec *s, 
     case K_ORDER:
         if (spec_update_order_parse(v, field))
             return svc_bad(err, len, f, v, "stop-first or start-first");
+        return 0;
+    case K_NUMBER:
+        d = strtod(v, &end);
+        if (!*v || *end || !(d > 0 && d <= 1e9))
+            return svc_bad(err, len, f, v, "a number above 0");
+        *(double *)field = d;
         return 0;
     }
     return SKIFF_EINVAL;
@@ -430,9 +463,59 @@ static int svc_apply_one(const svc_flag_t *f, const char *v, ServiceSpec *s, cha
         return svc_apply_words(f, v, &s->n_entrypoint, &s->entrypoint, err, len);
     case K_ARGS:
         return svc_apply_words(f, v, &s->n_command, &s->command, err, len);
+    case K_NO_AUTOSCALE:
+        pb_free(s->autoscale);
+        s->autoscale = NULL;
+        return 0;
+    case K_REBALANCE:
+        s->no_rebalance = strcmp(f->name, "no-rebalance") == 0;
+        return 0;
     default:
         return svc_apply_scalar(f, v, s, err, len);
     }
+}
+
+/* The autoscaling flags as a whole: a range with a target, the replica
+ * count within the range. */
+static int svc_autoscale_check(const svc_opts_t *o, ServiceSpec *spec, char *err, size_t len)
+{
+    Autoscale *a = spec->autoscale;
+    int given = 0;
+
+    for (size_t i = 0; i < o->n; i++)
+        given |= o->v[i].flag->sub == SUB_AUTOSCALE && o->v[i].flag->kind != K_NO_AUTOSCALE;
+    if (given && svc_opts_has(o, "no-autoscale")) {
+        snprintf(err, len, "--no-autoscale conflicts with the other --autoscale flags");
+        return SKIFF_EINVAL;
+    }
+    if (!a)
+        return 0;
+    if (!a->min || !a->max) {
+        snprintf(err, len, "--autoscale-min and --autoscale-max are both needed for "
+                 "autoscaling");
+        return SKIFF_EINVAL;
+    }
+    if (a->min > a->max) {
+        snprintf(err, len, "invalid value for --autoscale-min: \"%u\" (more than "
+                 "--autoscale-max %u)", a->min, a->max);
+        return SKIFF_EINVAL;
+    }
+    if (!(a->target_cpu > 0) && !(a->target_rps > 0) && !(a->target_connections > 0)) {
+        snprintf(err, len, "autoscaling needs a target: --autoscale-target-cpu, "
+                 "--autoscale-target-rps or --autoscale-target-connections");
+        return SKIFF_EINVAL;
+    }
+    if (svc_opts_has(o, "replicas") && (spec->replicas < a->min || spec->replicas > a->max)) {
+        snprintf(err, len, "invalid value for --replicas: \"%u\" (outside the autoscale range "
+                 "%u-%u)", spec->replicas, a->min, a->max);
+        return SKIFF_EINVAL;
+    }
+    /* no --replicas: start at the range's edge nearest to the count now */
+    if (spec->replicas < a->min)
+        spec->replicas = a->min;
+    if (spec->replicas > a->max)
+        spec->replicas = a->max;
+    return 0;
 }
 
 int svc_opts_apply(const svc_opts_t *o, ServiceSpec *spec, char *err, size_t errlen)
@@ -463,7 +546,7 @@ int svc_opts_apply(const svc_opts_t *o, ServiceSpec *spec, char *err, size_t err
                 return rc;
         }
     }
-    return 0;
+    return svc_autoscale_check(o, spec, err, errlen);
 }
 
 void svc_name_from_image(const char *image, char *out, size_t len)

@@ -137,7 +137,7 @@ int fmt_services(FILE *out, Service *const *svcs, size_t n, const fmt_opts_t *o)
     static const char *const headers[] = { "ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS" };
     Service **sorted;
     table_t *t = NULL;
-    char id[80], replicas[32], ports[512];
+    char id[80], replicas[64], ports[512];
     int rc = 0;
 
     if (o->json)
@@ -157,8 +157,12 @@ int fmt_services(FILE *out, Service *const *svcs, size_t n, const fmt_opts_t *o)
             fprintf(out, "%s\n", id);
             continue;
         }
-        snprintf(replicas, sizeof(replicas), "%u/%u", s->running_tasks,
-                 spec ? spec->replicas : 0);
+        if (spec && spec->autoscale)
+            snprintf(replicas, sizeof(replicas), "%u/%u (auto %u-%u)", s->running_tasks,
+                     spec->replicas, spec->autoscale->min, spec->autoscale->max);
+        else
+            snprintf(replicas, sizeof(replicas), "%u/%u", s->running_tasks,
+                     spec ? spec->replicas : 0);
         const char *row[] = { id, spec ? spec->name : "", "replicated", replicas,
                               spec ? spec->image : "", fmt_ports(spec, ports, sizeof(ports)) };
         rc = table_add(t, row);

@@ -259,7 +259,16 @@ int service_scale(cli_args_t *a)
             status = rc ? rc : cli_error(CLI_ERROR, "the controller sent no service");
             continue;
         }
-        printf("%s scaled to %u\n", a->argv[i], counts[i]);
+        {
+            const Autoscale *as = replies[i]->service_reply->service->spec
+                                      ? replies[i]->service_reply->service->spec->autoscale
+                                      : NULL;
+            if (as)
+                printf("%s scaled to %u (autoscaled between %u and %u: the autoscaler changes "
+                       "the count as the load does)\n", a->argv[i], counts[i], as->min, as->max);
+            else
+                printf("%s scaled to %u\n", a->argv[i], counts[i]);
+        }
     }
     fflush(stdout);
     for (int i = 0; i < a->argc && status != CLI_INTERRUPTED; i++) {

@@ -87,6 +87,16 @@ static int stack_check_ports(client_t *c, const compose_t *cf)
 }
 
 /* What to do with one service of the file. Returns 0 or an exit status. */
+/* 1 when the file changes only the replica count: a scale. (A change of
+ * the autoscaling policy is an update of the spec, which rolls nothing.) */
+static int stack_only_replicas(const ServiceSpec *a, const ServiceSpec *b)
+{
+    ServiceSpec ca = *a, cb = *b;
+
+    ca.replicas = cb.replicas = 0;
+    return pb_equal(&ca, &cb);
+}
+
 static int stack_plan(client_t *c, const char *stack, stack_item_t *it)
 {
     Envelope req = PB_ENVELOPE_INIT;
@@ -114,11 +124,19 @@ static int stack_plan(client_t *c, const char *stack, stack_item_t *it)
                          "was deployed", it->spec->name, stack);
     /* force_update is not the file's business: keep the service's */
     it->spec->force_update = cur->spec->force_update;
+    /* nor, once the autoscaler runs it, the replica count (within the
+     * file's range) */
+    if (it->spec->autoscale && cur->spec->autoscale) {
+        uint32_t n = cur->spec->replicas;
+        it->spec->replicas = n < it->spec->autoscale->min   ? it->spec->autoscale->min
+                             : n > it->spec->autoscale->max ? it->spec->autoscale->max
+                                                            : n;
+    }
     if (pb_equal(it->spec, cur->spec)) {
         int paused = cur->update_status && (cur->update_status->state == UPDATE_PAUSED);
         it->action = paused ? STACK_RESUME : STACK_UNCHANGED;
         it->op = PROGRESS_UPDATE;
-    } else if (spec_same_but_replicas(it->spec, cur->spec)) {
+    } else if (stack_only_replicas(it->spec, cur->spec)) {
         it->action = STACK_SCALE;
         it->op = PROGRESS_SCALE;
     } else {

@@ -169,6 +169,7 @@ static void agents_node_ready(ctl_t *ctl, node_t *node, const char *action, cons
     if (node->pb->state == NODE_READY)
         return;
     node->pb->state = NODE_READY;
+    node->ready_since_ms = ctl_now(ctl);
     model_touch_node(&ctl->model, node);
     {
         Event *e = ctl_event_node(ctl, action, node);
@@ -370,6 +371,7 @@ void agents_check_heartbeats(ctl_t *ctl)
         if (node->pb->state != NODE_READY || now - node->last_seen_ms <= ctl->cfg.heartbeat_timeout_ms)
             continue;
         node->pb->state = NODE_DOWN;
+        node->ready_since_ms = 0;
         model_touch_node(&ctl->model, node);
         {
             Event *e = ctl_event_node(ctl, "down", node);

@@ -240,29 +240,31 @@ static int api_service_scale(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope 
 {
     const ServiceScale *req = env->service_scale;
     service_t *svc = api_service(ctl, p, id, req->service);
+    const Autoscale *as;
 
     if (!svc)
         return 0;
+    as = svc->pb->spec->autoscale;
     if (req->replicas > ctl->cfg.spec_limits.max_replicas) {
         ctl_send_error(ctl, p, id, ERR_INVALID, "replicas: %u is more than the limit of %u",
                        req->replicas, ctl->cfg.spec_limits.max_replicas);
         return 0;
     }
+    if (as && (req->replicas < as->min || req->replicas > as->max)) {
+        ctl_send_error(ctl, p, id, ERR_INVALID,
+                       "replicas: %u is outside the autoscale range %u-%u of %s (change the "
+                       "range with service update --autoscale-min/--autoscale-max)",
+                       req->replicas, as->min, as->max, svc->pb->spec->name);
+        return 0;
+    }
     if (req->replicas != svc->pb->spec->replicas) {
-        {
-            Event *e = ctl_event_service(ctl, "scale", svc);
-            if (e && (event_attr(e, "from", "%u", svc->pb->spec->replicas) ||
-                      event_attr(e, "to", "%u", req->replicas)))
-                e = (pb_free(e), NULL);
-            ctl_emit(ctl, e, "scaled from %u to %u", svc->pb->spec->replicas, req->replicas);
-        }
-        svc->pb->spec->replicas = req->replicas;
-        svc->pb->version++;
-        svc->pb->updated_ms = model_wall_ms();
-        if (model_service_keep_spec(&ctl->model, svc))
+        Event *e = ctl_event_service(ctl, "scale", svc);
+        if (e && (event_attr(e, "from", "%u", svc->pb->spec->replicas) ||
+                  event_attr(e, "to", "%u", req->replicas)))
+            e = (pb_free(e), NULL);
+        ctl_emit(ctl, e, "scaled from %u to %u", svc->pb->spec->replicas, req->replicas);
+        if (capacity_set_replicas(ctl, svc, req->replicas))
             log_error("out of memory keeping a spec of %s", svc->pb->spec->name);
-        model_touch_service(&ctl->model, svc);
-        orch_mark(svc);
     }
     api_reply_service(ctl, p, id, svc);
     return 0;

@@ -16,6 +16,7 @@
 
 #define CTL_TICK_MS 100
 #define CTL_RESTART_GRACE_MS 2000
+#define CTL_CAPACITY_MS 1000   /* the autoscaler and the rebalancer look this often */
 
 static const conn_ops_t ctl_conn_ops;
 
@@ -514,6 +515,11 @@ static void ctl_on_tick(uv_timer_t *t)
 
     agents_check_heartbeats(ctl);
     events_pump(ctl->events, model_wall_ms()); /* slow readers, until times */
+    if (now - ctl->capacity_checked_ms >= CTL_CAPACITY_MS) {
+        ctl->capacity_checked_ms = now;
+        capacity_autoscale(ctl);
+        orch_rebalance(ctl);
+    }
     HASH_ITER(hh, ctl->model.services, s, tmp) {
         if (s->wake_ms && s->wake_ms <= now) {
             s->wake_ms = 0;
@@ -605,8 +611,10 @@ int ctl_start(ctl_t *ctl, uv_loop_t *loop)
      * come back, counted from now: the loop's clock still shows the time
      * before the store was loaded. */
     uv_update_time(loop);
-    for (node_t *n = ctl->model.nodes; n; n = n->hh.next)
+    for (node_t *n = ctl->model.nodes; n; n = n->hh.next) {
         n->last_seen_ms = ctl_now(ctl) + CTL_RESTART_GRACE_MS;
+        n->ready_since_ms = n->pb->state == NODE_READY ? ctl_now(ctl) : 0;
+    }
     for (service_t *s = ctl->model.services; s; s = s->hh.next)
         orch_mark(s);
     log_info("listening on %s, cluster %s", ctl->cfg.listen, ctl->model.cluster_id);

@@ -41,6 +41,8 @@ typedef struct ctl_config {
     spec_limits_t spec_limits;
     char metrics_listen[128];      /* "" : no /metrics listener */
     size_t event_buffer;           /* events kept for --since */
+    int rebalance;                 /* --rebalance on|off */
+    int64_t rebalance_delay_ms;    /* a node must be ready this long to take moved tasks */
 } ctl_config_t;
 
 /* What the controller counts about itself, for /metrics (monitor.c). */
@@ -119,6 +121,7 @@ struct ctl {
     int endpoints_check;    /* endpoints may have changed: rebuild and compare */
     int endpoints_wanted;   /* some agent waits for the endpoints */
     int64_t heartbeats_checked_ms; /* when the node monitor last looked */
+    int64_t capacity_checked_ms;   /* when the autoscaler and rebalancer last looked */
     uint8_t *endpoints_packed;  /* the services part of the last Endpoints sent */
     size_t endpoints_len;
     /* logs relayed from agents to clients */
@@ -213,6 +216,21 @@ void monitor_metrics_page(ctl_t *ctl, prom_t *p);
 /* Acts on what changed: reconciles marked services, places pending tasks,
  * and queues Assignments and Endpoints for the agents that need them. */
 void orch_run(ctl_t *ctl);
+/* Moves one task of a stateless service onto a node that joined or came
+ * back, when the spread is off by 2 or more (rebalance.h), one move at a
+ * time in the cluster. Called every second. */
+void orch_rebalance(ctl_t *ctl);
+
+/* ---- capacity.c: the autoscaler, wired to the model */
+
+/* Evaluates every autoscaled service (each second) and changes its replica
+ * count when autoscale.h decides so, with an event and the decision kept in
+ * the service. */
+void capacity_autoscale(ctl_t *ctl);
+/* Sets a service's replica count (a scale: version + 1, no rolling update)
+ * and marks it. Returns 0 or -ENOMEM. */
+int capacity_set_replicas(ctl_t *ctl, service_t *svc, uint32_t replicas);
+
 /* Marks a service for the next orch_run. */
 void orch_mark(service_t *svc);
 /* Marks every service with a task on the node. */

@@ -32,6 +32,9 @@ static const char usage[] =
     "  --max-replicas N                largest replica count of a service (default 100000)\n"
     "  --metrics-listen ADDR:PORT      serve Prometheus metrics at http://ADDR:PORT/metrics\n"
     "                                  (off when not given)\n"
+    "  --rebalance on|off              move tasks of stateless services onto nodes that join or\n"
+    "                                  come back, one at a time (default on)\n"
+    "  --rebalance-delay DURATION      how long a node must be ready first (default 30s)\n"
     "  --event-buffer N                events kept for `skiff events --since` (default 50000)\n"
     "  --rotate-token join|admin       write a new token into the data dir and exit; the running\n"
     "                                  controller rereads it, connected peers stay connected\n"
@@ -41,7 +44,7 @@ static const char usage[] =
 
 enum { OPT_LISTEN = 256, OPT_DATA_DIR, OPT_HB, OPT_HS, OPT_MAX_FRAME, OPT_MAX_PENDING,
        OPT_MAX_CONNS, OPT_MAX_CONNS_ADDR, OPT_MAX_REPLICAS, OPT_ROTATE, OPT_LOG, OPT_VERSION,
-       OPT_METRICS, OPT_EVENT_BUFFER };
+       OPT_METRICS, OPT_EVENT_BUFFER, OPT_REBALANCE, OPT_REBALANCE_DELAY };
 
 static const struct option options[] = {
     { "listen", required_argument, NULL, OPT_LISTEN },
@@ -58,6 +61,8 @@ static const struct option options[] = {
     { "version", no_argument, NULL, OPT_VERSION },
     { "metrics-listen", required_argument, NULL, OPT_METRICS },
     { "event-buffer", required_argument, NULL, OPT_EVENT_BUFFER },
+    { "rebalance", required_argument, NULL, OPT_REBALANCE },
+    { "rebalance-delay", required_argument, NULL, OPT_REBALANCE_DELAY },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -112,6 +117,16 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
             if (parse_count(optarg, 16, 10000000, &n))
                 return bad_value(name, optarg, "a number from 16 to 10000000");
             cfg->event_buffer = (size_t)n;
+            break;
+        case OPT_REBALANCE:
+            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
+                return bad_value(name, optarg, "on or off");
+            cfg->rebalance = strcmp(optarg, "on") == 0;
+            break;
+        case OPT_REBALANCE_DELAY:
+            if (duration_parse(optarg, &ms) || ms < 0 || ms > 86400000)
+                return bad_value(name, optarg, "a duration from 0s to 24h, like 30s");
+            cfg->rebalance_delay_ms = ms;
             break;
         case OPT_DATA_DIR:
             if (!*optarg || strlen(optarg) >= sizeof(cfg->data_dir) - 32)
@@ -200,6 +215,8 @@ int main(int argc, char **argv)
         .max_conns_per_addr = 1024,
         .spec_limits = spec_limits_default,
         .event_buffer = 50000,
+        .rebalance = 1,
+        .rebalance_delay_ms = 30000,
     };
     if ((rc = parse_flags(argc, argv, &ctl.cfg, &level, &rotate)))
         return rc;

@@ -40,6 +40,7 @@ static void model_free_node(node_t *n)
 
 static void model_free_service(service_t *s)
 {
+    free(s->autoscale);
     for (size_t i = 0; i < s->n_specs; i++)
         pb_free(s->specs[i].spec);
     free(s->specs);

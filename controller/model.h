@@ -86,6 +86,9 @@ struct service {
     int reconcile;           /* look at it in the next flush */
     int64_t wake_ms;         /* look at it again at this time (uv_now); 0: no need */
     service_counters_t counters; /* since the controller started, for /metrics */
+    char move_task[MODEL_ID_LEN + 1]; /* the new task of a rebalancing move in flight */
+    int64_t move_blocked_until;  /* uv_now: no move before (one did not make it) */
+    struct autoscale_state *autoscale; /* the autoscaler's memory (capacity.c), or NULL */
     service_t *dirty_next;
     int dirty;
     UT_hash_handle hh;       /* model->services, by id */
@@ -97,6 +100,7 @@ struct node {
     task_t *tasks;           /* tasks placed here, any desired state */
     struct peer *peer;       /* the agent's connection, while registered */
     int64_t last_seen_ms;    /* uv_now() of its last report */
+    int64_t ready_since_ms;  /* uv_now() when it last became ready; 0: not ready */
     int assign_dirty;        /* its set changed: push Assignments */
     int sched_index;         /* scratch for the scheduler's view */
     LbStats **lb_stats;      /* the agent's last counters (owned) */

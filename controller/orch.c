@@ -13,6 +13,7 @@
 #include "log.h"
 #include "pbutil.h"
 #include "plan.h"
+#include "rebalance.h"
 #include "scheduler.h"
 #include "spec.h"
 
@@ -25,6 +26,7 @@
 #define ORCH_BACKOFF_BASE_MS 1000 /* replacing a failed task: 1s, 2s, 4s ... */
 #define ORCH_BACKOFF_CAP_MS 60000
 #define ORCH_SLOT_TASKS 8         /* desired-running tasks tracked per slot */
+#define ORCH_MOVE_BACKOFF_MS 60000 /* after a rebalancing move that did not make it */
 
 void orch_mark(service_t *svc)
 {
@@ -274,6 +276,54 @@ static void orch_reap(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slot)
     }
 }
 
+static int orch_slot_index(const slot_view_t *s, const task_t *t)
+{
+    for (size_t i = 0; i < s->n_run; i++)
+        if (s->run[i] == t)
+            return (int)i;
+    return -1;
+}
+
+/* A rebalancing move in the slot (a task that replaces another one of it):
+ * the old one stops once the new one is ready; a new one whose node is no
+ * longer usable is given up. Returns 1 while the move is in flight (both
+ * stay, nothing else to settle), 0 otherwise. */
+static int orch_settle_move(ctl_t *ctl, slot_view_t *s)
+{
+    task_t *mover = NULL, *moved = NULL;
+
+    for (size_t i = 0; i < s->n_run && !moved; i++) {
+        if (!*s->run[i]->pb->replaces)
+            continue;
+        for (size_t k = 0; k < s->n_run; k++)
+            if (k != i && strcmp(s->run[k]->pb->id, s->run[i]->pb->replaces) == 0) {
+                mover = s->run[i];
+                moved = s->run[k];
+            }
+    }
+    if (!mover)
+        return 0;
+    if (!mover->node || !orch_node_usable(mover->node)) {
+        if (!mover->node)
+            orch_set_state(ctl, mover, TASK_SHUTDOWN, "move given up: its node left");
+        orch_set_desired(ctl, mover, DESIRED_SHUTDOWN);
+        orch_slot_drop(s, (size_t)orch_slot_index(s, mover));
+        return 0;
+    }
+    if (model_task_ready(mover)) {
+        /* handed over: the old one leaves every balancer, then stops; the
+         * new one is a task like any other from now on */
+        orch_set_desired(ctl, moved, DESIRED_SHUTDOWN);
+        pb_set_str(&mover->pb->replaces, "");
+        model_touch_task(&ctl->model, mover);
+        orch_slot_drop(s, (size_t)orch_slot_index(s, moved));
+        return 0;
+    }
+    /* in flight while the old one's node is fine; a lost old one makes the
+     * mover its replacement, as any other */
+    return moved->node && orch_node_usable(moved->node);
+}
+
 /* Lost nodes, drained nodes, and more tasks than the slot needs. */
 static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slot,
                         orch_match_t *match, int updating)
@@ -281,6 +331,9 @@ static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slo
     task_t *good = NULL, *ready = NULL;
     int has_away = 0, has_down = 0;
     int64_t wait;
+
+    if (orch_settle_move(ctl, s))
+        return;
 
     for (size_t i = 0; i < s->n_run; i++) {
         task_t *t = s->run[i];
@@ -1064,4 +1117,145 @@ void orch_run(ctl_t *ctl)
     HASH_ITER(hh, ctl->model.nodes, node, tmp)
         if (node->assign_dirty && node->peer)
             orch_push_assignments(ctl, node);
+}
+
+/* ----------------------------------------------------------- rebalance */
+
+/* 1 when the service is as it should be: not updating, every slot with one
+ * task, running and ready, nothing else on its way out. */
+static int orch_steady(const service_t *svc)
+{
+    uint32_t ready = 0;
+    task_t *t;
+
+    if (svc->removed || orch_updating(svc))
+        return 0;
+    DL_FOREACH2(svc->tasks, t, svc_next) {
+        if (t->pb->desired_state == DESIRED_RUNNING) {
+            if (!model_task_ready(t) || !t->node || *t->pb->replaces)
+                return 0;
+            ready++;
+        } else if (orch_still_stopping(t)) {
+            return 0;
+        }
+    }
+    return ready == svc->pb->spec->replicas;
+}
+
+/* The service's counts per node (index of v) and which may take one more. */
+static int orch_rebalance_view(ctl_t *ctl, orch_sched_t *v, service_t *svc,
+                               rebalance_node_t *rn)
+{
+    const ServiceSpec *spec = svc->pb->spec;
+    constraint_t cons[32];
+    size_t n_cons = spec->n_constraints < 32 ? spec->n_constraints : 32;
+    int64_t cpu = spec->reservations ? spec->reservations->nano_cpus : 0;
+    int64_t mem = spec->reservations ? spec->reservations->memory_bytes : 0;
+    int64_t now = ctl_now(ctl);
+    task_t *t;
+
+    for (size_t i = 0; i < n_cons; i++)
+        constraint_parse(spec->constraints[i], &cons[i]);
+    for (size_t i = 0; i < v->n; i++) {
+        const sched_node_t *sn = &v->nodes[i];
+        const node_t *node = v->owners[i];
+        int ok = sn->ready && sn->active && node->ready_since_ms &&
+                 now - node->ready_since_ms >= ctl->cfg.rebalance_delay_ms;
+        for (size_t c = 0; c < n_cons && ok; c++)
+            ok = sched_constraint_ok(sn, &cons[c]);
+        if (ok && cpu)
+            ok = sn->cpu_total && sn->cpu_total - sn->cpu_reserved >= cpu;
+        if (ok && mem)
+            ok = sn->mem_total && sn->mem_total - sn->mem_reserved >= mem;
+        rn[i].target_ok = ok;
+        rn[i].tasks = 0;
+        v->owners[i]->sched_index = (int)i;
+    }
+    DL_FOREACH2(svc->tasks, t, svc_next)
+        if (t->node && t->pb->desired_state == DESIRED_RUNNING)
+            rn[t->node->sched_index].tasks++;
+    return 0;
+}
+
+/* Starts one move: a new task in the slot of one of the service's tasks on
+ * node from, placed on node to; the old one stops once it is ready. */
+static void orch_move(ctl_t *ctl, service_t *svc, node_t *from, node_t *to)
+{
+    task_t *old = NULL, *t, *mover;
+    Event *e;
+
+    DL_FOREACH2(svc->tasks, t, svc_next)
+        if (t->node == from && t->pb->desired_state == DESIRED_RUNNING &&
+            (!old || t->pb->slot > old->pb->slot))
+            old = t;
+    if (!old || !(mover = orch_new_task(ctl, svc, old->pb->slot, MODEL_REPLACE_REBALANCE)))
+        return;
+    if (pb_set_str(&mover->pb->replaces, old->pb->id)) {
+        model_task_delete(&ctl->model, mover);
+        return;
+    }
+    model_task_set_node(&ctl->model, mover, to);
+    orch_set_state(ctl, mover, TASK_ASSIGNED, "");
+    snprintf(svc->move_task, sizeof(svc->move_task), "%s", mover->pb->id);
+    e = ctl_event_task(ctl, "move", old);
+    if (e && (event_attr(e, "from", "%s", from->pb->name) ||
+              event_attr(e, "to", "%s", to->pb->name) ||
+              event_attr(e, "task", "%s", mover->pb->id)))
+        e = (pb_free(e), NULL);
+    ctl_emit(ctl, e, "moved to %s to spread the service (rebalancing)", to->pb->name);
+    orch_mark(svc);
+}
+
+/* Is the service's last move over? A move whose new task did not make it
+ * keeps the service from moving again for a while. */
+static int orch_move_busy(ctl_t *ctl, service_t *svc)
+{
+    task_t *t;
+
+    if (!svc->move_task[0])
+        return ctl_now(ctl) < svc->move_blocked_until;
+    t = model_task_by_id(&ctl->model, svc->move_task);
+    if (t && t->pb->desired_state == DESIRED_RUNNING && !model_task_ready(t))
+        return 1; /* still starting */
+    if (!t || t->pb->desired_state != DESIRED_RUNNING) {
+        log_info("service %s: a rebalancing move did not make it; no move for %d s",
+                 svc->pb->spec->name, ORCH_MOVE_BACKOFF_MS / 1000);
+        svc->move_blocked_until = ctl_now(ctl) + ORCH_MOVE_BACKOFF_MS;
+    }
+    svc->move_task[0] = '\0';
+    return 1; /* the next one at the next look */
+}
+
+void orch_rebalance(ctl_t *ctl)
+{
+    orch_sched_t v = { 0 };
+    rebalance_node_t *rn = NULL;
+    service_t *svc, *tmp;
+    int busy = 0;
+
+    if (!ctl->cfg.rebalance)
+        return;
+    /* one move at a time in the whole cluster */
+    HASH_ITER(hh, ctl->model.services, svc, tmp)
+        if (svc->move_task[0] || svc->move_blocked_until)
+            busy |= orch_move_busy(ctl, svc) && svc->move_task[0];
+    if (busy)
+        return;
+    HASH_ITER(hh, ctl->model.services, svc, tmp) {
+        size_t from, to;
+        if (svc->move_blocked_until > ctl_now(ctl) || svc->pb->spec->replicas < 2 ||
+            !rebalance_service_ok(svc->pb->spec) || !orch_steady(svc))
+            continue;
+        if (!v.nodes) {
+            if (orch_sched_view(ctl, &v) || !(rn = calloc(v.n ? v.n : 1, sizeof(*rn))))
+                break;
+        }
+        orch_rebalance_view(ctl, &v, svc, rn);
+        if (rebalance_pick(rn, v.n, &from, &to)) {
+            orch_move(ctl, svc, v.owners[from], v.owners[to]);
+            break;
+        }
+    }
+    free(rn);
+    orch_sched_free(&v);
 }

@@ -78,6 +78,17 @@ int spec_complete(ServiceSpec *s)
     return 0;
 }
 
+Autoscale *spec_autoscale_new(void)
+{
+    Autoscale *a = PB_NEW(Autoscale);
+
+    if (a) {
+        a->cooldown_up_ms = SPEC_DEFAULT_COOLDOWN_UP_MS;
+        a->cooldown_down_ms = SPEC_DEFAULT_COOLDOWN_DOWN_MS;
+    }
+    return a;
+}
+
 ServiceSpec *spec_new(void)
 {
     ServiceSpec *s = PB_NEW(ServiceSpec);
@@ -403,6 +414,9 @@ static int spec_check_user(const char *user, char *err, size_t len)
     return 0;
 }
 
+static int spec_check_autoscale(const ServiceSpec *s, const spec_limits_t *lim, char *err,
+                                size_t len);
+
 int spec_validate(const ServiceSpec *s, const spec_limits_t *lim, char *err, size_t len)
 {
     const RestartPolicy *r = s->restart;
@@ -440,7 +454,8 @@ int spec_validate(const ServiceSpec *s, const spec_limits_t *lim, char *err, siz
     if (s->replicas > lim->max_replicas)
         return spec_fail(err, len, "replicas: %u is more than the limit of %u", s->replicas,
                          lim->max_replicas);
-    if (spec_check_ports(s, lim, err, len) || spec_check_health(s, lim, err, len))
+    if (spec_check_ports(s, lim, err, len) || spec_check_health(s, lim, err, len) ||
+        spec_check_autoscale(s, lim, err, len))
         return SKIFF_EINVAL;
     if (!r)
         return spec_fail(err, len, "restart: missing");
@@ -475,8 +490,46 @@ int spec_same_but_replicas(const ServiceSpec *a, const ServiceSpec *b)
 {
     ServiceSpec ca = *a, cb = *b;
 
+    /* what the controller alone acts on: no container changes for it */
     ca.replicas = cb.replicas = 0;
+    ca.autoscale = cb.autoscale = NULL;
+    ca.no_rebalance = cb.no_rebalance = 0;
     return pb_equal(&ca, &cb);
+}
+
+static int spec_check_autoscale(const ServiceSpec *s, const spec_limits_t *lim, char *err,
+                                size_t len)
+{
+    const Autoscale *a = s->autoscale;
+
+    if (!a)
+        return 0;
+    if (a->max < 1)
+        return spec_fail(err, len, "autoscale.max: must be at least 1");
+    if (a->min < 1)
+        return spec_fail(err, len, "autoscale.min: must be at least 1");
+    if (a->min > a->max)
+        return spec_fail(err, len, "autoscale.min: %u is more than autoscale.max (%u)", a->min,
+                         a->max);
+    if (a->max > lim->max_replicas)
+        return spec_fail(err, len, "autoscale.max: %u is more than the limit of %u", a->max,
+                         lim->max_replicas);
+    if (!(a->target_cpu >= 0 && a->target_cpu <= 100000))
+        return spec_fail(err, len, "autoscale.target_cpu: must be a percentage above 0");
+    if (!(a->target_rps >= 0 && a->target_rps <= 1e9))
+        return spec_fail(err, len, "autoscale.target_rps: must be above 0");
+    if (!(a->target_connections >= 0 && a->target_connections <= 1e9))
+        return spec_fail(err, len, "autoscale.target_connections: must be above 0");
+    if (a->target_cpu == 0 && a->target_rps == 0 && a->target_connections == 0)
+        return spec_fail(err, len, "autoscale: needs a target (cpu, rps or connections)");
+    if (a->cooldown_up_ms < 0 || a->cooldown_up_ms > 3600000)
+        return spec_fail(err, len, "autoscale.cooldown_up: must be between 0s and 1h");
+    if (a->cooldown_down_ms < 0 || a->cooldown_down_ms > 3600000)
+        return spec_fail(err, len, "autoscale.cooldown_down: must be between 0s and 1h");
+    if (s->replicas < a->min || s->replicas > a->max)
+        return spec_fail(err, len, "replicas: %u is outside the autoscale range %u-%u",
+                         s->replicas, a->min, a->max);
+    return 0;
 }
 
 /* --------------------------------------------------------- constraints */

@@ -24,6 +24,8 @@
 #define SPEC_DEFAULT_HEALTH_TIMEOUT_MS 3000
 #define SPEC_DEFAULT_HEALTH_RETRIES 3
 #define SPEC_MIN_MEMORY_LIMIT (6 << 20) /* the engine refuses less */
+#define SPEC_DEFAULT_COOLDOWN_UP_MS 10000
+#define SPEC_DEFAULT_COOLDOWN_DOWN_MS 60000
 
 /* Sizes inside a spec; a spec past one is refused with a message naming it. */
 typedef struct spec_limits {
@@ -40,6 +42,10 @@ extern const spec_limits_t spec_limits_default;
 /* A new spec, wholly malloc'd (free with pb_free), with every submessage
  * present and skiff's defaults set. NULL when out of memory. */
 ServiceSpec *spec_new(void);
+
+/* A new autoscaling policy with the default cooldowns and no range or
+ * target yet. NULL when out of memory. */
+Autoscale *spec_autoscale_new(void);
 
 /* Gives every missing submessage of spec a default one, and fills the
  * fields that must not stay zero (protocol "tcp"). Returns 0 or -ENOMEM. */
