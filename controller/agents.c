@@ -21,6 +21,7 @@
 #define AGENTS_MAX_STRING 256
 #define AGENTS_MAX_LB_STATS 4096
 #define AGENTS_MAX_TASK_STATS 4096
+#define AGENTS_SUSPECT_MS 3000 /* connect failures make a node suspect this long */
 
 /* Node names are host names: letters, digits, '.', '-', '_'. */
 static int agents_name_valid(const char *s)
@@ -182,7 +183,16 @@ static void agents_node_ready(ctl_t *ctl, node_t *node, const char *action, cons
     ctl->endpoints_check = 1;
 }
 
-static void agents_keep_stats(model_t *ctl_model, node_t *node, const StatusReport *r)
+/* Other nodes' balancers failed to connect to backends on this address:
+ * the node behind it is suspect. */
+static void agents_suspect(ctl_t *ctl, const node_t *reporter, const char *address)
+{
+    for (node_t *n = ctl->model.nodes; n; n = n->hh.next)
+        if (n != reporter && strcmp(n->pb->address, address) == 0)
+            n->suspect_ms = ctl_now(ctl);
+}
+
+static void agents_keep_stats(ctl_t *ctl, node_t *node, const StatusReport *r)
 {
     size_t n = r->n_lb_stats < AGENTS_MAX_LB_STATS ? r->n_lb_stats : AGENTS_MAX_LB_STATS;
 
@@ -198,9 +208,18 @@ static void agents_keep_stats(model_t *ctl_model, node_t *node, const StatusRepo
     }
     if (load_node_report(node, r->lb_stats, n, model_wall_ms()))
         log_warn("node %s: out of memory keeping its balancers' figures", node->pb->name);
+    for (load_lb_t *lb = node->load; lb; lb = lb->hh.next)
+        for (size_t i = 0; i < lb->n; i++)
+            if (lb->backends[i].failed_now) {
+                char addr[128];
+                snprintf(addr, sizeof(addr), "%s", lb->backends[i].backend);
+                if (strrchr(addr, ':'))
+                    *strrchr(addr, ':') = '\0';
+                agents_suspect(ctl, node, addr);
+            }
     /* the engine's figures of its running tasks (only its own) */
     for (size_t i = 0; i < r->n_stats && i < AGENTS_MAX_TASK_STATS; i++) {
-        task_t *t = model_task_by_id(ctl_model, r->stats[i]->task_id);
+        task_t *t = model_task_by_id(&ctl->model, r->stats[i]->task_id);
         if (t && t->node == node && load_task_report(t, r->stats[i]))
             log_warn("node %s: out of memory keeping a task's figures", node->pb->name);
     }
@@ -303,6 +322,8 @@ static int agents_register(ctl_t *ctl, peer_t *p, uint64_t id, const NodeRegiste
     pb->resources = r->resources ? pb_dup(r->resources) : PB_NEW(Resources);
     model_touch_node(&ctl->model, node);
     node->peer = p;
+    node->gone_ms = 0;
+    node->suspect_ms = 0;
     p->node = node;
     node->assign_dirty = 1;
     p->wants_endpoints = 1;
@@ -333,7 +354,7 @@ int agents_handle(ctl_t *ctl, peer_t *p, Envelope *env)
         agents_report(ctl, p->node, env->status->tasks, env->status->n_tasks,
                       env->status->full, 0);
         if (env->status->full)
-            agents_keep_stats(&ctl->model, p->node, env->status);
+            agents_keep_stats(ctl, p->node, env->status);
         return 0;
     case MSG_LOGS_DATA:
     case MSG_LOGS_CLOSE:
@@ -350,9 +371,32 @@ void agents_gone(ctl_t *ctl, peer_t *p)
     if (p->node && p->node->peer == p) {
         log_info("node %s: agent disconnected", p->node->pb->name);
         p->node->peer = NULL;
+        p->node->gone_ms = ctl_now(ctl); /* down after the grace, unless it is back */
         ctl->sched_needed = 1;
     }
     p->node = NULL;
+}
+
+/* Why a ready node is down now, or NULL while it is not. Besides a
+ * heartbeat timeout, what the controller learns at once: its agent's
+ * connection closed (an agent killed, its machine's kernel resetting the
+ * connection) and it did not come back within the grace; or the other
+ * nodes' balancers fail to connect to its containers while it is silent (a
+ * machine gone with nothing to close the connection). A paused agent whose
+ * containers still serve meets neither and keeps its tasks until the
+ * heartbeat timeout. */
+static const char *agents_down_why(const ctl_t *ctl, const node_t *node, int64_t now)
+{
+    int64_t silent = now - node->last_seen_ms;
+
+    if (silent > ctl->cfg.heartbeat_timeout_ms)
+        return "no heartbeat";
+    if (!node->peer && node->gone_ms && now - node->gone_ms >= ctl->cfg.disconnect_grace_ms)
+        return "its agent's connection closed";
+    if (node->suspect_ms && now - node->suspect_ms <= AGENTS_SUSPECT_MS &&
+        silent > ctl->cfg.disconnect_grace_ms)
+        return "silent, and other nodes cannot reach its containers";
+    return NULL;
 }
 
 void agents_check_heartbeats(ctl_t *ctl)
@@ -368,16 +412,19 @@ void agents_check_heartbeats(ctl_t *ctl)
     if (last && now - last > ctl->cfg.heartbeat_timeout_ms / 2)
         return;
     HASH_ITER(hh, ctl->model.nodes, node, tmp) {
-        if (node->pb->state != NODE_READY || now - node->last_seen_ms <= ctl->cfg.heartbeat_timeout_ms)
+        const char *why = agents_down_why(ctl, node, now);
+        if (node->pb->state != NODE_READY || !why)
             continue;
         node->pb->state = NODE_DOWN;
         node->ready_since_ms = 0;
         model_touch_node(&ctl->model, node);
         {
             Event *e = ctl_event_node(ctl, "down", node);
-            if (e)
-                event_attr(e, "silent_ms", "%lld", (long long)(now - node->last_seen_ms));
-            ctl_emit(ctl, e, "no heartbeat for %lld ms", (long long)(now - node->last_seen_ms));
+            if (e && (event_attr(e, "silent_ms", "%lld", (long long)(now - node->last_seen_ms)) ||
+                      event_attr(e, "why", "%s", why)))
+                e = (pb_free(e), NULL);
+            ctl_emit(ctl, e, "%s (silent for %lld ms)", why,
+                     (long long)(now - node->last_seen_ms));
         }
         DL_FOREACH2(node->tasks, t, node_next)
             if (t->pb->desired_state == DESIRED_RUNNING && !model_state_terminal(t->pb->state))

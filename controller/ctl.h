@@ -32,6 +32,7 @@ typedef struct ctl_config {
     char listen[128];
     char data_dir[PATH_MAX];
     int64_t heartbeat_timeout_ms;
+    int64_t disconnect_grace_ms;   /* a node whose agent's connection closed is down after it */
     int64_t handshake_timeout_ms;  /* Hello must arrive within this */
     int64_t agent_timeout_ms;      /* an agent silent this long is cut off */
     size_t max_frame;

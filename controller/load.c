@@ -80,8 +80,10 @@ int load_node_report(node_t *n, LbStats *const *stats, size_t n_stats, int64_t n
                 goto out_nomem;
             lb->n++;
         }
+        b->failed_now = s->connect_failures > b->connect_failures && b->at_ms;
         b->connections = s->connections;
         b->active = s->active;
+        b->connect_failures = s->connect_failures;
         b->at_ms = now_ms;
         b->gen = gen;
     }

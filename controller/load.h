@@ -30,6 +30,8 @@ typedef struct load_backend {
     char *backend;          /* ADDRESS:PORT */
     uint64_t connections;   /* the counter at the last report */
     uint64_t active;
+    uint64_t connect_failures;
+    int failed_now;         /* connect failures grew in the last report */
     double rate;            /* new connections per second, smoothed */
     int64_t at_ms;          /* the last report's time */
     unsigned gen;

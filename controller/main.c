@@ -23,6 +23,8 @@ static const char usage[] =
     "  --listen ADDR:PORT              where agents and clients connect (default 127.0.0.1:7400)\n"
     "  --data-dir DIR                  state, tokens and cluster id (default /var/lib/skiff)\n"
     "  --heartbeat-timeout DURATION    a node is down after this long without a report (default 3s)\n"
+    "  --disconnect-grace DURATION     a node whose agent's connection closed is down after\n"
+    "                                  this, unless it reconnects (default 1s)\n"
     "  --handshake-timeout DURATION    a connection must say hello within this, and end every\n"
     "                                  frame it begins within it (default 5s)\n"
     "  --max-frame BYTES               largest message accepted (default 4194304)\n"
@@ -44,8 +46,9 @@ static const char usage[] =
 
 enum { OPT_LISTEN = 256, OPT_DATA_DIR, OPT_HB, OPT_HS, OPT_MAX_FRAME, OPT_MAX_PENDING,
        OPT_MAX_CONNS, OPT_MAX_CONNS_ADDR, OPT_MAX_REPLICAS, OPT_ROTATE, OPT_LOG, OPT_VERSION,
-       OPT_METRICS, OPT_EVENT_BUFFER, OPT_REBALANCE, OPT_REBALANCE_DELAY };
+       OPT_METRICS, OPT_EVENT_BUFFER, OPT_REBALANCE, OPT_REBALANCE_DELAY, OPT_DISCONNECT };
 
+/* In the order of the OPT_ values: an option's name is options[opt - 256]. */
 static const struct option options[] = {
     { "listen", required_argument, NULL, OPT_LISTEN },
     { "data-dir", required_argument, NULL, OPT_DATA_DIR },
@@ -63,6 +66,7 @@ static const struct option options[] = {
     { "event-buffer", required_argument, NULL, OPT_EVENT_BUFFER },
     { "rebalance", required_argument, NULL, OPT_REBALANCE },
     { "rebalance-delay", required_argument, NULL, OPT_REBALANCE_DELAY },
+    { "disconnect-grace", required_argument, NULL, OPT_DISCONNECT },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -117,6 +121,11 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
             if (parse_count(optarg, 16, 10000000, &n))
                 return bad_value(name, optarg, "a number from 16 to 10000000");
             cfg->event_buffer = (size_t)n;
+            break;
+        case OPT_DISCONNECT:
+            if (duration_parse(optarg, &ms) || ms < 0 || ms > 3600000)
+                return bad_value(name, optarg, "a duration from 0s to 1h, like 1s");
+            cfg->disconnect_grace_ms = ms;
             break;
         case OPT_REBALANCE:
             if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
@@ -208,6 +217,7 @@ int main(int argc, char **argv)
         .listen = "127.0.0.1:7400",
         .data_dir = "/var/lib/skiff",
         .heartbeat_timeout_ms = 3000,
+        .disconnect_grace_ms = 1000,
         .handshake_timeout_ms = 5000,
         .max_frame = 4 << 20,
         .max_pending = 8 << 20,

@@ -142,6 +142,7 @@ void h_ctl_start(harness_t *h)
     assert_null(h->ctl);
     ctl->cfg = (ctl_config_t){
         .heartbeat_timeout_ms = h->heartbeat_timeout_ms,
+        .disconnect_grace_ms = h->heartbeat_timeout_ms, /* as before the grace existed */
         .handshake_timeout_ms = 5000,
         .agent_timeout_ms = h->heartbeat_timeout_ms * 10,
         .max_frame = 4 << 20,

@@ -26,8 +26,9 @@
 # end as the engine recorded it), and the engine alone is timed on the same
 # machine at the same time (create + start, and start again, of a container
 # of the same image), since it is most of what remains. It prints each
-# trial, then the median and maximum against the targets (node loss <= 5 s,
-# container crash <= 1 s). Nothing fails on a timing. It cleans up after
+# trial, then the median and maximum against the targets (node loss <= 2 s,
+# container crash <= 1.2x the engine's create + start, both medians). Nothing
+# fails on a timing. It cleans up after
 # itself (the cluster, its containers, its directory), also when
 # interrupted.
 #
@@ -41,8 +42,8 @@ TRIALS=${1:-${TRIALS:-5}}
 REPLICAS=${REPLICAS:-6}
 POLL_MS=${POLL_MS:-50}
 DOCKER_SOCK=${DOCKER_SOCK:-/var/run/docker.sock}
-TARGET_NODE_MS=5000
-TARGET_CRASH_MS=1000
+TARGET_NODE_MS=2000   # median (issue 21; it was 5 s)
+# container crash: at most 1.2 times the engine's own create + start, median
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "failover: $*"; exit 1; }
@@ -254,15 +255,18 @@ read -r died_med died_max < <(printf '%s\n' "${died_ms[@]}" | stats)
 read -r ecs_med ecs_max < <(printf '%s\n' "${engine_cs_ms[@]}" | stats)
 read -r es_med es_max < <(printf '%s\n' "${engine_start_ms[@]}" | stats)
 verdict() { [ "$2" -le "$1" ] && echo "met" || echo "MISSED"; }
+TARGET_CRASH_MS=$((ecs_med * 12 / 10))
 
 printf '\nfailover, %d trials each, %d replicas on 3 nodes, default settings (%s)\n' \
 	"$TRIALS" "$REPLICAS" "$(uname -m), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-16s %10s %10s %10s   %s\n' "" median max target "trials (ms)"
-printf '%-16s %7d ms %7d ms %7d ms   %s  (max %s)\n' "node loss" "$node_med" "$node_max" \
-	"$TARGET_NODE_MS" "${node_ms[*]}" "$(verdict "$TARGET_NODE_MS" "$node_max")"
-printf '%-16s %7d ms %7d ms %7d ms   %s  (max %s)\n' "container crash" "$crash_med" \
-	"$crash_max" "$TARGET_CRASH_MS" "${crash_ms[*]}" "$(verdict "$TARGET_CRASH_MS" "$crash_max")"
-printf '  node loss: the node was down after %d ms (median; max %d), the heartbeat timeout\n' \
+printf '%-16s %7d ms %7d ms %7d ms   %s  (median %s)\n' "node loss" "$node_med" "$node_max" \
+	"$TARGET_NODE_MS" "${node_ms[*]}" "$(verdict "$TARGET_NODE_MS" "$node_med")"
+printf '%-16s %7d ms %7d ms %7d ms   %s  (median %s; target 1.2x the engine'"'"'s create+start)\n' \
+	"container crash" "$crash_med" "$crash_max" "$TARGET_CRASH_MS" "${crash_ms[*]}" \
+	"$(verdict "$TARGET_CRASH_MS" "$crash_med")"
+awk -v c="$crash_med" -v e="$ecs_med" 'BEGIN { printf "  container crash / engine create+start: %.2fx\n", c / e }'
+printf '  node loss: the node was down after %d ms (median; max %d): the disconnect grace (1 s)\n' \
 	"$detect_med" "$detect_max"
 printf '  crash: the engine had killed the container after %d ms (median; max %d)\n' \
 	"$died_med" "$died_max"
