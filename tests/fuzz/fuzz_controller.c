@@ -214,7 +214,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (tokens_prepare(ctl, err, sizeof(err)))
         fz_fail(err);
     fz_open_store();
-    if (tokens_cluster_id(ctl, err, sizeof(err)))
+    if (tokens_cluster_id(ctl, err, sizeof(err)) || ctl_load_events(ctl))
         fz_fail(err);
     memcpy(F.cluster_id, ctl->model.cluster_id, sizeof(F.cluster_id));
     for (int attempt = 0; attempt < 20 && rc; attempt++) {
@@ -264,8 +264,8 @@ static void fz_reset(void)
 
     store_close(ctl->store);
     ctl->store = NULL;
-    store_batch_free(ctl->events);
-    ctl->events = NULL;
+    store_batch_free(ctl->events_batch);
+    ctl->events_batch = NULL;
     model_free(&ctl->model);
     model_init(&ctl->model);
     free(ctl->endpoints_packed);
