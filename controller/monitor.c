@@ -263,6 +263,25 @@ out_nomem:
 
 /* ------------------------------------------------------------- /metrics */
 
+/* The `skiff events` readers, and the most any of them has not taken:
+ * at most MONITOR_EVENTS_BUDGET and one event, however slowly it reads. */
+static void monitor_readers_metrics(ctl_t *ctl, prom_t *p)
+{
+    size_t readers = 0, unsent = 0;
+    wire_reader_t *w;
+
+    DL_FOREACH(ctl->monitor->readers, w) {
+        readers++;
+        if (w->peer->conn && conn_unsent(w->peer->conn) > unsent)
+            unsent = conn_unsent(w->peer->conn);
+    }
+    prom_family(p, "skiff_events_readers", "gauge", "Open `skiff events` streams.");
+    prom_sample(p, "skiff_events_readers", (double)readers, NULL);
+    prom_family(p, "skiff_events_reader_unsent_bytes", "gauge",
+                "The most output any events stream's client has not taken yet.");
+    prom_sample(p, "skiff_events_reader_unsent_bytes", (double)unsent, NULL);
+}
+
 /* "not_found" for ERR_NOT_FOUND; "ok" for 0. */
 static const char *monitor_code_name(int code, char *out, size_t len)
 {
@@ -386,6 +405,7 @@ static void monitor_self(ctl_t *ctl, prom_t *p)
     prom_sample(p, "skiff_connections", kinds[0], "kind", "handshake", NULL);
     prom_family(p, "skiff_events_buffered", "gauge", "Events kept in the ring for --since.");
     prom_sample(p, "skiff_events_buffered", (double)events_count(ctl->events), NULL);
+    monitor_readers_metrics(ctl, p);
     prom_family(p, "skiff_events_lost_total", "counter",
                 "Events that could not be recorded (out of memory).");
     prom_sample(p, "skiff_events_lost_total", (double)ctl->counters.events_lost, NULL);
