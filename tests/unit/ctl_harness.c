@@ -156,8 +156,8 @@ void h_ctl_start(harness_t *h)
     if (tokens_prepare(ctl, err, sizeof(err)))
         fail_msg("tokens_prepare: %s", err);
     snprintf(path, sizeof(path), "%s/state.db", h->dir);
-    if (!(ctl->store = store_open(path, err, sizeof(err))) ||
-        store_load(ctl->store, &ctl->model, err, sizeof(err)) ||
+    if (!(ctl->store = store_sqlite_open(&h->loop, path, err, sizeof(err))) ||
+        store_sqlite_load(ctl->store, &ctl->model, err, sizeof(err)) ||
         tokens_cluster_id(ctl, err, sizeof(err)))
         fail_msg("controller start: %s", err);
     for (int attempt = 0; attempt < 10 && rc; attempt++) {
@@ -202,7 +202,6 @@ static void h_ctl_free(harness_t *h)
         free(m);
     }
     assert_null(ctl->inflight);
-    assert_null(ctl->batch);
     assert_null(ctl->peers);
     assert_null(ctl->logstreams);
     store_batch_free(ctl->events);

@@ -3,7 +3,7 @@
  *
  * Each test gets a temporary directory with a fresh state.db path. Batches
  * are built from a model the way the controller's commit does (every
- * object put, plus deletions), committed, and store_load() reads them into
+ * object put, plus deletions), committed, and store_sqlite_load() reads them into
  * a second model, which must equal the first: the same messages, the same
  * links between tasks, services and nodes, the same removed services and
  * meta values. The SQLite file is also read directly where the schema
@@ -110,7 +110,7 @@ static store_t *open_captured(const char *path, char *out, size_t len, char *err
     fflush(stderr);
     saved = dup(2);
     dup2(fd, 2);
-    st = store_open(path, err, errlen);
+    st = store_sqlite_open(NULL, path, err, errlen);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
@@ -261,7 +261,7 @@ static void commit_ok(store_t *st, store_batch_t *b)
 {
     char err[256] = "";
 
-    if (store_commit(st, b, err, sizeof(err)) != 0)
+    if (store_sqlite_commit_now(st, b, err, sizeof(err)) != 0)
         fail_msg("commit: %s", err);
     store_batch_free(b);
 }
@@ -271,7 +271,7 @@ static void load_ok(store_t *st, model_t *m)
     char err[256] = "";
 
     model_init(m);
-    if (store_load(st, m, err, sizeof(err)) != 0)
+    if (store_sqlite_load(st, m, err, sizeof(err)) != 0)
         fail_msg("load: %s", err);
 }
 
@@ -402,9 +402,10 @@ static void test_open_creates_schema(void **state)
     if (!st)
         fail_msg("store_open: %s", err);
     assert_non_null(strstr(log, "migrated to version 1"));
+    assert_non_null(strstr(log, "migrated to version 2"));
     store_close(st);
 
-    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 2);
     assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                              " AND name IN ('meta', 'nodes', 'services', 'specs', 'tasks',"
                              " 'events')"), 6);
@@ -429,13 +430,13 @@ static void test_open_creates_schema(void **state)
     assert_string_equal(m.cluster_id, "kept");
     {
         char v[64];
-        assert_int_equal(store_get_meta(st, "cluster_id", v, sizeof(v)), 1);
+        assert_int_equal(store_sqlite_get_meta(st, "cluster_id", v, sizeof(v)), 1);
         assert_string_equal(v, "kept");
-        assert_int_equal(store_get_meta(st, "nothing", v, sizeof(v)), 0);
+        assert_int_equal(store_sqlite_get_meta(st, "nothing", v, sizeof(v)), 0);
     }
     model_free(&m);
     store_close(st);
-    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 2);
 }
 
 static void test_newer_schema_refused(void **state)
@@ -445,10 +446,10 @@ static void test_newer_schema_refused(void **state)
     store_t *st;
 
     sql_exec(fx->path, "CREATE TABLE future (x); PRAGMA user_version = 7;");
-    st = store_open(fx->path, err, sizeof(err));
+    st = store_sqlite_open(NULL, fx->path, err, sizeof(err));
     assert_null(st);
     assert_non_null(strstr(err, "schema version 7"));
-    assert_non_null(strstr(err, "up to 1"));
+    assert_non_null(strstr(err, "up to 2"));
     /* Left as it was. */
     assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 7);
     assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE name = 'nodes'"),
@@ -461,7 +462,7 @@ static void test_open_fails_cleanly(void **state)
     char err[256] = "", path[PATH_MAX + 32];
 
     snprintf(path, sizeof(path), "%s/no/such/dir/state.db", fx->dir);
-    assert_null(store_open(path, err, sizeof(err)));
+    assert_null(store_sqlite_open(NULL, path, err, sizeof(err)));
     assert_true(strlen(err) > 0);
 }
 
@@ -471,7 +472,7 @@ static void test_roundtrip(void **state)
 {
     fx_t *fx = *state;
     char err[256] = "";
-    store_t *st = store_open(fx->path, err, sizeof(err));
+    store_t *st = store_sqlite_open(NULL, fx->path, err, sizeof(err));
     model_t a, b;
     store_batch_t *batch;
 
@@ -485,7 +486,7 @@ static void test_roundtrip(void **state)
     store_close(st);
 
     /* A fresh process: open, load. */
-    st = store_open(fx->path, err, sizeof(err));
+    st = store_sqlite_open(NULL, fx->path, err, sizeof(err));
     assert_non_null(st);
     load_ok(st, &b);
     assert_models_equal(&a, &b);
@@ -544,7 +545,7 @@ static void test_updates_and_deletions(void **state)
 {
     fx_t *fx = *state;
     char err[256] = "", id[MODEL_ID_LEN + 1];
-    store_t *st = store_open(fx->path, err, sizeof(err));
+    store_t *st = store_sqlite_open(NULL, fx->path, err, sizeof(err));
     model_t a, b, c;
     service_t *web, *old;
     task_t *t;
@@ -620,7 +621,7 @@ static void test_failed_batch_commits_nothing(void **state)
 {
     fx_t *fx = *state;
     char err[256] = "", id[MODEL_ID_LEN + 1];
-    store_t *st = store_open(fx->path, err, sizeof(err));
+    store_t *st = store_sqlite_open(NULL, fx->path, err, sizeof(err));
     model_t a, b, empty;
     store_batch_t *batch;
     task_t *boom;
@@ -638,7 +639,7 @@ static void test_failed_batch_commits_nothing(void **state)
      * rows on both sides of the failing one. */
     batch = batch_of_model(&a);
     assert_int_equal(store_add_event(batch, 1, "node", "node-1", "joined"), 0);
-    rc = store_commit(st, batch, err, sizeof(err));
+    rc = store_sqlite_commit_now(st, batch, err, sizeof(err));
     store_batch_free(batch);
     assert_int_equal(rc, SKIFF_ESTORE);
     assert_non_null(strstr(err, "forced failure"));
@@ -664,7 +665,7 @@ static void test_events_pruned(void **state)
 {
     fx_t *fx = *state;
     char err[256] = "", msg[64];
-    store_t *st = store_open(fx->path, err, sizeof(err));
+    store_t *st = store_sqlite_open(NULL, fx->path, err, sizeof(err));
     store_batch_t *batch = store_batch_new();
     const int kept = 10000, extra = 25;
 
