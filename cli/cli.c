@@ -61,8 +61,9 @@ static const cli_flag_t cli_flags[] = {
     { CF_COMPOSE, "compose-file", 'c', "FILE", "Compose file of the stack (\"-\": stdin)" },
     { CF_PRUNE, "prune", 0, NULL, "Remove the stack's services that the file no longer has" },
     { CF_AVAILABILITY, "availability", 0, "active|drain", "Node availability" },
-    { CF_GLOBAL, "host", 'H', "ADDR:PORT",
-      "Controller address (SKIFF_HOST; default " CLI_DEFAULT_HOST ")" },
+    { CF_GLOBAL, "host", 'H', "ADDR:PORT[,...]",
+      "Controller address, or the controllers of a cluster on etcd, tried in turn "
+      "(SKIFF_HOST; default " CLI_DEFAULT_HOST ")" },
     { CF_GLOBAL, "token-file", 0, "FILE",
       "Admin token file (SKIFF_TOKEN_FILE, or the token in SKIFF_TOKEN; default "
       CLI_DEFAULT_TOKEN_FILE ")" },
@@ -110,6 +111,9 @@ static const cli_command_t cli_commands[] = {
     { "stack", "ps", NULL, "[OPTIONS] STACK", "List the tasks of a stack", LISTING, 0, 1, 1,
       stack_ps },
     { "stack", "rm", "remove", "STACK [STACK...]", "Remove stacks", 0, 0, 1, -1, stack_rm },
+    { "controller", "ls", "list", "[OPTIONS]",
+      "List the controllers, their roles (leader, follower) and their stores' health",
+      CF_FORMAT, 0, 0, 0, controller_ls },
 };
 
 #define N_COMMANDS (sizeof(cli_commands) / sizeof(cli_commands[0]))
@@ -121,6 +125,7 @@ static const struct {
     { "node", "Manage the cluster's nodes" },
     { "service", "Manage services" },
     { "stack", "Manage stacks (services from a Compose file)" },
+    { "controller", "Look at the controllers (several on etcd, one leading)" },
 };
 
 #define N_GROUPS (sizeof(cli_groups) / sizeof(cli_groups[0]))
@@ -221,16 +226,17 @@ int cli_token(const cli_args_t *a, char *token, size_t len, char *err, size_t er
 client_t *cli_connect(const cli_args_t *a)
 {
     const char *host = a->host, *env;
-    char token[CLI_MAX_TOKEN + 1], err[512], h[256];
+    char token[CLI_MAX_TOKEN + 1], err[512], list[16][WIRE_HOSTPORT_MAX];
     client_t *c;
-    int port;
+    size_t n;
 
     if (!host && (env = getenv("SKIFF_HOST")) && *env)
         host = env;
     if (!host)
         host = CLI_DEFAULT_HOST;
-    if (wire_parse_hostport(host, h, sizeof(h), &port)) {
-        cli_error(CLI_USAGE, "invalid controller address \"%s\" (ADDRESS:PORT)", host);
+    if (wire_parse_hostlist(host, 0, list, 16, &n)) {
+        cli_error(CLI_USAGE, "invalid controller address \"%s\" (ADDRESS:PORT[,ADDRESS:PORT...])",
+                  host);
         return NULL;
     }
     if (cli_token(a, token, sizeof(token), err, sizeof(err))) {
@@ -346,8 +352,6 @@ static int cli_set_common(cli_args_t *a, const cli_flag_t *f, const char *v, cha
                           size_t len)
 {
     uint64_t u;
-    char h[256];
-    int port;
 
     switch (f->bit) {
     case CF_FORMAT:
@@ -391,9 +395,11 @@ static int cli_set_common(cli_args_t *a, const cli_flag_t *f, const char *v, cha
     case CF_HELP: a->help = 1; return 0;
     case CF_GLOBAL:
         if (strcmp(f->name, "host") == 0) {
-            if (wire_parse_hostport(v, h, sizeof(h), &port))
+            char list[16][WIRE_HOSTPORT_MAX];
+            size_t n;
+            if (wire_parse_hostlist(v, 0, list, 16, &n))
                 return cli_fail(err, len, "invalid value for --host: \"%.100s\" (ADDRESS:PORT, "
-                                "e.g. 127.0.0.1:7400)", v);
+                                "e.g. 127.0.0.1:7400, or a list of them)", v);
             a->host = v;
         } else {
             a->token_file = v;

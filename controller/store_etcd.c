@@ -50,7 +50,8 @@
 #define SE_EVENTS_KEPT 10000
 #define SE_BACKOFF_MIN_MS 250
 #define SE_BACKOFF_MAX_MS 5000
-#define SE_CALL_MS 5000             /* deadline of identity, load and campaign calls */
+#define SE_CALL_MS 5000             /* deadline of load and campaign calls */
+#define SE_IDENTITY_MS 2000
 #define SE_REVOKE_MS 1000
 #define SE_MAX_VALUE ((size_t)768 << 10)
 
@@ -510,7 +511,8 @@ static void se_identity(store_etcd_t *s)
             get[i] = (etcd_op_t){ .kind = ETCD_OP_RANGE, .key = k[i] };
         get[5] = (etcd_op_t){ .kind = ETCD_OP_RANGE, .key = s->prefix, .range_end = s->prefix_end,
                               .count_only = 1 };
-        s->req = etcd_txn(s->etcd, &txn, SE_CALL_MS, se_on_identity, s);
+        /* Short: an etcd that does not answer at start is said at once. */
+        s->req = etcd_txn(s->etcd, &txn, SE_IDENTITY_MS, se_on_identity, s);
     }
     for (int i = 0; i < 5; i++)
         free(k[i]);
@@ -648,9 +650,15 @@ static void se_on_lease_timer(uv_timer_t *t)
         se_lose(s, "no keepalive of the leader lease was answered within its TTL");
         return;
     }
+    if (s->ka_req && now - s->ka_sent_ms >= (uint64_t)s->ttl_ms / 3) {
+        /* Stuck on a member that lost its leader: a fresh one, which may go
+         * to a member that has one again. */
+        etcd_cancel(s->etcd, s->ka_req);
+        s->ka_req = NULL;
+    }
     if (!s->ka_req) {
         s->ka_sent_ms = now;
-        s->ka_req = etcd_lease_keepalive(s->etcd, s->lease_id, s->ttl_ms / 2, se_on_keepalive, s);
+        s->ka_req = etcd_lease_keepalive(s->etcd, s->lease_id, s->ttl_ms / 3, se_on_keepalive, s);
     }
 }
 
@@ -669,7 +677,9 @@ static void se_on_grant(void *arg, int rc, const char *err, etcd_answer_t *a)
     s->lease_id = a->lease_id;
     s->ttl_ms = a->ttl * 1000;
     s->lease_ok_ms = s->ka_sent_ms;
-    period = (uint64_t)s->ttl_ms / 3;
+    /* A keepalive every sixth of the TTL, each given a third: an etcd that
+     * elects a new leader (a second or two) costs this lease nothing. */
+    period = (uint64_t)s->ttl_ms / 6;
     uv_timer_start(&s->lease_timer, se_on_lease_timer, period, period);
     log_debug("etcd: lease %" PRIx64 ", TTL %" PRId64 " s", (uint64_t)s->lease_id, a->ttl);
     se_campaign(s);
