@@ -505,7 +505,8 @@ static int store_task_order(const void *pa, const void *pb)
 
 int store_task_loader_finish(store_task_loader_t *l, model_t *m, char *err, size_t errlen)
 {
-    qsort(l->tasks, l->n, sizeof(*l->tasks), store_task_order);
+    if (l->n > 1)
+        qsort(l->tasks, l->n, sizeof(*l->tasks), store_task_order);
     for (size_t i = 0; i < l->n; i++) {
         Task *pb = l->tasks[i];
         service_t *svc = model_service_by_id(m, pb->service_id);
