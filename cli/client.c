@@ -506,7 +506,7 @@ static int client_open(client_t *c, const char *host, char *err, size_t errlen)
 static int client_reach(client_t *c, uint64_t deadline, char *err, size_t len)
 {
     char first[WIRE_HOSTPORT_MAX];
-    int rc;
+    int rc = SKIFF_EUNAVAILABLE;
 
     snprintf(first, sizeof(first), "%s", c->redirect);
     c->redirect[0] = '\0';
