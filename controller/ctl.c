@@ -495,6 +495,8 @@ int ctl_start(ctl_t *ctl, uv_loop_t *loop)
 
     ctl->loop = loop;
     ctl->out_tail = &ctl->out_head;
+    if (!ctl->cfg.advertise[0])
+        memcpy(ctl->cfg.advertise, ctl->cfg.listen, sizeof(ctl->cfg.advertise));
     if (conn_parse_addr(ctl->cfg.listen, &ss)) {
         log_error("--listen %s: not an IP address and port", ctl->cfg.listen);
         return SKIFF_EINVAL;

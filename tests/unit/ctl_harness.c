@@ -162,6 +162,7 @@ void h_ctl_start(harness_t *h)
         fail_msg("controller start: %s", err);
     for (int attempt = 0; attempt < 10 && rc; attempt++) {
         snprintf(ctl->cfg.listen, sizeof(ctl->cfg.listen), "127.0.0.1:%d", h_free_port());
+        ctl->cfg.advertise[0] = '\0'; /* the --listen address */
         rc = ctl_start(ctl, &h->loop);
         if (rc)
             uv_run(&h->loop, UV_RUN_NOWAIT); /* the listener's close */
