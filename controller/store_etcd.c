@@ -359,6 +359,9 @@ static void se_on_watch_events(void *arg, const etcd_watch_res_t *res)
     store_etcd_t *s = arg;
     int leader_changed = 0, tokens_changed = 0;
 
+    if (s->state >= SE_STOPPING)
+        return; /* its own leader key going, as it gives the lease up */
+
     for (size_t i = 0; i < res->n; i++) {
         const etcd_event_t *e = &res->events[i];
         const char *rel = e->kv.key + strlen(s->prefix);

@@ -3,7 +3,8 @@
 # loopback ports, 3 controllers sharing it (one leads), 3 agents that know
 # them all, and a service under load through the balancers. The leader is
 # killed, stopped past its lease (fencing), etcd loses one member and then
-# its quorum; a SQLite cluster migrates to etcd; bad input is refused.
+# its quorum; a SQLite cluster migrates to etcd; bad input is refused; a
+# controller reaches a TLS etcd with its client certificate.
 
 load helpers
 load heal_lib
@@ -308,4 +309,42 @@ web_create() {
 	run "$SKIFF_BIN/skiff-controller" migrate --from "sqlite:$SKIFF_DATA_DIR" --to http://x
 	[ "$status" -eq 2 ]
 	one_line
+}
+
+@test "etcd over TLS: a controller with a client certificate is served; one without is refused and retries" {
+	local d=$BATS_TEST_TMPDIR/tls cport pport port port2 pid pid2 epid
+	mkdir -p "$d"
+	(
+		cd "$d"
+		openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=skiff-test-ca"
+		openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj "/CN=127.0.0.1"
+		openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 \
+			-extfile <(printf 'subjectAltName=IP:127.0.0.1\n')
+		openssl req -newkey rsa:2048 -nodes -keyout cli.key -out cli.csr -subj "/CN=skiff-controller"
+		openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cli.pem -days 2 \
+			-extfile <(printf 'extendedKeyUsage=clientAuth\n')
+	) >"$d/openssl.log" 2>&1
+	cport=$(free_port) pport=$(free_port) port=$(free_port) port2=$(free_port)
+	etcd --name t --data-dir "$d/etcd" --listen-client-urls "https://127.0.0.1:$cport" \
+		--advertise-client-urls "https://127.0.0.1:$cport" --listen-peer-urls "http://127.0.0.1:$pport" \
+		--initial-advertise-peer-urls "http://127.0.0.1:$pport" --initial-cluster "t=http://127.0.0.1:$pport" \
+		--cert-file "$d/srv.pem" --key-file "$d/srv.key" --trusted-ca-file "$d/ca.pem" \
+		--client-cert-auth >"$d/etcd.log" 2>&1 &
+	epid=$!
+	"$SKIFF_BIN/skiff-controller" --listen "127.0.0.1:$port" --data-dir "$d/c1" \
+		--store "etcd://127.0.0.1:$cport" --store-prefix /skiff/tls/ --store-ca "$d/ca.pem" \
+		--store-cert "$d/cli.pem" --store-key "$d/cli.key" >"$d/c1.log" 2>&1 &
+	pid=$!
+	"$SKIFF_BIN/skiff-controller" --listen "127.0.0.1:$port2" --data-dir "$d/c2" \
+		--store "etcd://127.0.0.1:$cport" --store-prefix /skiff/tls/ --store-ca "$d/ca.pem" \
+		>"$d/c2.log" 2>&1 &
+	pid2=$!
+	wait_until 30 "SKIFF_HOST=127.0.0.1:$port SKIFF_TOKEN_FILE=$d/c1/admin-token skiff controller ls --format json | jq -e '.[0].role == \"leader\" and .[0].store == \"etcd: healthy\"' >/dev/null"
+	wait_until 15 "grep -q 'certificate' '$d/c2.log'"
+	kill -0 "$pid2"
+	[ ! -e "$d/c2/admin-token" ]
+	kill -TERM "$pid" "$pid2"
+	wait "$pid" "$pid2" || true
+	kill -TERM "$epid"
+	wait "$epid" || true
 }
