@@ -340,7 +340,7 @@ web_create() {
 		>"$d/c2.log" 2>&1 &
 	pid2=$!
 	wait_until 30 "SKIFF_HOST=127.0.0.1:$port SKIFF_TOKEN_FILE=$d/c1/admin-token skiff controller ls --format json | jq -e '.[0].role == \"leader\" and .[0].store == \"etcd: healthy\"' >/dev/null"
-	wait_until 15 "grep -q 'certificate' '$d/c2.log'"
+	wait_until 15 "grep -q 'reading the cluster.s identity: .*retrying in' '$d/c2.log'"
 	kill -0 "$pid2"
 	[ ! -e "$d/c2/admin-token" ]
 	kill -TERM "$pid" "$pid2"
