@@ -35,8 +35,9 @@ enum {
     CF_COMPOSE = 1u << 9,
     CF_PRUNE = 1u << 10,
     CF_AVAILABILITY = 1u << 11,
-    CF_GLOBAL = 1u << 12,  /* --host, --token-file: every command */
+    CF_GLOBAL = 1u << 12,  /* --host, --token-file, --tls-ca: every command */
     CF_HELP = 1u << 13,    /* every command */
+    CF_ROTATE = 1u << 14,
 };
 
 typedef struct cli_flag {
@@ -66,6 +67,11 @@ static const cli_flag_t cli_flags[] = {
     { CF_GLOBAL, "token-file", 0, "FILE",
       "Admin token file (SKIFF_TOKEN_FILE, or the token in SKIFF_TOKEN; default "
       CLI_DEFAULT_TOKEN_FILE ")" },
+    { CF_GLOBAL, "tls-ca", 0, "FILE",
+      "Verify the controller against these CA certificates (SKIFF_TLS_CA; default: the CA "
+      "digest in the admin token)" },
+    { CF_ROTATE, "rotate", 0, NULL,
+      "Rotate the CA: a new CA, every node's certificate reissued, new tokens" },
     { CF_HELP, "help", 'h', NULL, "Print this help" },
 };
 
@@ -101,6 +107,12 @@ static const cli_command_t cli_commands[] = {
       service_rm },
     { "service", "logs", NULL, "[OPTIONS] SERVICE", "Show the logs of a service's tasks",
       CF_FOLLOW | CF_TAIL, 0, 1, 1, service_logs },
+    { "cluster", "ca", NULL, "[OPTIONS]",
+      "Display the cluster CA, or rotate it (--rotate)", CF_ROTATE | WAITING, 0, 0, 0,
+      cluster_ca },
+    { "cluster", "client-cert", NULL, "DIR",
+      "Write a client certificate of the cluster CA into DIR (ca.pem, cert.pem, key.pem)", 0, 0,
+      1, 1, cluster_client_cert },
     { "stack", "deploy", "up", "[OPTIONS] STACK", "Deploy a stack from a Compose file, or "
       "change it to match the file", CF_COMPOSE | CF_PRUNE | WAITING, 0, 1, 1, stack_deploy },
     { "stack", "ls", "list", "[OPTIONS]", "List stacks", CF_FORMAT | CF_QUIET_IDS, 0, 0, 0,
@@ -119,6 +131,7 @@ static const struct {
     const char *summary;
 } cli_groups[] = {
     { "node", "Manage the cluster's nodes" },
+    { "cluster", "Manage the cluster's CA and certificates" },
     { "service", "Manage services" },
     { "stack", "Manage stacks (services from a Compose file)" },
 };
@@ -220,7 +233,7 @@ int cli_token(const cli_args_t *a, char *token, size_t len, char *err, size_t er
 
 client_t *cli_connect(const cli_args_t *a)
 {
-    const char *host = a->host, *env;
+    const char *host = a->host, *env, *ca = a->tls_ca;
     char token[CLI_MAX_TOKEN + 1], err[512], h[256];
     client_t *c;
     int port;
@@ -237,7 +250,9 @@ client_t *cli_connect(const cli_args_t *a)
         cli_error(CLI_ERROR, "%s", err);
         return NULL;
     }
-    c = client_connect(host, token, err, sizeof(err));
+    if (!ca && (env = getenv("SKIFF_TLS_CA")) && *env)
+        ca = env;
+    c = client_connect(host, token, ca, err, sizeof(err));
     memset(token, 0, sizeof(token));
     if (!c)
         cli_error(CLI_ERROR, "%s", err);
@@ -389,12 +404,17 @@ static int cli_set_common(cli_args_t *a, const cli_flag_t *f, const char *v, cha
                             "drain)", v);
         return 0;
     case CF_HELP: a->help = 1; return 0;
+    case CF_ROTATE: a->rotate = 1; return 0;
     case CF_GLOBAL:
         if (strcmp(f->name, "host") == 0) {
             if (wire_parse_hostport(v, h, sizeof(h), &port))
                 return cli_fail(err, len, "invalid value for --host: \"%.100s\" (ADDRESS:PORT, "
                                 "e.g. 127.0.0.1:7400)", v);
             a->host = v;
+        } else if (strcmp(f->name, "tls-ca") == 0) {
+            if (!*v)
+                return cli_fail(err, len, "invalid value for --tls-ca: \"\" (a PEM file)");
+            a->tls_ca = v;
         } else {
             a->token_file = v;
         }

@@ -35,6 +35,7 @@ typedef struct cli_args {
     /* global */
     const char *host;
     const char *token_file;
+    const char *tls_ca;        /* --tls-ca FILE */
     /* the command's flags */
     int json;
     int quiet;
@@ -46,6 +47,7 @@ typedef struct cli_args {
     const char *compose_file;
     int prune;
     int availability;          /* -1: not given */
+    int rotate;                /* cluster ca --rotate */
     svc_opts_t svc;            /* service create/update flags, in order */
     /* the command's arguments */
     int argc;
@@ -112,6 +114,9 @@ int service_inspect(cli_args_t *a);
 int service_rollback(cli_args_t *a);
 int service_rm(cli_args_t *a);
 int service_logs(cli_args_t *a);
+
+int cluster_ca(cli_args_t *a);
+int cluster_client_cert(cli_args_t *a);
 
 int stack_deploy(cli_args_t *a);
 int stack_ls(cli_args_t *a);

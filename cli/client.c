@@ -9,6 +9,8 @@
 #include "errors.h"
 #include "parse.h"
 #include "pbutil.h"
+#include "tls.h"
+#include "token.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -24,8 +26,10 @@ struct client {
     uv_timer_t timer;
     uv_signal_t sigint;
     conn_t *conn;
+    SSL_CTX *tls;
     char host[128];
     int connect_status; /* 1 connected, 0 waiting, < 0 failed */
+    char tls_reason[TLS_REASON_MAX];
     int closed;
     int close_err;
     int interrupted;
@@ -92,6 +96,8 @@ static void client_on_connect(conn_t *conn, int status)
     client_t *c = conn_data(conn);
 
     c->connect_status = status == 0 ? 1 : status;
+    if (status == SKIFF_ETLS)
+        snprintf(c->tls_reason, sizeof(c->tls_reason), "%s", conn_strerror(conn, status));
 }
 
 static void client_on_close(conn_t *conn, int err)
@@ -100,6 +106,8 @@ static void client_on_close(conn_t *conn, int err)
 
     c->closed = 1;
     c->close_err = err;
+    if (err == SKIFF_ETLS)
+        snprintf(c->tls_reason, sizeof(c->tls_reason), "%s", conn_strerror(conn, err));
     c->conn = NULL;
     if (c->connect_status == 0)
         c->connect_status = err ? err : SKIFF_ECLOSED;
@@ -192,6 +200,9 @@ static int client_wait_error(client_t *c, int rc, char *err, size_t len)
     if (rc == SKIFF_ETIMEDOUT)
         return client_fail(err, len, rc, "the controller at %s did not answer within %ds",
                            c->host, CLIENT_REQUEST_TIMEOUT_MS / 1000);
+    if (c->close_err == SKIFF_ETLS)
+        return client_fail(err, len, SKIFF_ETLS, "the controller at %s: TLS: %s", c->host,
+                           c->tls_reason);
     if (c->close_err && c->close_err != SKIFF_ECLOSED)
         return client_fail(err, len, SKIFF_ECLOSED,
                            "lost the connection to the controller at %s: %s", c->host,
@@ -367,14 +378,63 @@ static int client_hello(client_t *c, const char *token, char *err, size_t len)
     return rc;
 }
 
-client_t *client_connect(const char *host, const char *token, char *err, size_t errlen)
+/* The context that verifies the controller: the roots in ca_file, or the
+ * root the token's digest names. */
+static SSL_CTX *client_tls(const token_t *tok, const char *ca_file, char *err, size_t len)
+{
+    tls_policy_t policy = { .server = 0, .peer_cert = TLS_PEER_REQUIRED,
+                            .peer_role = PKI_ROLE_CONTROLLER };
+    char why[256], *pem = NULL;
+    SSL_CTX *ctx = NULL;
+    FILE *f = NULL;
+    size_t n;
+
+    if (!ca_file) {
+        memcpy(policy.pin, tok->digest, sizeof(policy.pin));
+        if (!(ctx = tls_ctx_new(&policy, NULL, why, sizeof(why))))
+            client_fail(err, len, SKIFF_ETLS, "TLS: %s", why);
+        return ctx;
+    }
+    if (!(pem = malloc(PKI_MAX_PEM + 1))) {
+        client_fail(err, len, -ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (!(f = fopen(ca_file, "re"))) {
+        client_fail(err, len, SKIFF_EINVAL, "cannot read the CA file %s: %s", ca_file,
+                    strerror(errno));
+    } else {
+        n = fread(pem, 1, PKI_MAX_PEM, f);
+        if (!(policy.roots = pki_chain_parse(pem, n, why, sizeof(why))))
+            client_fail(err, len, SKIFF_EINVAL, "the CA file %s: %s", ca_file, why);
+        else if (!(ctx = tls_ctx_new(&policy, NULL, why, sizeof(why))))
+            client_fail(err, len, SKIFF_ETLS, "TLS: %s", why);
+        sk_X509_pop_free(policy.roots, X509_free);
+        fclose(f);
+    }
+    free(pem);
+    return ctx;
+}
+
+client_t *client_connect(const char *host, const char *token, const char *ca_file, char *err,
+                         size_t errlen)
 {
     conn_limits_t limits = { 0 };
-    client_t *c = calloc(1, sizeof(*c));
+    client_t *c;
+    token_t tok;
+    char why[256];
     int rc;
 
-    if (!c) {
+    if (token_parse(token, &tok, why, sizeof(why))) {
+        client_fail(err, errlen, SKIFF_EINVAL, "the admin token: %s", why);
+        return NULL;
+    }
+    if (!(c = calloc(1, sizeof(*c)))) {
         client_fail(err, errlen, -ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (!(c->tls = client_tls(&tok, ca_file, err, errlen))) {
+        memset(&tok, 0, sizeof(tok));
+        free(c);
         return NULL;
     }
     snprintf(c->host, sizeof(c->host), "%s", host);
@@ -394,6 +454,7 @@ client_t *client_connect(const char *host, const char *token, char *err, size_t 
         client_fail(err, errlen, -ENOMEM, "out of memory");
         goto out_close;
     }
+    conn_use_tls(c->conn, c->tls);
     rc = conn_connect(c->conn, host);
     if (rc) {
         client_fail(err, errlen, rc, "invalid controller address %s (ADDRESS:PORT)", host);
@@ -412,17 +473,24 @@ client_t *client_connect(const char *host, const char *token, char *err, size_t 
                     host, CLIENT_CONNECT_TIMEOUT_MS / 1000);
         goto out_close;
     }
+    if (rc == SKIFF_ETLS) {
+        client_fail(err, errlen, rc, "the controller at %s is refused: %s%s", host,
+                    c->tls_reason, ca_file ? "" : " (check the admin token, or give --tls-ca)");
+        goto out_close;
+    }
     if (rc) {
         client_fail(err, errlen, rc, "cannot connect to the controller at %s: %s%s", host,
                     client_strerror(rc),
                     rc == UV_ECONNREFUSED ? " (is skiff-controller running?)" : "");
         goto out_close;
     }
-    if (client_hello(c, token, err, errlen))
+    if (client_hello(c, tok.secret, err, errlen))
         goto out_close;
+    memset(&tok, 0, sizeof(tok));
     return c;
 
 out_close:
+    memset(&tok, 0, sizeof(tok));
     client_close(c);
     return NULL;
 }
@@ -438,5 +506,6 @@ void client_close(client_t *c)
     uv_run(&c->loop, UV_RUN_DEFAULT);
     wire_free(c->reply);
     uv_loop_close(&c->loop);
+    SSL_CTX_free(c->tls);
     free(c);
 }

@@ -22,9 +22,14 @@
 
 typedef struct client client_t;
 
-/* Connects to "HOST:PORT" and authenticates with the admin token. Returns
- * the client, or NULL with err set (unreachable, refused token, timeout). */
-client_t *client_connect(const char *host, const char *token, char *err, size_t errlen);
+/* Connects to "HOST:PORT" over TLS and authenticates with the admin token
+ * (SKIFF-1-<CA digest>-<secret>, token.h). The controller is verified
+ * against the CA in ca_file (PEM roots) when given, else against the CA
+ * digest the token carries, before the secret is sent. Returns the client,
+ * or NULL with err set (unreachable, not the cluster's controller, refused
+ * token, timeout). */
+client_t *client_connect(const char *host, const char *token, const char *ca_file, char *err,
+                         size_t errlen);
 
 /* Sends req (its id is set here) and waits for the reply with the same id.
  * Returns 0 and *reply (wire_free it), whose message is reply_case;

@@ -23,6 +23,11 @@ int64_t ctl_now(const ctl_t *ctl)
     return (int64_t)uv_now(ctl->loop);
 }
 
+void ctl_ca_changed(ctl_t *ctl)
+{
+    ctl->model.meta_dirty = 1; /* makes the next flush commit, the CA's rows with it */
+}
+
 /* ---------------------------------------------------------------- peers */
 
 void peer_unref(peer_t *p)
@@ -53,6 +58,7 @@ static void ctl_on_connection(uv_stream_t *server, int status)
     };
     peer_t *p;
     char *colon;
+    int tls_rc;
 
     if (status < 0) {
         log_warn("accept: %s", uv_strerror(status));
@@ -74,17 +80,22 @@ static void ctl_on_connection(uv_stream_t *server, int status)
     p->refs = 1;
     DL_APPEND(ctl->peers, p);
     ctl->n_peers++;
+    tls_rc = conn_use_tls(p->conn, ctl->tls);
     if (conn_accept(p->conn, server) < 0)
         return; /* closing; on_close unlists it */
+    if (tls_rc) {
+        conn_close(p->conn, SKIFF_ETLS); /* never plaintext */
+        return;
+    }
     snprintf(p->addr, sizeof(p->addr), "%s", conn_peer(p->conn));
     if ((colon = strrchr(p->addr, ':')))
         *colon = '\0';
     if (ctl->n_peers > ctl->cfg.max_conns ||
         ctl_conns_from(ctl, p->addr) > ctl->cfg.max_conns_per_addr) {
+        /* Closed before its TLS handshake: a flood costs no cryptography. */
         log_warn("refusing a connection from %s: too many connections (%u in all)",
                  conn_peer(p->conn), ctl->n_peers - 1);
-        conn_send_error(p->conn, 0, ERR_LIMIT, "too many connections");
-        conn_close(p->conn, 0);
+        conn_close(p->conn, SKIFF_ELIMIT);
     }
 }
 
@@ -93,8 +104,10 @@ static void ctl_conn_closed(conn_t *c, int err)
     peer_t *p = conn_data(c);
     ctl_t *ctl = p->ctl;
 
-    if (err && err != SKIFF_ECLOSED && err != SKIFF_ELIMIT)
-        log_info("connection from %s closed: %s", conn_peer(c), skiff_strerror(err));
+    if (err == SKIFF_ETLS)
+        log_warn("%s: refused: %s", conn_peer(c), conn_strerror(c, err));
+    else if (err && err != SKIFF_ECLOSED && err != SKIFF_ELIMIT)
+        log_info("connection from %s closed: %s", conn_peer(c), conn_strerror(c, err));
     DL_DELETE(ctl->peers, p);
     ctl->n_peers--;
     p->conn = NULL;
@@ -104,13 +117,42 @@ static void ctl_conn_closed(conn_t *c, int err)
     peer_unref(p);
 }
 
+static void ctl_refuse(peer_t *p, uint64_t id, const char *why)
+{
+    log_warn("%s: refused: %s", conn_peer(p->conn), why);
+    conn_send_error(p->conn, id, ERR_AUTH, "%s", why);
+    conn_close(p->conn, 0);
+}
+
+/* The identity of an agent, from its certificate (the TLS handshake
+ * verified it: chain, expiry, role, cluster, record, not revoked). */
+static int ctl_hello_agent(ctl_t *ctl, peer_t *p, uint64_t id, X509 *cert)
+{
+    pki_name_t name;
+
+    if (pki_name(cert, &name) || pki_serial(cert, p->cert_serial)) {
+        ctl_refuse(p, id, "a certificate that names no node");
+        return SKIFF_EAUTH;
+    }
+    snprintf(p->node_id, sizeof(p->node_id), "%s", name.id);
+    p->cert_not_after_ms = pki_not_after_ms(cert);
+    return 0;
+}
+
 static int ctl_hello(ctl_t *ctl, peer_t *p, Envelope *env)
 {
     Envelope reply = PB_ENVELOPE_INIT;
     HelloReply hr = PB_HELLO_REPLY_INIT;
     const Hello *h = env->hello;
-    const char *expected;
+    X509 *cert = conn_peer_cert(p->conn);
 
+    if (p->joined) {
+        log_warn("%s: %s after its join; closing", conn_peer(p->conn),
+                 wire_msg_name(env->msg_case));
+        return SKIFF_EPROTO;
+    }
+    if (env->msg_case == MSG_NODE_JOIN && !cert)
+        return certs_join(ctl, p, env);
     if (env->msg_case != MSG_HELLO) {
         log_warn("%s: refused: %s before hello", conn_peer(p->conn),
                  wire_msg_name(env->msg_case));
@@ -118,14 +160,21 @@ static int ctl_hello(ctl_t *ctl, peer_t *p, Envelope *env)
         conn_close(p->conn, 0);
         return 0;
     }
-    expected = h->role == ROLE_AGENT ? ctl->join_token
-             : h->role == ROLE_CLIENT ? ctl->admin_token : NULL;
-    if (!expected || !tokens_match(expected, h->token)) {
-        log_warn("%s: refused: %s", conn_peer(p->conn),
-                 expected ? (*h->token ? "wrong token" : "no token") : "unknown role");
-        conn_send_error(p->conn, env->id, ERR_AUTH,
-                        expected ? "wrong token" : "unknown role");
-        conn_close(p->conn, 0);
+    if (cert) {
+        /* A node's certificate is an agent's credential, never a client's. */
+        if (h->role != ROLE_AGENT) {
+            ctl_refuse(p, env->id, "a node's certificate is not an admin's credential");
+            return 0;
+        }
+        if (ctl_hello_agent(ctl, p, env->id, cert))
+            return 0;
+    } else if (h->role == ROLE_AGENT) {
+        ctl_refuse(p, env->id, "an agent needs its node certificate (join with the join "
+                   "token first)");
+        return 0;
+    } else if (h->role != ROLE_CLIENT || !tokens_match(ctl->admin_token, h->token)) {
+        ctl_refuse(p, env->id, h->role != ROLE_CLIENT ? "unknown role"
+                               : *h->token ? "wrong token" : "no token");
         return 0;
     }
     p->role = h->role;
@@ -139,7 +188,8 @@ static int ctl_hello(ctl_t *ctl, peer_t *p, Envelope *env)
      * start (tokens_cluster_id): no need to wait for a commit. */
     if (conn_send(p->conn, &reply))
         conn_close(p->conn, SKIFF_ELIMIT);
-    log_debug("%s: hello as %s", conn_peer(p->conn), p->role == ROLE_AGENT ? "agent" : "client");
+    log_debug("%s: hello as %s%s", conn_peer(p->conn),
+              p->role == ROLE_AGENT ? "the agent of node " : "a client", p->node_id);
     return 0;
 }
 
@@ -281,6 +331,8 @@ static store_batch_t *ctl_seal(ctl_t *ctl)
     }
     for (model_deletion_t *d = m->deletions; d; d = d->next)
         rc |= store_delete(b, d->table, d->id, d->version);
+    if (ctl->ca && ca_dirty(ctl->ca))
+        rc |= ca_seal(ctl->ca, b);
     if (m->meta_dirty) {
         rc |= store_put_meta(b, "cluster_id", m->cluster_id);
         snprintf(num, sizeof(num), "%llu", (unsigned long long)m->assignments_version);
@@ -388,6 +440,10 @@ static void ctl_on_tick(uv_timer_t *t)
     service_t *s, *tmp;
 
     agents_check_heartbeats(ctl);
+    if (now - ctl->certs_checked_ms >= 1000) {
+        ctl->certs_checked_ms = now;
+        certs_tick(ctl);
+    }
     HASH_ITER(hh, ctl->model.services, s, tmp) {
         if (s->wake_ms && s->wake_ms <= now) {
             s->wake_ms = 0;
@@ -440,6 +496,10 @@ int ctl_start(ctl_t *ctl, uv_loop_t *loop)
 
     ctl->loop = loop;
     ctl->out_tail = &ctl->out_head;
+    if (!ctl->tls) {
+        log_error("no TLS context: the CA is not ready (tokens_ca)");
+        return SKIFF_EINVAL;
+    }
     if (conn_parse_addr(ctl->cfg.listen, &ss)) {
         log_error("--listen %s: not an IP address and port", ctl->cfg.listen);
         return SKIFF_EINVAL;

@@ -17,12 +17,14 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "ca.h"
 #include "conn.h"
 #include "model.h"
 #include "spec.h"
 #include "store.h"
+#include "token.h"
 
-#define CTL_TOKEN_LEN 64
+#define CTL_TOKEN_LEN TOKEN_SECRET_HEX   /* the secret of a token */
 
 typedef struct ctl ctl_t;
 
@@ -36,6 +38,8 @@ typedef struct ctl_config {
     size_t max_pending;            /* queued output per connection */
     unsigned max_conns;
     unsigned max_conns_per_addr;
+    int64_t cert_expiry_ms;        /* lifetime of the certificates it issues */
+    char server_names[256];        /* more names for its certificate ("IP:10.0.0.1") */
     spec_limits_t spec_limits;
 } ctl_config_t;
 
@@ -46,6 +50,11 @@ typedef struct peer {
     conn_t *conn;          /* NULL once closed */
     int role;              /* 0 until Hello; then ROLE_AGENT or ROLE_CLIENT */
     node_t *node;          /* an agent's node, once registered */
+    /* An agent's certificate: who it is (never what it says) */
+    char node_id[PKI_NAME_MAX + 1];
+    char cert_serial[PKI_SERIAL_HEX + 1];  /* the one it holds now */
+    int64_t cert_not_after_ms;             /* cut off then, unless renewed */
+    int joined;            /* got its certificate (NodeJoin): nothing more */
     int wants_endpoints;   /* send it the Endpoints in the next flush */
     int refs;
     char addr[64];         /* peer address without the port */
@@ -72,6 +81,17 @@ typedef struct tokens_reread {
     char join[CTL_TOKEN_LEN + 1], admin[CTL_TOKEN_LEN + 1], err[256];
 } tokens_reread_t;
 
+/* The CA's files and the tokens written anew (after a CA rotation), in the
+ * thread pool (tokens.c). */
+typedef struct tokens_publish {
+    uv_work_t work;
+    int busy;
+    int again;
+    int rc;
+    char *ca_pem, *key_pem;
+    char join[TOKEN_LEN + 1], admin[TOKEN_LEN + 1], err[256];
+} tokens_publish_t;
+
 struct ctl {
     uv_loop_t *loop;
     ctl_config_t cfg;
@@ -83,10 +103,14 @@ struct ctl {
     uv_signal_t sigterm, sigint;
     uv_fs_event_t token_watch;
     tokens_reread_t reread;
+    tokens_publish_t publish;
     peer_t *peers;
     unsigned n_peers;
-    char join_token[CTL_TOKEN_LEN + 1];
+    char join_token[CTL_TOKEN_LEN + 1];   /* the secrets; the tokens add the CA digest */
     char admin_token[CTL_TOKEN_LEN + 1];
+    ca_t *ca;                /* the cluster CA (ca.h) */
+    SSL_CTX *tls;            /* the listener's TLS context */
+    int64_t certs_checked_ms;
     /* the commit pipeline */
     uv_work_t work;
     store_batch_t *batch;     /* in flight */
@@ -134,24 +158,56 @@ void ctl_event(ctl_t *ctl, const char *kind, const char *object, const char *fmt
 /* uv_now of the loop, in ms. */
 int64_t ctl_now(const ctl_t *ctl);
 
+/* The CA changed (a certificate issued or revoked, a rotation): its rows go
+ * in the next commit, before anything sent after this. */
+void ctl_ca_changed(ctl_t *ctl);
+
 /* ---- tokens.c */
 
-/* Creates the data dir (0700) and the tokens (0600) on first start, fixes
- * loose permissions with a warning, and reads the tokens. Returns 0, or a
+/* Creates the data dir (0700) on first start, fixes loose permissions with
+ * a warning, and reads the secrets of the tokens (new ones when there are
+ * none, or only tokens of the old format, from before TLS). Writes nothing
+ * else: tokens_write_files() does, once the CA is known. Returns 0, or a
  * negative code with the reason in err. */
 int tokens_prepare(ctl_t *ctl, char *err, size_t len);
 /* Makes the cluster id if the store had none, and writes it to
  * <data-dir>/cluster-id. */
 int tokens_cluster_id(ctl_t *ctl, char *err, size_t len);
+/* Loads the CA from the store (making it on first start, committed at
+ * once), makes the listener's TLS context, and writes ca.pem, ca-key.pem
+ * and the tokens (0600). For start-up, before the loop runs. */
+int tokens_ca(ctl_t *ctl, char *err, size_t len);
+/* Writes the CA's files and the tokens again (after a CA rotation) in the
+ * thread pool. */
+void tokens_publish(ctl_t *ctl);
 /* Rereads the token files (after a rotation) in the thread pool; the new
  * tokens apply when the reads are done. */
 void tokens_reload(ctl_t *ctl);
 /* Writes a new join or admin token into data_dir, printing nothing. */
 int tokens_rotate(const char *data_dir, const char *which, char *err, size_t len);
-/* Constant-time comparison of a presented token with the expected one. */
+/* A token as SKIFF-1-<CA digest>-<secret>, for which "join" or "admin". */
+void tokens_format(const ctl_t *ctl, const char *which, char out[TOKEN_LEN + 1]);
+/* Constant-time comparison of a presented secret with the expected one. */
 int tokens_match(const char *expected, const char *presented);
 
+/* ---- certs.c: certificates of the nodes and clients, CA rotation */
+
+/* NodeJoin from a peer without a certificate. */
+int certs_join(ctl_t *ctl, peer_t *peer, Envelope *env);
+/* CertRenew from a registered agent. */
+int certs_renew(ctl_t *ctl, peer_t *peer, uint64_t id, const CertRenew *req);
+/* The agent of node registered: during a rotation it is asked to renew. */
+void certs_registered(ctl_t *ctl, peer_t *peer);
+/* Every second: peers whose certificate expired are cut off, the CA's
+ * records pruned and the controller's certificate renewed, and a rotation
+ * finished once every ready node holds a certificate of the new CA. */
+void certs_tick(ctl_t *ctl);
+/* Client requests: CaRotate, CaGet, ClientCert. */
+int certs_api(ctl_t *ctl, peer_t *peer, uint64_t id, const Envelope *env);
+
 /* ---- agents.c: messages from agents */
+/* 1 when s is a node name: 1 to 253 letters, digits, '.', '-', '_'. */
+int agents_name_valid(const char *s);
 int agents_handle(ctl_t *ctl, peer_t *peer, Envelope *env);
 /* The agent's connection closed. */
 void agents_gone(ctl_t *ctl, peer_t *peer);

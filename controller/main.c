@@ -4,6 +4,7 @@
 #include "errors.h"
 #include "log.h"
 #include "pbutil.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +30,8 @@ static const char usage[] =
     "  --max-connections N             connections in all (default 4096)\n"
     "  --max-connections-per-address N connections from one address (default 1024)\n"
     "  --max-replicas N                largest replica count of a service (default 100000)\n"
+    "  --cert-expiry DURATION          lifetime of the node certificates it issues; agents\n"
+    "                                  renew theirs well before (default 2160h: 90 days)\n"
     "  --rotate-token join|admin       write a new token into the data dir and exit; the running\n"
     "                                  controller rereads it, connected peers stay connected\n"
     "  --log-level LEVEL               debug, info, warn or error (default info)\n"
@@ -36,7 +39,8 @@ static const char usage[] =
     "  -h, --help                      print this help and exit\n";
 
 enum { OPT_LISTEN = 256, OPT_DATA_DIR, OPT_HB, OPT_HS, OPT_MAX_FRAME, OPT_MAX_PENDING,
-       OPT_MAX_CONNS, OPT_MAX_CONNS_ADDR, OPT_MAX_REPLICAS, OPT_ROTATE, OPT_LOG, OPT_VERSION };
+       OPT_MAX_CONNS, OPT_MAX_CONNS_ADDR, OPT_MAX_REPLICAS, OPT_ROTATE, OPT_LOG, OPT_VERSION,
+       OPT_CERT_EXPIRY };
 
 static const struct option options[] = {
     { "listen", required_argument, NULL, OPT_LISTEN },
@@ -51,6 +55,7 @@ static const struct option options[] = {
     { "rotate-token", required_argument, NULL, OPT_ROTATE },
     { "log-level", required_argument, NULL, OPT_LOG },
     { "version", no_argument, NULL, OPT_VERSION },
+    { "cert-expiry", required_argument, NULL, OPT_CERT_EXPIRY },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -137,6 +142,11 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
                 return bad_value(name, optarg, "join or admin");
             *rotate = optarg;
             break;
+        case OPT_CERT_EXPIRY:
+            if (duration_parse(optarg, &ms) || ms < 10000 || ms > 87600LL * 3600000)
+                return bad_value(name, optarg, "a duration from 10s to 87600h, like 2160h");
+            cfg->cert_expiry_ms = ms;
+            break;
         case OPT_LOG:
             if (log_level_parse(optarg, level))
                 return bad_value(name, optarg, "debug, info, warn or error");
@@ -179,12 +189,22 @@ int main(int argc, char **argv)
         .max_pending = 8 << 20,
         .max_conns = 4096,
         .max_conns_per_addr = 1024,
+        .cert_expiry_ms = 2160LL * 3600000,
         .spec_limits = spec_limits_default,
     };
     if ((rc = parse_flags(argc, argv, &ctl.cfg, &level, &rotate)))
         return rc;
     /* An agent silent for this long is cut off; it reconnects. */
     ctl.cfg.agent_timeout_ms = ctl.cfg.heartbeat_timeout_ms * 10;
+    {
+        /* The listen address is one of the names of its certificate. */
+        char host[128];
+        int port;
+        if (wire_parse_hostport(ctl.cfg.listen, host, sizeof(host), &port) == 0 &&
+            strcmp(host, "0.0.0.0") != 0 && strcmp(host, "::") != 0 &&
+            strcmp(host, "127.0.0.1") != 0 && strcmp(host, "::1") != 0)
+            snprintf(ctl.cfg.server_names, sizeof(ctl.cfg.server_names), "IP:%s", host);
+    }
     log_init("controller", level);
     umask(077); /* the database and tokens are for the controller's user only */
     if (rotate) {
@@ -203,14 +223,14 @@ int main(int argc, char **argv)
     snprintf(path, sizeof(path), "%s/state.db", ctl.cfg.data_dir);
     if (!(ctl.store = store_open(path, err, sizeof(err))) ||
         store_load(ctl.store, &ctl.model, err, sizeof(err)) ||
-        tokens_cluster_id(&ctl, err, sizeof(err))) {
+        tokens_cluster_id(&ctl, err, sizeof(err)) || tokens_ca(&ctl, err, sizeof(err))) {
         log_error("%s", err);
         rc = 1;
         goto out_close;
     }
-    log_info("state loaded: %u nodes, %u services, %u tasks",
+    log_info("state loaded: %u nodes, %u services, %u tasks; CA sha256 %s",
              HASH_COUNT(ctl.model.nodes), HASH_COUNT(ctl.model.services),
-             HASH_COUNT(ctl.model.tasks));
+             HASH_COUNT(ctl.model.tasks), ca_digest(ctl.ca));
     if ((rc = ctl_start(&ctl, loop))) {
         rc = 1;
         goto out_close;
@@ -224,5 +244,7 @@ out_close:
     store_close(ctl.store);
     model_free(&ctl.model);
     free(ctl.endpoints_packed);
+    SSL_CTX_free(ctl.tls);
+    ca_free(ctl.ca);
     return rc;
 }

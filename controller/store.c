@@ -28,6 +28,12 @@ static const char *const store_migrations[] = {
     "CREATE INDEX tasks_service ON tasks (service_id, slot);"
     "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER,"
     "  kind TEXT, object TEXT, message TEXT);",
+    /* 2: the cluster CA (controller/ca.h): its roots, with their keys, and
+     * the record of every certificate it issued (the revocations too). */
+    "CREATE TABLE ca_roots (id TEXT PRIMARY KEY, state INTEGER, data BLOB NOT NULL);"
+    "CREATE TABLE certs (serial TEXT PRIMARY KEY, node_id TEXT, role TEXT,"
+    "  not_after_ms INTEGER, revoked INTEGER, data BLOB NOT NULL);"
+    "CREATE INDEX certs_node ON certs (node_id);",
 };
 
 #define STORE_SCHEMA_VERSION (int)(sizeof(store_migrations) / sizeof(store_migrations[0]))
@@ -35,6 +41,7 @@ static const char *const store_migrations[] = {
 enum store_stmt {
     SQL_PUT_META, SQL_PUT_NODE, SQL_PUT_SERVICE, SQL_PUT_SPEC, SQL_PUT_TASK, SQL_ADD_EVENT,
     SQL_DEL_NODE, SQL_DEL_SERVICE, SQL_DEL_SPEC, SQL_DEL_TASK, SQL_PRUNE_EVENTS,
+    SQL_PUT_CA_ROOT, SQL_PUT_CERT, SQL_DEL_CA_ROOT, SQL_DEL_CERT,
     SQL_BEGIN, SQL_COMMIT, SQL_ROLLBACK, SQL_COUNT
 };
 
@@ -53,6 +60,11 @@ static const char *const store_sql[SQL_COUNT] = {
     [SQL_DEL_SPEC] = "DELETE FROM specs WHERE service_id = ?1 AND version = ?3",
     [SQL_DEL_TASK] = "DELETE FROM tasks WHERE id = ?1",
     [SQL_PRUNE_EVENTS] = "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?1",
+    [SQL_PUT_CA_ROOT] = "INSERT OR REPLACE INTO ca_roots (id, state, data) VALUES (?1, ?3, ?6)",
+    [SQL_PUT_CERT] = "INSERT OR REPLACE INTO certs (serial, node_id, role, not_after_ms, revoked,"
+                     " data) VALUES (?1, ?2, ?7, ?3, ?4, ?6)",
+    [SQL_DEL_CA_ROOT] = "DELETE FROM ca_roots WHERE id = ?1",
+    [SQL_DEL_CERT] = "DELETE FROM certs WHERE serial = ?1",
     [SQL_BEGIN] = "BEGIN IMMEDIATE",
     [SQL_COMMIT] = "COMMIT",
     [SQL_ROLLBACK] = "ROLLBACK",
@@ -319,6 +331,41 @@ int store_load(store_t *st, model_t *m, char *err, size_t len)
     return rc;
 }
 
+static int store_load_ca_rows(store_t *st, const char *sql, const ProtobufCMessageDescriptor *d,
+                              const store_ca_loader_t *l, char *err, size_t len)
+{
+    sqlite3_stmt *s;
+    int rc = 0, step;
+
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return store_fail(err, len, st->db, "load");
+    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        void *pb = store_unpack(d, s, 0);
+        if (!pb) {
+            snprintf(err, len, "load: a %s row does not decode", d->short_name);
+            rc = SKIFF_ESTORE;
+        } else if (d == &PB_DESC_CaRoot) {
+            rc = l->root(l->arg, pb, err, len);
+        } else if ((rc = l->cert(l->arg, pb))) {
+            snprintf(err, len, "load: out of memory");
+        }
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = store_fail(err, len, st->db, "load");
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int store_load_ca(store_t *st, const store_ca_loader_t *l, char *err, size_t len)
+{
+    int rc = store_load_ca_rows(st, "SELECT data FROM ca_roots ORDER BY rowid", &PB_DESC_CaRoot,
+                                l, err, len);
+
+    if (!rc)
+        rc = store_load_ca_rows(st, "SELECT data FROM certs", &PB_DESC_CertRecord, l, err, len);
+    return rc;
+}
+
 /* ----------------------------------------------------------------- batch */
 
 store_batch_t *store_batch_new(void)
@@ -455,11 +502,33 @@ int store_add_event(store_batch_t *b, int64_t time_ms, const char *kind, const c
     return store_row_fill(b, r, kind, object, message, NULL);
 }
 
+int store_put_ca_root(store_batch_t *b, const CaRoot *root)
+{
+    store_row_t *r = store_row_new(b, SQL_PUT_CA_ROOT);
+
+    if (!r)
+        return -ENOMEM;
+    r->a = root->state;
+    return store_row_fill(b, r, root->id, NULL, NULL, &root->base);
+}
+
+int store_put_cert(store_batch_t *b, const CertRecord *rec)
+{
+    store_row_t *r = store_row_new(b, SQL_PUT_CERT);
+
+    if (!r)
+        return -ENOMEM;
+    r->a = rec->not_after_ms;
+    r->b = rec->revoked;
+    return store_row_fill(b, r, rec->serial, rec->node_id, rec->role, &rec->base);
+}
+
 int store_delete(store_batch_t *b, enum store_table table, const char *id, uint64_t version)
 {
     static const enum store_stmt stmts[] = {
         [STORE_NODES] = SQL_DEL_NODE, [STORE_SERVICES] = SQL_DEL_SERVICE,
         [STORE_SPECS] = SQL_DEL_SPEC, [STORE_TASKS] = SQL_DEL_TASK,
+        [STORE_CA_ROOTS] = SQL_DEL_CA_ROOT, [STORE_CERTS] = SQL_DEL_CERT,
     };
     store_row_t *r;
 

@@ -21,7 +21,8 @@
 
 struct model;
 
-enum store_table { STORE_META, STORE_NODES, STORE_SERVICES, STORE_SPECS, STORE_TASKS, STORE_EVENTS };
+enum store_table { STORE_META, STORE_NODES, STORE_SERVICES, STORE_SPECS, STORE_TASKS, STORE_EVENTS,
+                   STORE_CA_ROOTS, STORE_CERTS };
 
 typedef struct store store_t;
 typedef struct store_batch store_batch_t;
@@ -34,6 +35,17 @@ void store_close(store_t *st);
 /* Reads every row into the (empty) model. Returns 0, or SKIFF_ESTORE with
  * the reason in err. */
 int store_load(store_t *st, struct model *m, char *err, size_t errlen);
+
+/* The CA's rows (controller/ca.h): each root and each certificate record
+ * is handed to its callback, which adopts it; a callback's error stops the
+ * load. Returns 0, SKIFF_ESTORE with the reason in err, or the callback's
+ * code. */
+typedef struct store_ca_loader {
+    int (*root)(void *arg, CaRoot *pb, char *err, size_t errlen);
+    int (*cert)(void *arg, CertRecord *pb);
+    void *arg;
+} store_ca_loader_t;
+int store_load_ca(store_t *st, const store_ca_loader_t *loader, char *err, size_t errlen);
 
 store_batch_t *store_batch_new(void);
 void store_batch_free(store_batch_t *b);
@@ -48,7 +60,12 @@ int store_put_task(store_batch_t *b, const Task *t);
 int store_put_meta(store_batch_t *b, const char *key, const char *value);
 int store_add_event(store_batch_t *b, int64_t time_ms, const char *kind, const char *object,
                     const char *message);
-/* Deletes a row: by id, or for STORE_SPECS by (service id, version). */
+/* The CA's rows: a root (key: its id), a certificate record (key: its
+ * serial). */
+int store_put_ca_root(store_batch_t *b, const CaRoot *root);
+int store_put_cert(store_batch_t *b, const CertRecord *rec);
+/* Deletes a row: by id (a root's id, a record's serial), or for STORE_SPECS
+ * by (service id, version). */
 int store_delete(store_batch_t *b, enum store_table table, const char *id, uint64_t version);
 
 /* Writes the batch in one transaction. Call from one thread at a time.

@@ -30,9 +30,9 @@ die() {
 PACKAGES=(
 	cmake gcc clang pkg-config
 	libuv1-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev
-	libsqlite3-dev libjansson-dev libyaml-dev libcmocka-dev uthash-dev
+	libsqlite3-dev libjansson-dev libyaml-dev libcmocka-dev uthash-dev libssl-dev
 	bats jq docker.io busybox-static docker-registry
-	iproute2 procps psmisc curl
+	iproute2 procps psmisc curl openssl tcpdump python3
 )
 
 # ---------------------------------------------------------------------------

@@ -402,12 +402,13 @@ static void test_open_creates_schema(void **state)
     if (!st)
         fail_msg("store_open: %s", err);
     assert_non_null(strstr(log, "migrated to version 1"));
+    assert_non_null(strstr(log, "migrated to version 2"));
     store_close(st);
 
-    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 2);
     assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                              " AND name IN ('meta', 'nodes', 'services', 'specs', 'tasks',"
-                             " 'events')"), 6);
+                             " 'events', 'ca_roots', 'certs')"), 8);
     {
         sqlite3 *db;
         sqlite3_stmt *s;
@@ -435,7 +436,7 @@ static void test_open_creates_schema(void **state)
     }
     model_free(&m);
     store_close(st);
-    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 2);
 }
 
 static void test_newer_schema_refused(void **state)
