@@ -449,7 +449,7 @@ static void test_newer_schema_refused(void **state)
     st = store_open(fx->path, err, sizeof(err));
     assert_null(st);
     assert_non_null(strstr(err, "schema version 7"));
-    assert_non_null(strstr(err, "up to 1"));
+    assert_non_null(strstr(err, "up to 2"));
     /* Left as it was. */
     assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 7);
     assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE name = 'nodes'"),
