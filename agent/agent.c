@@ -5,6 +5,11 @@
  * connection (Hello answered with the cluster id), and the runner (its
  * first listing for that cluster done). Registration goes when all three
  * are there, on every (re)connection.
+ *
+ * The identity (key, certificate chain, roots, and the TLS context made of
+ * them) is replaced whole by agent_install(): after the join, a renewal,
+ * or a CaUpdate. Connections under way keep theirs. What changed is saved
+ * to the state dir in the thread pool, one save at a time.
  */
 #include "agent.h"
 #include "conn.h"
@@ -21,7 +26,14 @@
 #include "prom.h"
 #include "runner.h"
 #include "stats.h"
+#include "tls.h"
+#include "token.h"
 #include "wire.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+#include <sys/time.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -42,6 +54,7 @@
 /* A leader on a shared store pings every second: this long without a
  * frame, it stalled (stopped, cut off), and another may lead. */
 #define AGENT_LEADER_SILENCE_MS 4000
+#define AGENT_RENEW_RETRY_MS 60000       /* a refused renewal is tried again after this */
 
 enum { ENGINE_PING, ENGINE_INFO, ENGINE_GATEWAY, ENGINE_READY };
 
@@ -83,6 +96,30 @@ struct agent {
     char gateway[64];
     uv_timer_t engine_timer;
 
+    /* identity (agent_install) */
+    char *state_dir;
+    EVP_PKEY *key;
+    STACK_OF(X509) *chain;      /* the node certificate first */
+    char cert_id[PKI_NAME_MAX + 1], cert_cluster[PKI_NAME_MAX + 1];
+    int64_t cert_not_after_ms;
+    SSL_CTX *tls;               /* for the next connections; NULL: join first */
+    SSL_CTX *join_tls;          /* pinned on the join token's digest */
+    char join_pin[PKI_DIGEST_HEX + 1];
+    int joining;                /* this connection joins */
+    int joined_now;             /* reconnect at once, with the certificate */
+    uint64_t join_id;
+    EVP_PKEY *join_key;
+    uv_timer_t renew_timer;
+    EVP_PKEY *renew_key;        /* a renewal under way */
+    uint64_t renew_id;
+    int renew_due;              /* renew once registered */
+    /* saving to the state dir */
+    uv_work_t save_work;
+    int save_busy;
+    agent_state_t save, save_next;
+    int save_rc;
+    char save_err[256];
+
     conn_t *conn;
     int hello_done;
     int register_sent;
@@ -97,6 +134,7 @@ struct agent {
     uv_timer_t heartbeat_timer;
     uv_timer_t flush_timer;
 
+    int started;
     int closing;
     int pending;                /* closes not yet called back */
     void (*close_done)(void *arg);
@@ -105,6 +143,16 @@ struct agent {
 
 static void agent_connect(agent_t *a);
 static void agent_engine_next(agent_t *a);
+static void agent_renew(agent_t *a);
+static void agent_maybe_done(agent_t *a);
+
+static int64_t agent_wall_ms(void)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
 
 /* ------------------------------------------------------------ sending */
 
@@ -363,6 +411,370 @@ static void agent_engine_next(agent_t *a)
     }
 }
 
+/* ------------------------------------------------------------ identity */
+
+static void agent_save_work(uv_work_t *w)
+{
+    agent_t *a = w->data;
+
+    a->save_rc = state_save(a->state_dir, &a->save, a->save_err, sizeof(a->save_err));
+}
+
+static void agent_save_kick(agent_t *a);
+
+static void agent_save_done(uv_work_t *w, int status)
+{
+    agent_t *a = w->data;
+
+    a->save_busy = 0;
+    if (status || a->save_rc)
+        log_error("cannot save to --state-dir %s: %s", a->state_dir,
+                  status ? uv_strerror(status) : a->save_err);
+    state_clear(&a->save);
+    if (a->closing) {
+        if (a->save_next.ca_pem || a->save_next.cert_pem) {
+            /* Written at once, from the loop: an agent that closes must not lose its
+             * new certificate, and nothing else runs now. */
+            char err[256];
+            if (state_save(a->state_dir, &a->save_next, err, sizeof(err)))
+                log_error("cannot save to --state-dir %s: %s", a->state_dir, err);
+            state_clear(&a->save_next);
+        }
+        a->pending--;
+        agent_maybe_done(a);
+        return;
+    }
+    agent_save_kick(a);
+}
+
+static void agent_save_kick(agent_t *a)
+{
+    int rc;
+
+    if (a->save_busy || (!a->save_next.ca_pem && !a->save_next.cert_pem))
+        return;
+    a->save = a->save_next;
+    memset(&a->save_next, 0, sizeof(a->save_next));
+    a->save_work.data = a;
+    if ((rc = uv_queue_work(a->loop, &a->save_work, agent_save_work, agent_save_done))) {
+        log_error("cannot save to --state-dir %s: %s", a->state_dir, uv_strerror(rc));
+        state_clear(&a->save);
+        return;
+    }
+    a->save_busy = 1;
+}
+
+/* Queues what changed for the state dir (the PEM strings are adopted;
+ * NULL: unchanged). */
+static void agent_save(agent_t *a, char *key_pem, char *cert_pem, char *ca_pem)
+{
+    if (key_pem && cert_pem) {
+        agent_state_t old = { a->save_next.key_pem, a->save_next.cert_pem, NULL };
+        state_clear(&old);
+        a->save_next.key_pem = key_pem;
+        a->save_next.cert_pem = cert_pem;
+    }
+    if (ca_pem) {
+        free(a->save_next.ca_pem);
+        a->save_next.ca_pem = ca_pem;
+    }
+    agent_save_kick(a);
+}
+
+static void agent_on_renew_timer(uv_timer_t *t)
+{
+    agent_t *a = t->data;
+
+    if (a->registered)
+        agent_renew(a);
+    else
+        a->renew_due = 1;
+}
+
+/* The renewal: at a random point between 50% and 70% of what is left. */
+static void agent_schedule_renew(agent_t *a)
+{
+    int64_t left = a->cert_not_after_ms - agent_wall_ms();
+    unsigned char r = 0;
+    uint64_t wait;
+
+    if (left <= 0) {
+        log_error("the node certificate in %s expired: the controller refuses it; remove the "
+                  "node (skiff node rm %s) and empty %s to join again with a join token",
+                  a->state_dir, a->name, a->state_dir);
+        return;
+    }
+    RAND_bytes(&r, 1);
+    wait = (uint64_t)(left / 100 * (50 + r % 21));
+    uv_timer_start(&a->renew_timer, agent_on_renew_timer, wait > 1000 ? wait : 1000, 0);
+}
+
+/* A client context with key and chain, trusting roots, for cluster. */
+static SSL_CTX *agent_ctx(EVP_PKEY *key, STACK_OF(X509) *chain, STACK_OF(X509) *roots,
+                          const char *cluster, char *err, size_t len)
+{
+    tls_policy_t policy = { .server = 0, .peer_cert = TLS_PEER_REQUIRED, .roots = roots,
+                            .peer_role = PKI_ROLE_CONTROLLER, .peer_cluster = cluster };
+    tls_creds_t creds = { .key = key, .cert = sk_X509_value(chain, 0) };
+    SSL_CTX *ctx;
+
+    if (!(creds.chain = sk_X509_new_null())) {
+        snprintf(err, len, "out of memory");
+        return NULL;
+    }
+    for (int i = 1; i < sk_X509_num(chain); i++)
+        if (!sk_X509_push(creds.chain, sk_X509_value(chain, i))) {
+            sk_X509_free(creds.chain);
+            snprintf(err, len, "out of memory");
+            return NULL;
+        }
+    ctx = tls_ctx_new(&policy, &creds, err, len);
+    sk_X509_free(creds.chain);
+    return ctx;
+}
+
+/* Checks a node certificate (cert_pem: it and its chain) for key, naming
+ * want_id of want_cluster (NULL: any), that chains to the roots in ca_pem;
+ * pin: a digest that must be among the roots (NULL: none). Installs it all
+ * as the agent's identity (taking key) and returns 0, or returns a
+ * negative code with err set, changing nothing. */
+static int agent_install(agent_t *a, EVP_PKEY *key, const char *cert_pem, size_t cert_len,
+                         const char *ca_pem, size_t ca_len, const char *want_id,
+                         const char *want_cluster, const char *pin, char *err, size_t len)
+{
+    STACK_OF(X509) *chain = NULL, *roots = NULL;
+    X509_STORE *store = NULL;
+    X509_STORE_CTX *v = NULL;
+    pki_name_t name;
+    char why[256], d[PKI_DIGEST_HEX + 1];
+    SSL_CTX *ctx = NULL;
+    int rc = SKIFF_EINVAL, pinned = !pin;
+
+    if (!(chain = pki_chain_parse(cert_pem, cert_len, why, sizeof(why)))) {
+        snprintf(err, len, "the node certificate: %.200s", why);
+        goto out_free;
+    }
+    if (!(roots = pki_chain_parse(ca_pem, ca_len, why, sizeof(why)))) {
+        snprintf(err, len, "the CA roots: %.200s", why);
+        goto out_free;
+    }
+    if (!pki_key_matches(sk_X509_value(chain, 0), key)) {
+        snprintf(err, len, "the node certificate is not for this agent's key");
+        goto out_free;
+    }
+    if (pki_name(sk_X509_value(chain, 0), &name) || strcmp(name.role, PKI_ROLE_NODE) != 0 ||
+        (want_id && strcmp(name.id, want_id) != 0) ||
+        (want_cluster && strcmp(name.cluster, want_cluster) != 0)) {
+        snprintf(err, len, "the certificate does not name this node (%s of cluster %s)",
+                 want_id ? want_id : "?", want_cluster ? want_cluster : "?");
+        goto out_free;
+    }
+    for (int i = 0; i < sk_X509_num(roots); i++) {
+        if (!pki_is_root(sk_X509_value(roots, i))) {
+            snprintf(err, len, "the CA roots hold a certificate that is not a CA's");
+            goto out_free;
+        }
+        if (pin && pki_digest(sk_X509_value(roots, i), d) == 0 && strcmp(d, pin) == 0)
+            pinned = 1;
+    }
+    if (!pinned) {
+        snprintf(err, len, "the CA roots do not hold the CA of the join token");
+        goto out_free;
+    }
+    /* It must verify as the controller will verify it. */
+    if (!(store = X509_STORE_new()) || !(v = X509_STORE_CTX_new())) {
+        rc = -ENOMEM;
+        snprintf(err, len, "out of memory");
+        goto out_free;
+    }
+    for (int i = 0; i < sk_X509_num(roots); i++)
+        X509_STORE_add_cert(store, sk_X509_value(roots, i));
+    if (X509_STORE_CTX_init(v, store, sk_X509_value(chain, 0), chain) != 1 ||
+        X509_STORE_CTX_set_purpose(v, X509_PURPOSE_SSL_CLIENT) != 1 || X509_verify_cert(v) != 1) {
+        snprintf(err, len, "the node certificate does not verify with the CA roots (%s)",
+                 X509_verify_cert_error_string(X509_STORE_CTX_get_error(v)));
+        goto out_free;
+    }
+    if (!(ctx = agent_ctx(key, chain, roots, name.cluster, err, len)))
+        goto out_free;
+    SSL_CTX_free(a->tls);
+    a->tls = ctx;
+    EVP_PKEY_free(a->key);
+    a->key = key;
+    sk_X509_pop_free(a->chain, X509_free);
+    a->chain = chain;
+    chain = NULL;
+    snprintf(a->cert_id, sizeof(a->cert_id), "%s", name.id);
+    snprintf(a->cert_cluster, sizeof(a->cert_cluster), "%s", name.cluster);
+    a->cert_not_after_ms = pki_not_after_ms(sk_X509_value(a->chain, 0));
+    if (a->started)
+        agent_schedule_renew(a);
+    rc = 0;
+out_free:
+    X509_STORE_CTX_free(v);
+    X509_STORE_free(store);
+    sk_X509_pop_free(roots, X509_free);
+    sk_X509_pop_free(chain, X509_free);
+    return rc;
+}
+
+/* Installs a new certificate for key (adopted on success) and saves it. */
+static int agent_take_cert(agent_t *a, EVP_PKEY *key, const ProtobufCBinaryData *cert,
+                           const ProtobufCBinaryData *ca, const char *want_id,
+                           const char *want_cluster, const char *pin, char *err, size_t len)
+{
+    char *key_pem = NULL, *cert_pem = NULL, *ca_pem = NULL;
+    int rc;
+
+    if (!cert->len || !ca->len || cert->len > PKI_MAX_PEM || ca->len > PKI_MAX_PEM) {
+        snprintf(err, len, "no certificate, or no CA, or too large");
+        return SKIFF_EINVAL;
+    }
+    if (pki_key_pem(key, &key_pem, NULL) || !(cert_pem = strndup((char *)cert->data, cert->len)) ||
+        !(ca_pem = strndup((char *)ca->data, ca->len))) {
+        rc = -ENOMEM;
+        snprintf(err, len, "out of memory");
+        goto out_free;
+    }
+    rc = agent_install(a, key, cert_pem, strlen(cert_pem), ca_pem, strlen(ca_pem), want_id,
+                       want_cluster, pin, err, len);
+    if (rc)
+        goto out_free;
+    agent_save(a, key_pem, cert_pem, ca_pem);
+    return 0;
+out_free:
+    if (key_pem)
+        OPENSSL_cleanse(key_pem, strlen(key_pem));
+    free(key_pem);
+    free(cert_pem);
+    free(ca_pem);
+    return rc;
+}
+
+static void agent_renew(agent_t *a)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    CertRenew cr = PB_CERT_RENEW_INIT;
+    char *csr = NULL;
+    size_t n = 0;
+
+    a->renew_due = 0;
+    if (a->renew_key || !a->conn || !a->registered)
+        return;
+    if (!(a->renew_key = pki_key_new()) || pki_csr_new(a->renew_key, a->name, &csr, &n)) {
+        log_error("cannot renew the node certificate: out of memory");
+        EVP_PKEY_free(a->renew_key);
+        a->renew_key = NULL;
+        uv_timer_start(&a->renew_timer, agent_on_renew_timer, AGENT_RENEW_RETRY_MS, 0);
+        return;
+    }
+    cr.csr.data = (uint8_t *)csr;
+    cr.csr.len = n;
+    a->renew_id = ++a->next_id;
+    env.id = a->renew_id;
+    env.msg_case = MSG_CERT_RENEW;
+    env.cert_renew = &cr;
+    if (agent_send(a, &env)) {
+        EVP_PKEY_free(a->renew_key);
+        a->renew_key = NULL;
+        a->renew_due = 1;
+    } else {
+        log_info("renewing the node certificate (it expires in %lld s)",
+                 (long long)((a->cert_not_after_ms - agent_wall_ms()) / 1000));
+    }
+    free(csr);
+}
+
+static void agent_renew_failed(agent_t *a, const char *why)
+{
+    int64_t left = a->cert_not_after_ms - agent_wall_ms();
+    uint64_t wait = left / 10 < AGENT_RENEW_RETRY_MS ? (uint64_t)(left > 10000 ? left / 10 : 1000)
+                                                     : AGENT_RENEW_RETRY_MS;
+
+    log_warn("the node certificate was not renewed: %s; trying again in %llu ms", why,
+             (unsigned long long)wait);
+    EVP_PKEY_free(a->renew_key);
+    a->renew_key = NULL;
+    uv_timer_start(&a->renew_timer, agent_on_renew_timer, wait, 0);
+}
+
+static int agent_on_cert_issued(agent_t *a, uint64_t id, const CertIssued *ci)
+{
+    char err[256];
+
+    if (!a->renew_key || id != a->renew_id)
+        return 0;
+    if (agent_take_cert(a, a->renew_key, &ci->certificate, &ci->ca, a->cert_id, a->cert_cluster,
+                        NULL, err, sizeof(err))) {
+        agent_renew_failed(a, err);
+        return 0;
+    }
+    a->renew_key = NULL; /* the identity's now */
+    log_info("node certificate renewed; it expires in %lld s",
+             (long long)((a->cert_not_after_ms - agent_wall_ms()) / 1000));
+    return 0;
+}
+
+/* CaUpdate: the roots to trust from now on, and maybe a renewal. */
+static int agent_on_ca_update(agent_t *a, const CaUpdate *up)
+{
+    STACK_OF(X509) *roots;
+    char err[256], *pem;
+    SSL_CTX *ctx;
+
+    if (!a->tls || !a->key)
+        return 0;
+    if (!(roots = pki_chain_parse(up->ca.data, up->ca.len, err, sizeof(err)))) {
+        log_warn("controller %s: CA update: %s; ignored", a->controller, err);
+        return 0;
+    }
+    for (int i = 0; i < sk_X509_num(roots); i++) {
+        if (!pki_is_root(sk_X509_value(roots, i))) {
+            log_warn("controller %s: CA update: not a CA; ignored", a->controller);
+            sk_X509_pop_free(roots, X509_free);
+            return 0;
+        }
+    }
+    ctx = agent_ctx(a->key, a->chain, roots, a->cert_cluster, err, sizeof(err));
+    sk_X509_pop_free(roots, X509_free);
+    if (!ctx || !(pem = strndup((char *)up->ca.data, up->ca.len))) {
+        SSL_CTX_free(ctx);
+        log_error("CA update: %s", ctx ? "out of memory" : err);
+        return 0;
+    }
+    SSL_CTX_free(a->tls);
+    a->tls = ctx;
+    agent_save(a, NULL, NULL, pem);
+    log_info("controller %s: the CA roots changed%s", a->controller,
+             up->renew ? "; renewing the node certificate" : "");
+    if (up->renew) {
+        uv_timer_stop(&a->renew_timer);
+        agent_renew(a);
+    }
+    return 0;
+}
+
+/* NodeJoinReply: the node certificate. */
+static int agent_on_joined(agent_t *a, uint64_t id, const NodeJoinReply *r)
+{
+    char err[256];
+
+    if (!a->joining || !a->join_key || id != a->join_id)
+        return SKIFF_EPROTO;
+    if (agent_take_cert(a, a->join_key, &r->certificate, &r->ca, r->node_id, r->cluster_id,
+                        a->join_pin, err, sizeof(err))) {
+        log_error("controller %s: the join gave a certificate this agent can't use: %s",
+                  a->controller, err);
+        return SKIFF_EPROTO;
+    }
+    a->join_key = NULL;
+    a->joined_now = 1;
+    log_info("joined cluster %s as node %s (%s); its certificate is in %s, the join token is "
+             "not needed any more", a->cert_cluster, a->name, a->cert_id, a->state_dir);
+    conn_close(a->conn, 0);
+    return 0;
+}
+
 /* ------------------------------------------------------------ the controller */
 
 static int agent_cluster_valid(const char *s)
@@ -388,7 +800,8 @@ static int agent_on_hello_reply(agent_t *a, const HelloReply *hr)
         return SKIFF_EPROTO;
     }
     if ((running && strcmp(running, hr->cluster_id) != 0) ||
-        (a->cluster[0] && strcmp(a->cluster, hr->cluster_id) != 0)) {
+        (a->cluster[0] && strcmp(a->cluster, hr->cluster_id) != 0) ||
+        (a->cert_cluster[0] && strcmp(a->cert_cluster, hr->cluster_id) != 0)) {
         /* This agent's containers belong to its first cluster: it never
          * touches them for another. */
         log_error("controller %s is of cluster %s, but this agent serves cluster %s; "
@@ -401,7 +814,7 @@ static int agent_on_hello_reply(agent_t *a, const HelloReply *hr)
     a->hello_done = 1;
     /* The handshake is done; registration may wait for the engine. */
     conn_set_frame_timeout(a->conn, 0);
-    log_info("connected to controller %s (cluster %s, controller %s)", a->controller,
+    log_info("connected to controller %s over TLS (cluster %s, controller %s)", a->controller,
              a->cluster, *hr->version ? hr->version : "?");
     agent_maybe_start_runner(a);
     agent_try_register(a);
@@ -418,6 +831,8 @@ static int agent_on_registered(agent_t *a, uint64_t id, const NodeRegistered *nr
     a->backoff_ms = AGENT_BACKOFF_MIN_MS;
     log_info("registered as node %s (%s)", a->name, a->node_id);
     uv_timer_start(&a->heartbeat_timer, agent_on_heartbeat, a->heartbeat_ms, a->heartbeat_ms);
+    if (a->renew_due)
+        agent_renew(a);
     return 0;
 }
 
@@ -472,7 +887,7 @@ static int agent_on_message(conn_t *c, Envelope *env)
     if (a->closing)
         goto out_free;
     if (!a->hello_done && env->msg_case != MSG_HELLO_REPLY && env->msg_case != MSG_ERROR &&
-        env->msg_case != MSG_REDIRECT) {
+        env->msg_case != MSG_REDIRECT && !(a->joining && env->msg_case == MSG_NODE_JOIN_REPLY)) {
         log_warn("controller %s: %s before the handshake; closing", a->controller,
                  wire_msg_name(env->msg_case));
         rc = SKIFF_EPROTO;
@@ -482,8 +897,22 @@ static int agent_on_message(conn_t *c, Envelope *env)
     case MSG_HELLO_REPLY:
         rc = agent_on_hello_reply(a, env->hello_reply);
         break;
+    case MSG_NODE_JOIN_REPLY:
+        rc = agent_on_joined(a, env->id, env->node_join_reply);
+        break;
+    case MSG_CERT_ISSUED:
+        rc = agent_on_cert_issued(a, env->id, env->cert_issued);
+        break;
+    case MSG_CA_UPDATE:
+        rc = agent_on_ca_update(a, env->ca_update);
+        break;
     case MSG_ERROR:
-        log_error("controller %s: %s", a->controller, env->error->message);
+        if (a->renew_key && env->id == a->renew_id) {
+            agent_renew_failed(a, env->error->message);
+            break;
+        }
+        log_error("controller %s: %s%s", a->controller, a->joining ? "join refused: " : "",
+                  env->error->message);
         if (!a->registered)
             rc = env->error->code == ERR_AUTH ? SKIFF_EAUTH : SKIFF_EPROTO;
         break;
@@ -531,7 +960,12 @@ out_free:
 
 int agent_token_valid(const char *t)
 {
-    return strlen(t) == 64 && strspn(t, "0123456789abcdefABCDEF") == 64;
+    token_t tok;
+    char err[256];
+    int ok = token_parse(t, &tok, err, sizeof(err)) == 0;
+
+    memset(&tok, 0, sizeof(tok));
+    return ok;
 }
 
 int agent_read_token(const char *path, char *out, size_t len, char *err, size_t errlen)
@@ -554,21 +988,26 @@ int agent_read_token(const char *path, char *out, size_t len, char *err, size_t 
     out[n] = '\0';
     while (n > 0 && isspace((unsigned char)out[n - 1]))
         out[--n] = '\0';
-    if (rc == 0 && !agent_token_valid(out)) {
-        rc = SKIFF_EINVAL;
-        snprintf(err, errlen, "%s does not hold a join token (64 hex digits)", path);
+    if (rc == 0) {
+        token_t tok;
+        char why[256];
+        if (token_parse(out, &tok, why, sizeof(why))) {
+            rc = SKIFF_EINVAL;
+            snprintf(err, errlen, "%s: %s", path, why);
+        }
+        memset(&tok, 0, sizeof(tok));
     }
     return rc;
 }
 
-/* Reads the join token file again, before each hello: after a rotation
+/* Reads the join token file again, before each join: after a rotation
  * (skiff-controller --rotate-token join, and the new token copied into the
- * file) an agent that reconnects, for instance to a restarted controller,
- * says hello with the new token instead of being refused for ever. A file
- * that can't be read, or holds no token, leaves the token in use. */
+ * file) an agent that has not joined yet tries the new token instead of
+ * being refused for ever. A file that can't be read, or holds no token,
+ * leaves the token in use. */
 static void agent_reread_token(agent_t *a)
 {
-    char buf[128], err[512];
+    char buf[TOKEN_LEN + 64], err[512];
 
     if (!a->token_file)
         return;
@@ -585,6 +1024,41 @@ static void agent_reread_token(agent_t *a)
     memset(buf, 0, sizeof(buf));
 }
 
+/* The first frame of a join: the token's secret, a request for a new key,
+ * the name. The controller was verified by the token's digest already. */
+static void agent_send_join(agent_t *a, conn_t *c)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    NodeJoin join = PB_NODE_JOIN_INIT;
+    token_t tok;
+    char err[256], *csr = NULL;
+    size_t n = 0;
+
+    EVP_PKEY_free(a->join_key);
+    if (token_parse(a->token, &tok, err, sizeof(err)) || !(a->join_key = pki_key_new()) ||
+        pki_csr_new(a->join_key, a->name, &csr, &n)) {
+        log_error("cannot join: %s", a->join_key ? "out of memory" : err);
+        conn_close(c, SKIFF_EINVAL);
+        goto out_free;
+    }
+    join.token = tok.secret;
+    join.csr.data = (uint8_t *)csr;
+    join.csr.len = n;
+    join.name = a->name;
+    a->join_id = ++a->next_id;
+    env.id = a->join_id;
+    env.msg_case = MSG_NODE_JOIN;
+    env.node_join = &join;
+    if (conn_send(c, &env) != 0)
+        conn_close(c, SKIFF_ECLOSED);
+    else
+        log_info("joining the cluster of controller %s as node %s (its CA checked: sha256 "
+                 "%.12s...)", a->controller, a->name, tok.digest);
+out_free:
+    memset(&tok, 0, sizeof(tok));
+    free(csr);
+}
+
 static void agent_on_connect(conn_t *c, int status)
 {
     agent_t *a = conn_data(c);
@@ -593,9 +1067,12 @@ static void agent_on_connect(conn_t *c, int status)
 
     if (status)
         return; /* on_close follows */
-    agent_reread_token(a);
+    if (a->joining) {
+        agent_send_join(a, c);
+        return;
+    }
     hello.role = ROLE_AGENT;
-    hello.token = a->token;
+    hello.token = "";
     hello.version = SKIFF_VERSION;
     env.id = ++a->next_id;
     env.msg_case = MSG_HELLO;
@@ -609,17 +1086,24 @@ static void agent_on_reconnect_timer(uv_timer_t *t)
     agent_connect(t->data);
 }
 
-static void agent_maybe_done(agent_t *a);
-
 static void agent_on_conn_close(conn_t *c, int err)
 {
     agent_t *a = conn_data(c);
     int was_registered = a->registered, redirected = a->redirected;
+    const char *why = err ? conn_strerror(c, err) : "closed";
     uint64_t wait;
 
     a->conn = NULL;
     a->hello_done = a->register_sent = a->registered = 0;
     a->redirected = a->pinged = 0;
+    a->joining = 0;
+    EVP_PKEY_free(a->join_key);
+    a->join_key = NULL;
+    if (a->renew_key) { /* its answer is lost: renew on the next connection */
+        EVP_PKEY_free(a->renew_key);
+        a->renew_key = NULL;
+        a->renew_due = 1;
+    }
     if (a->closing) {
         a->pending--;
         agent_maybe_done(a);
@@ -628,10 +1112,17 @@ static void agent_on_conn_close(conn_t *c, int err)
     uv_timer_stop(&a->heartbeat_timer);
     uv_timer_stop(&a->flush_timer);
     logstreams_close_all(a->logs);
-    if (was_registered)
+    if (a->joined_now) {
+        /* Joined: the same controller again at once, with the certificate. */
+        a->joined_now = 0;
+        a->backoff_ms = AGENT_BACKOFF_MIN_MS;
+        uv_timer_start(&a->reconnect_timer, agent_on_reconnect_timer, 0, 0);
+        return;
+    }
+    if (was_registered) {
         a->tried = 0;
-    if (was_registered)
         a->redirects = 0;
+    }
     if (redirected && a->redirect[0] && ++a->redirects <= a->n_controllers + 1) {
         /* Straight to the leader it named (a few times in a row at most:
          * two followers may each name the other for a moment). */
@@ -644,12 +1135,12 @@ static void agent_on_conn_close(conn_t *c, int err)
     }
     if (was_registered)
         log_warn("lost the controller %s: %s; reconnecting (tasks keep running)", a->controller,
-                 err && err != SKIFF_ECLOSED ? skiff_strerror(err) : "closed");
+                 err && err != SKIFF_ECLOSED ? why : "closed");
     if (a->n_controllers > 1 && ++a->tried < a->n_controllers) {
         /* The next one in the list at once; the backoff is per round. */
         a->current = (a->current + 1) % a->n_controllers;
-        log_debug("controller %s: %s; trying %s", a->controller,
-                  err ? skiff_strerror(err) : "closed", a->controllers[a->current]);
+        log_debug("controller %s: %s; trying %s", a->controller, why,
+                  a->controllers[a->current]);
         uv_timer_start(&a->reconnect_timer, agent_on_reconnect_timer, 0, 0);
         return;
     }
@@ -657,12 +1148,10 @@ static void agent_on_conn_close(conn_t *c, int err)
     a->current = (a->current + 1) % a->n_controllers;
     wait = a->backoff_ms;
     a->backoff_ms = wait * 2 > AGENT_BACKOFF_MAX_MS ? AGENT_BACKOFF_MAX_MS : wait * 2;
-    if (!was_registered && (a->failures++ == 0 || err == SKIFF_EAUTH))
-        log_warn("cannot reach the controller %s: %s; retrying", a->controller,
-                 err ? skiff_strerror(err) : "closed");
+    if (!was_registered && (a->failures++ == 0 || err == SKIFF_EAUTH || err == SKIFF_ETLS))
+        log_warn("cannot reach the controller %s: %s; retrying", a->controller, why);
     else if (!was_registered)
-        log_debug("controller %s: %s; retrying in %" PRIu64 " ms", a->controller,
-                  err ? skiff_strerror(err) : "closed", wait);
+        log_debug("controller %s: %s; retrying in %" PRIu64 " ms", a->controller, why, wait);
     uv_timer_start(&a->reconnect_timer, agent_on_reconnect_timer, wait, 0);
 }
 
@@ -672,10 +1161,38 @@ static const conn_ops_t agent_conn_ops = {
     .on_close = agent_on_conn_close,
 };
 
+/* The context of a join: no certificate, the controller checked against
+ * the join token's digest. */
+static SSL_CTX *agent_join_ctx(agent_t *a)
+{
+    tls_policy_t policy = { .server = 0, .peer_cert = TLS_PEER_REQUIRED,
+                            .peer_role = PKI_ROLE_CONTROLLER };
+    token_t tok;
+    char err[256];
+
+    agent_reread_token(a);
+    if (token_parse(a->token, &tok, err, sizeof(err))) {
+        log_error("cannot join: the join token: %s", err);
+        return NULL;
+    }
+    if (a->join_tls && strcmp(a->join_pin, tok.digest) == 0) {
+        memset(&tok, 0, sizeof(tok));
+        return a->join_tls;
+    }
+    memcpy(policy.pin, tok.digest, sizeof(policy.pin));
+    memcpy(a->join_pin, tok.digest, sizeof(a->join_pin));
+    memset(&tok, 0, sizeof(tok));
+    SSL_CTX_free(a->join_tls);
+    if (!(a->join_tls = tls_ctx_new(&policy, NULL, err, sizeof(err))))
+        log_error("cannot join: %s", err);
+    return a->join_tls;
+}
+
 static void agent_connect(agent_t *a)
 {
     conn_limits_t limits = { .max_pending = AGENT_MAX_PENDING,
                              .frame_timeout_ms = AGENT_HELLO_TIMEOUT_MS };
+    SSL_CTX *ctx = a->tls;
     int rc;
 
     if (a->closing || a->conn)
@@ -684,12 +1201,18 @@ static void agent_connect(agent_t *a)
     snprintf(a->controller, sizeof(a->controller), "%s",
              a->redirect[0] ? a->redirect : a->controllers[a->current]);
     a->redirect[0] = '\0';
+    a->joining = !ctx;
+    if (!ctx && !(ctx = agent_join_ctx(a))) {
+        uv_timer_start(&a->reconnect_timer, agent_on_reconnect_timer, AGENT_BACKOFF_MAX_MS, 0);
+        return;
+    }
     a->conn = conn_create(a->loop, &agent_conn_ops, &limits, a);
     if (!a->conn) {
         log_error("out of memory");
         uv_timer_start(&a->reconnect_timer, agent_on_reconnect_timer, AGENT_BACKOFF_MAX_MS, 0);
         return;
     }
+    conn_use_tls(a->conn, ctx);
     rc = conn_connect(a->conn, a->controller);
     if (rc) {
         /* conn_close calls on_close, which schedules the next attempt. */
@@ -716,15 +1239,25 @@ static void agent_free(agent_t *a)
     free(a->token_file);
     free(a->socket);
     free(a->metrics_listen);
+    free(a->state_dir);
     pb_free(a->endpoints);
+    EVP_PKEY_free(a->key);
+    EVP_PKEY_free(a->join_key);
+    EVP_PKEY_free(a->renew_key);
+    sk_X509_pop_free(a->chain, X509_free);
+    SSL_CTX_free(a->tls);
+    SSL_CTX_free(a->join_tls);
+    state_clear(&a->save);
+    state_clear(&a->save_next);
     free(a);
 }
 
-agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg)
+agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg, char *err, size_t errlen)
 {
     agent_t *a = calloc(1, sizeof(*a));
     runner_config_t rc = { 0 };
 
+    snprintf(err, errlen, "out of memory");
     if (!a)
         return NULL;
     a->loop = loop;
@@ -739,12 +1272,25 @@ agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg)
     a->token = agent_strdup(cfg->token);
     a->token_file = cfg->token_file ? agent_strdup(cfg->token_file) : NULL;
     a->socket = agent_strdup(cfg->docker_socket);
+    a->state_dir = agent_strdup(cfg->state_dir);
     a->heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 1000;
     a->backoff_ms = AGENT_BACKOFF_MIN_MS;
     a->engine_backoff_ms = AGENT_ENGINE_BACKOFF_MIN_MS;
-    if (!a->name || !a->advertise || !a->token || !a->socket ||
+    if (!a->name || !a->advertise || !a->token || !a->socket || !a->state_dir ||
         (cfg->token_file && !a->token_file))
         goto out_free;
+    if (cfg->state) {
+        /* The node certificate from the state dir: the identity from now on. */
+        const agent_state_t *st = cfg->state;
+        char why[256];
+        EVP_PKEY *key = pki_key_parse(st->key_pem, strlen(st->key_pem), why, sizeof(why));
+        if (!key || agent_install(a, key, st->cert_pem, strlen(st->cert_pem), st->ca_pem,
+                                  strlen(st->ca_pem), NULL, NULL, NULL, why, sizeof(why))) {
+            EVP_PKEY_free(key);
+            snprintf(err, errlen, "--state-dir %s: %s", a->state_dir, why);
+            goto out_free;
+        }
+    }
     if (cfg->n_labels) {
         a->labels = calloc(cfg->n_labels, sizeof(*a->labels));
         if (!a->labels)
@@ -787,8 +1333,9 @@ agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg)
     uv_timer_init(loop, &a->reconnect_timer);
     uv_timer_init(loop, &a->heartbeat_timer);
     uv_timer_init(loop, &a->flush_timer);
+    uv_timer_init(loop, &a->renew_timer);
     a->engine_timer.data = a->reconnect_timer.data = a->heartbeat_timer.data =
-        a->flush_timer.data = a;
+        a->flush_timer.data = a->renew_timer.data = a;
     return a;
 
 out_close_runner:
@@ -847,6 +1394,15 @@ int agent_start(agent_t *a)
     log_info("skiff-agent %s: node %s, advertise %s, controller%s %s%s, engine unix://%s",
              SKIFF_VERSION, a->name, a->advertise, a->n_controllers > 1 ? "s" : "",
              a->controllers[0], a->n_controllers > 1 ? " and others" : "", a->socket);
+    if (a->tls)
+        log_info("node certificate from %s: node %s of cluster %s, expires in %lld s",
+                 a->state_dir, a->cert_id, a->cert_cluster,
+                 (long long)((a->cert_not_after_ms - agent_wall_ms()) / 1000));
+    else
+        log_info("no node certificate in %s yet: joining with the join token", a->state_dir);
+    a->started = 1;
+    if (a->tls)
+        agent_schedule_renew(a);
     agent_engine_next(a);
     agent_connect(a);
     return 0;
@@ -911,11 +1467,20 @@ void agent_close(agent_t *a, void (*done)(void *arg), void *arg)
         a->pending++;
         conn_close(a->conn, 0);
     }
-    a->pending += 4;
+    if (a->save_busy)
+        a->pending++; /* the save in the pool ends first */
+    else if (a->save_next.ca_pem || a->save_next.cert_pem) {
+        char err[256];
+        if (state_save(a->state_dir, &a->save_next, err, sizeof(err)))
+            log_error("cannot save to --state-dir %s: %s", a->state_dir, err);
+        state_clear(&a->save_next);
+    }
+    a->pending += 5;
     uv_close((uv_handle_t *)&a->engine_timer, agent_on_timer_closed);
     uv_close((uv_handle_t *)&a->reconnect_timer, agent_on_timer_closed);
     uv_close((uv_handle_t *)&a->heartbeat_timer, agent_on_timer_closed);
     uv_close((uv_handle_t *)&a->flush_timer, agent_on_timer_closed);
+    uv_close((uv_handle_t *)&a->renew_timer, agent_on_timer_closed);
     a->pending--;
     agent_maybe_done(a);
 }

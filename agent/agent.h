@@ -1,7 +1,12 @@
 /* agent: skiff-agent's life, wired together.
  *
  * It reaches the engine (ping, /info, the bridge gateway; retried until the
- * engine answers), connects to the controller (Hello as ROLE_AGENT), and,
+ * engine answers), connects to the controller over TLS, and, the first time
+ * (no node certificate in its state dir yet), joins: it checks that the
+ * controller's chain ends at the CA whose digest the join token carries,
+ * sends NodeJoin (the token's secret, a certificate request for a new key,
+ * its name), keeps the node certificate it gets (state.h) and connects
+ * again with it. With its certificate it says Hello as ROLE_AGENT and,
  * once it knows the cluster id and has listed the engine's containers of
  * this cluster and node, registers (NodeRegister with resources, labels,
  * gateway, versions and the adopted tasks' statuses). Then: Assignments to
@@ -14,6 +19,11 @@
  * follower names (Redirect); a leader that pings and then falls silent for
  * 4 s (stopped, cut off) is left for the others. Closing the agent never
  * stops a task.
+ *
+ * The certificate renews itself over the live connection (CertRenew, for a
+ * new key) at a random point between half and 70% of its remaining life;
+ * the connection, and every task, stay. During a CA rotation the
+ * controller pushes CaUpdate: the roots to trust, and a request to renew.
  */
 #ifndef SKIFF_AGENT_H
 #define SKIFF_AGENT_H
@@ -22,6 +32,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "state.h"
+
 typedef struct agent agent_t;
 
 typedef struct agent_config {
@@ -29,9 +41,11 @@ typedef struct agent_config {
                                  * turn; a follower's Redirect names the leader */
     const char *name;           /* node name */
     const char *advertise;      /* an IP address */
-    const char *token;          /* the join token */
-    const char *token_file;     /* where it came from, read again at every connection
+    const char *token;          /* the join token (SKIFF-1-...), to join; NULL or "": none */
+    const char *token_file;     /* where it came from, read again before every join
                                  * (a rotated token); NULL: from the environment */
+    const char *state_dir;      /* key, node certificate, CA roots (state.h) */
+    const agent_state_t *state; /* what state_load read from it; NULL: join first */
     const char *docker_socket;  /* the engine's unix socket path */
     const char *const *labels;  /* "KEY=VALUE" */
     size_t n_labels;
@@ -39,18 +53,18 @@ typedef struct agent_config {
     const char *metrics_listen; /* "ADDR:PORT" of /metrics; NULL or "": none */
 } agent_config_t;
 
-/* 1 when t is a join token: 64 hex digits. */
+/* 1 when t is a join token (token.h: SKIFF-1-<digest>-<secret>). */
 int agent_token_valid(const char *t);
 
-/* Reads a join token file into out (len > 64), trailing white space
+/* Reads a join token file into out (len > TOKEN_LEN), white space
  * dropped. Returns 0, or a negative code with err saying why ("PATH: No
- * such file or directory", "PATH does not hold a join token (64 hex
- * digits)"). */
+ * such file or directory", "PATH: not a skiff token (...)", or for a token
+ * of the old format where the new one is). */
 int agent_read_token(const char *path, char *out, size_t len, char *err, size_t errlen);
 
-/* A new agent on loop; the config is copied. NULL when out of memory or
- * when cfg->controller is not a list of ADDR[:PORT] (main checks it). */
-agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg);
+/* A new agent on loop; the config is copied. NULL with err set when the
+ * state does not hold a usable key and certificate, or out of memory. */
+agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg, char *err, size_t errlen);
 
 /* Starts reaching the engine and the controller. Returns 0 or a negative
  * code. */

@@ -8,6 +8,8 @@
 #include "duration.h"
 #include "errors.h"
 #include "log.h"
+#include "state.h"
+#include "token.h"
 #include "wire.h"
 
 #include <ctype.h>
@@ -25,6 +27,7 @@
 #define MAIN_MAX_LABEL_LEN 256
 #define MAIN_NAME_MAX 127      /* it is a container label value */
 #define MAIN_TOKEN_FILE_MAX 4096
+#define MAIN_STATE_DIR "/var/lib/skiff-agent"
 
 static const char usage[] =
     "Usage: skiff-agent [OPTIONS]\n"
@@ -39,7 +42,9 @@ static const char usage[] =
     "  --advertise ADDR             this node's address: published ports and load\n"
     "                               balancers bind to it (default 127.0.0.1)\n"
     "  --join-token-file FILE       the cluster's join token (or SKIFF_JOIN_TOKEN\n"
-    "                               holding the token itself)\n"
+    "                               holding the token itself); needed only to join\n"
+    "  --state-dir DIR              this node's key, certificate and CA (default\n"
+    "                               " MAIN_STATE_DIR "; one per agent)\n"
     "  --docker-host unix:///PATH   the engine (or DOCKER_HOST; default\n"
     "                               unix:///var/run/docker.sock)\n"
     "  --label KEY=VALUE            a node label, for placement constraints\n"
@@ -125,12 +130,13 @@ static void main_on_signal(uv_signal_t *s, int signum)
 int main(int argc, char **argv)
 {
     enum { OPT_CONTROLLER = 256, OPT_NAME, OPT_ADVERTISE, OPT_TOKEN_FILE, OPT_DOCKER_HOST,
-           OPT_LABEL, OPT_HEARTBEAT, OPT_LOG_LEVEL, OPT_VERSION, OPT_METRICS };
+           OPT_LABEL, OPT_HEARTBEAT, OPT_LOG_LEVEL, OPT_VERSION, OPT_METRICS, OPT_STATE_DIR };
     static const struct option options[] = {
         { "controller", required_argument, NULL, OPT_CONTROLLER },
         { "name", required_argument, NULL, OPT_NAME },
         { "advertise", required_argument, NULL, OPT_ADVERTISE },
         { "join-token-file", required_argument, NULL, OPT_TOKEN_FILE },
+        { "state-dir", required_argument, NULL, OPT_STATE_DIR },
         { "docker-host", required_argument, NULL, OPT_DOCKER_HOST },
         { "label", required_argument, NULL, OPT_LABEL },
         { "heartbeat-interval", required_argument, NULL, OPT_HEARTBEAT },
@@ -141,13 +147,16 @@ int main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const char *controller = "127.0.0.1:7400", *name = NULL, *advertise = "127.0.0.1";
-    const char *token_file = NULL, *docker_host = NULL;
+    const char *token_file = NULL, *docker_host = NULL, *state_dir = MAIN_STATE_DIR;
+    agent_state_t state = { 0 };
+    int have_state = 0, rc;
     const char *labels[MAIN_MAX_LABELS];
     size_t n_labels = 0;
     int64_t heartbeat_ms = 1000;
     const char *metrics_listen = NULL;
     enum log_level level = LOG_INFO;
-    char hostname[256], token[MAIN_TOKEN_FILE_MAX], socket_path[256], err[256];
+    char hostname[256], token[MAIN_TOKEN_FILE_MAX] = "", socket_path[256], err[512], host[256];
+    char token_err[600] = "";
     agent_config_t cfg = { 0 };
     uv_loop_t *loop;
     int opt;
@@ -166,6 +175,11 @@ int main(int argc, char **argv)
             break;
         case OPT_TOKEN_FILE:
             token_file = optarg;
+            break;
+        case OPT_STATE_DIR:
+            if (!*optarg || strlen(optarg) > 4000)
+                return main_fail("--state-dir: '%.100s' is not a directory", optarg);
+            state_dir = optarg;
             break;
         case OPT_DOCKER_HOST:
             docker_host = optarg;
@@ -233,39 +247,64 @@ int main(int argc, char **argv)
         return main_fail("--name: '%.100s' must be 1 to %d letters, digits, '.', '-' or '_', "
                          "starting with a letter or digit", name, MAIN_NAME_MAX);
     }
-    if (token_file) {
-        if (agent_read_token(token_file, token, sizeof(token), err, sizeof(err)))
-            return main_fail("--join-token-file: %s", err);
-    } else if (getenv("SKIFF_JOIN_TOKEN")) {
-        snprintf(token, sizeof(token), "%s", getenv("SKIFF_JOIN_TOKEN"));
-        if (!agent_token_valid(token))
-            return main_fail("SKIFF_JOIN_TOKEN does not hold a join token (64 hex digits)");
-    } else {
-        return main_fail("a join token is needed: --join-token-file FILE, or SKIFF_JOIN_TOKEN");
-    }
     if (!docker_host)
         docker_host = getenv("DOCKER_HOST") && *getenv("DOCKER_HOST") ? getenv("DOCKER_HOST")
                                                                       : "unix:///var/run/docker.sock";
     if (docker_host_parse(docker_host, socket_path, sizeof(socket_path), err, sizeof(err)) != 0)
         return main_fail("--docker-host: %s", err);
 
+    /* The token: needed only to join, without a node certificate. */
+    if (token_file) {
+        if (agent_read_token(token_file, token, sizeof(token), err, sizeof(err))) {
+            snprintf(token_err, sizeof(token_err), "--join-token-file: %s", err);
+            token[0] = '\0';
+        }
+    } else if (getenv("SKIFF_JOIN_TOKEN") && *getenv("SKIFF_JOIN_TOKEN")) {
+        token_t tok;
+        char why[256];
+        snprintf(token, sizeof(token), "%s", getenv("SKIFF_JOIN_TOKEN"));
+        if (token_parse(token, &tok, why, sizeof(why))) {
+            snprintf(token_err, sizeof(token_err), "SKIFF_JOIN_TOKEN: %s", why);
+            token[0] = '\0';
+        }
+        memset(&tok, 0, sizeof(tok));
+    }
+    snprintf(host, sizeof(host), "%.200s/cert.pem", state_dir);
+    if (!token[0] && access(host, F_OK) != 0) {
+        if (token_err[0])
+            return main_fail("%s", token_err);
+        return main_fail("no node certificate in %s yet: a join token is needed to join "
+                         "(--join-token-file FILE, or SKIFF_JOIN_TOKEN)", state_dir);
+    }
+
     log_init("agent", level);
+    if (state_prepare(state_dir, err, sizeof(err)))
+        return main_fail("--state-dir: %s", err);
+    rc = state_load(state_dir, &state, err, sizeof(err));
+    if (rc && (rc != SKIFF_ENOTFOUND || !token[0]))
+        return main_fail("--state-dir: %s", err);
+    have_state = rc == 0;
+    if (have_state && token_err[0])
+        log_warn("%s (not needed: the node certificate is in %s)", token_err, state_dir);
     signal(SIGPIPE, SIG_IGN);
     loop = uv_default_loop();
     cfg.controller = controller;
     cfg.name = name;
     cfg.advertise = advertise;
     cfg.token = token;
-    cfg.token_file = token_file; /* read again at every connection */
+    cfg.token_file = token_file; /* read again before every join */
+    cfg.state_dir = state_dir;
+    cfg.state = have_state ? &state : NULL;
     cfg.docker_socket = socket_path;
     cfg.labels = labels;
     cfg.n_labels = n_labels;
     cfg.heartbeat_ms = (uint64_t)heartbeat_ms;
     cfg.metrics_listen = metrics_listen;
-    the_agent = agent_create(loop, &cfg);
+    the_agent = agent_create(loop, &cfg, err, sizeof(err));
     memset(token, 0, sizeof(token));
+    state_clear(&state);
     if (!the_agent) {
-        fprintf(stderr, "skiff-agent: out of memory\n");
+        fprintf(stderr, "skiff-agent: %s\n", err);
         return 1;
     }
     uv_signal_init(loop, &sig_term);

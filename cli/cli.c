@@ -36,12 +36,13 @@ enum {
     CF_COMPOSE = 1u << 9,
     CF_PRUNE = 1u << 10,
     CF_AVAILABILITY = 1u << 11,
-    CF_GLOBAL = 1u << 12,  /* --host, --token-file: every command */
+    CF_GLOBAL = 1u << 12,  /* --host, --token-file, --tls-ca: every command */
     CF_HELP = 1u << 13,    /* every command */
     CF_SINCE = 1u << 14,
     CF_UNTIL = 1u << 15,
     CF_FILTER = 1u << 16,
     CF_NO_STREAM = 1u << 17,
+    CF_ROTATE = 1u << 18,
 };
 
 typedef struct cli_flag {
@@ -78,6 +79,11 @@ static const cli_flag_t cli_flags[] = {
     { CF_GLOBAL, "token-file", 0, "FILE",
       "Admin token file (SKIFF_TOKEN_FILE, or the token in SKIFF_TOKEN; default "
       CLI_DEFAULT_TOKEN_FILE ")" },
+    { CF_GLOBAL, "tls-ca", 0, "FILE",
+      "Verify the controller against these CA certificates (SKIFF_TLS_CA; default: the CA "
+      "digest in the admin token)" },
+    { CF_ROTATE, "rotate", 0, NULL,
+      "Rotate the CA: a new CA, every node's certificate reissued, new tokens" },
     { CF_HELP, "help", 'h', NULL, "Print this help" },
 };
 
@@ -118,6 +124,12 @@ static const cli_command_t cli_commands[] = {
       CF_FORMAT | CF_NO_STREAM | CF_NO_TRUNC, 0, 0, -1, service_stats },
     { "events", NULL, NULL, "[OPTIONS]", "Show what happens in the cluster",
       CF_FORMAT | CF_SINCE | CF_UNTIL | CF_FILTER, 0, 0, 0, events_run },
+    { "cluster", "ca", NULL, "[OPTIONS]",
+      "Display the cluster CA, or rotate it (--rotate)", CF_ROTATE | WAITING, 0, 0, 0,
+      cluster_ca },
+    { "cluster", "client-cert", NULL, "DIR",
+      "Write a client certificate of the cluster CA into DIR (ca.pem, cert.pem, key.pem)", 0, 0,
+      1, 1, cluster_client_cert },
     { "stack", "deploy", "up", "[OPTIONS] STACK", "Deploy a stack from a Compose file, or "
       "change it to match the file", CF_COMPOSE | CF_PRUNE | WAITING, 0, 1, 1, stack_deploy },
     { "stack", "ls", "list", "[OPTIONS]", "List stacks", CF_FORMAT | CF_QUIET_IDS, 0, 0, 0,
@@ -139,6 +151,7 @@ static const struct {
     const char *summary;
 } cli_groups[] = {
     { "node", "Manage the cluster's nodes" },
+    { "cluster", "Manage the cluster's CA and certificates" },
     { "service", "Manage services" },
     { "stack", "Manage stacks (services from a Compose file)" },
     { "events", "Show what happens in the cluster (services, tasks, nodes)" },
@@ -242,7 +255,7 @@ int cli_token(const cli_args_t *a, char *token, size_t len, char *err, size_t er
 
 client_t *cli_connect(const cli_args_t *a)
 {
-    const char *host = a->host, *env;
+    const char *host = a->host, *env, *ca = a->tls_ca;
     char token[CLI_MAX_TOKEN + 1], err[512], list[16][WIRE_HOSTPORT_MAX];
     client_t *c;
     size_t n;
@@ -260,7 +273,9 @@ client_t *cli_connect(const cli_args_t *a)
         cli_error(CLI_ERROR, "%s", err);
         return NULL;
     }
-    c = client_connect(host, token, err, sizeof(err));
+    if (!ca && (env = getenv("SKIFF_TLS_CA")) && *env)
+        ca = env;
+    c = client_connect(host, token, ca, err, sizeof(err));
     memset(token, 0, sizeof(token));
     if (!c)
         cli_error(CLI_ERROR, "%s", err);
@@ -444,6 +459,7 @@ static int cli_set_common(cli_args_t *a, const cli_flag_t *f, const char *v, cha
         return pb_push_str(&a->n_filters, &a->filters, v) ? -ENOMEM : 0;
     }
     case CF_NO_STREAM: a->no_stream = 1; return 0;
+    case CF_ROTATE: a->rotate = 1; return 0;
     case CF_GLOBAL:
         if (strcmp(f->name, "host") == 0) {
             char list[16][WIRE_HOSTPORT_MAX];
@@ -452,6 +468,10 @@ static int cli_set_common(cli_args_t *a, const cli_flag_t *f, const char *v, cha
                 return cli_fail(err, len, "invalid value for --host: \"%.100s\" (ADDRESS:PORT, "
                                 "e.g. 127.0.0.1:7400, or a list of them)", v);
             a->host = v;
+        } else if (strcmp(f->name, "tls-ca") == 0) {
+            if (!*v)
+                return cli_fail(err, len, "invalid value for --tls-ca: \"\" (a PEM file)");
+            a->tls_ca = v;
         } else {
             a->token_file = v;
         }

@@ -35,6 +35,7 @@ typedef struct cli_args {
     /* global */
     const char *host;
     const char *token_file;
+    const char *tls_ca;        /* --tls-ca FILE */
     /* the command's flags */
     int json;
     int quiet;
@@ -50,6 +51,7 @@ typedef struct cli_args {
     char **filters;            /* --filter KEY=VALUE, checked */
     size_t n_filters;
     int no_stream;
+    int rotate;                /* cluster ca --rotate */
     svc_opts_t svc;            /* service create/update flags, in order */
     /* the command's arguments */
     int argc;
@@ -119,6 +121,8 @@ int service_logs(cli_args_t *a);
 
 int events_run(cli_args_t *a);
 int service_stats(cli_args_t *a);
+int cluster_ca(cli_args_t *a);
+int cluster_client_cert(cli_args_t *a);
 
 int stack_deploy(cli_args_t *a);
 int stack_ls(cli_args_t *a);

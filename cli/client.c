@@ -12,6 +12,8 @@
 #include "errors.h"
 #include "parse.h"
 #include "pbutil.h"
+#include "tls.h"
+#include "token.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -29,14 +31,17 @@ struct client {
     uv_timer_t timer;
     uv_signal_t sigint;
     conn_t *conn;
+    SSL_CTX *tls;                       /* verifies the controller */
     char host[WIRE_HOSTPORT_MAX];       /* the controller of conn */
     char hosts[CLIENT_MAX_HOSTS][WIRE_HOSTPORT_MAX];
     size_t n_hosts;
     size_t next_host;                   /* where the next round of attempts starts */
-    char *token;
+    char *token;                        /* the admin token's secret */
+    const char *ca_file;                /* --tls-ca, for messages */
     int ha;             /* several controllers, or one redirected: find the leader again */
     char redirect[WIRE_HOSTPORT_MAX];   /* the leader the last Redirect named */
     int connect_status; /* 1 connected, 0 waiting, < 0 failed */
+    char tls_reason[TLS_REASON_MAX];
     int closed;
     int close_err;
     int interrupted;
@@ -107,6 +112,8 @@ static void client_on_connect(conn_t *conn, int status)
     client_t *c = conn_data(conn);
 
     c->connect_status = status == 0 ? 1 : status;
+    if (status == SKIFF_ETLS)
+        snprintf(c->tls_reason, sizeof(c->tls_reason), "%s", conn_strerror(conn, status));
 }
 
 static void client_on_close(conn_t *conn, int err)
@@ -115,6 +122,8 @@ static void client_on_close(conn_t *conn, int err)
 
     c->closed = 1;
     c->close_err = err;
+    if (err == SKIFF_ETLS)
+        snprintf(c->tls_reason, sizeof(c->tls_reason), "%s", conn_strerror(conn, err));
     c->conn = NULL;
     if (c->connect_status == 0)
         c->connect_status = err ? err : SKIFF_ECLOSED;
@@ -207,6 +216,9 @@ static int client_wait_error(client_t *c, int rc, char *err, size_t len)
     if (rc == SKIFF_ETIMEDOUT)
         return client_fail(err, len, rc, "the controller at %s did not answer within %ds",
                            c->host, CLIENT_REQUEST_TIMEOUT_MS / 1000);
+    if (c->close_err == SKIFF_ETLS)
+        return client_fail(err, len, SKIFF_ETLS, "the controller at %s: TLS: %s", c->host,
+                           c->tls_reason);
     if (c->close_err && c->close_err != SKIFF_ECLOSED)
         return client_fail(err, len, SKIFF_ECLOSED,
                            "lost the connection to the controller at %s: %s", c->host,
@@ -454,6 +466,43 @@ static int client_hello(client_t *c, const char *token, char *err, size_t len)
     return rc;
 }
 
+/* The context that verifies the controller: the roots in ca_file, or the
+ * root the token's digest names. */
+static SSL_CTX *client_tls(const token_t *tok, const char *ca_file, char *err, size_t len)
+{
+    tls_policy_t policy = { .server = 0, .peer_cert = TLS_PEER_REQUIRED,
+                            .peer_role = PKI_ROLE_CONTROLLER };
+    char why[256], *pem = NULL;
+    SSL_CTX *ctx = NULL;
+    FILE *f = NULL;
+    size_t n;
+
+    if (!ca_file) {
+        memcpy(policy.pin, tok->digest, sizeof(policy.pin));
+        if (!(ctx = tls_ctx_new(&policy, NULL, why, sizeof(why))))
+            client_fail(err, len, SKIFF_ETLS, "TLS: %s", why);
+        return ctx;
+    }
+    if (!(pem = malloc(PKI_MAX_PEM + 1))) {
+        client_fail(err, len, -ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (!(f = fopen(ca_file, "re"))) {
+        client_fail(err, len, SKIFF_EINVAL, "cannot read the CA file %s: %s", ca_file,
+                    strerror(errno));
+    } else {
+        n = fread(pem, 1, PKI_MAX_PEM, f);
+        if (!(policy.roots = pki_chain_parse(pem, n, why, sizeof(why))))
+            client_fail(err, len, SKIFF_EINVAL, "the CA file %s: %s", ca_file, why);
+        else if (!(ctx = tls_ctx_new(&policy, NULL, why, sizeof(why))))
+            client_fail(err, len, SKIFF_ETLS, "TLS: %s", why);
+        sk_X509_pop_free(policy.roots, X509_free);
+        fclose(f);
+    }
+    free(pem);
+    return ctx;
+}
+
 /* Closes the conn there is, and waits until it is gone. */
 static void client_drop(client_t *c)
 {
@@ -482,6 +531,7 @@ static int client_open(client_t *c, const char *host, char *err, size_t errlen)
     c->conn = conn_create(&c->loop, &client_ops, &limits, c);
     if (!c->conn)
         return client_fail(err, errlen, -ENOMEM, "out of memory");
+    conn_use_tls(c->conn, c->tls);
     rc = conn_connect(c->conn, host);
     if (rc) {
         conn_close(c->conn, 0);
@@ -496,6 +546,10 @@ static int client_open(client_t *c, const char *host, char *err, size_t errlen)
     if (rc == SKIFF_ETIMEDOUT)
         return client_fail(err, errlen, rc, "cannot connect to the controller at %s: timed out "
                            "after %ds", host, (int)(wait / 1000));
+    if (rc == SKIFF_ETLS)
+        return client_fail(err, errlen, rc, "the controller at %s is refused: %s%s", host,
+                           c->tls_reason,
+                           c->ca_file ? "" : " (check the admin token, or give --tls-ca)");
     if (rc)
         return client_fail(err, errlen, rc, "cannot connect to the controller at %s: %s%s", host,
                            client_strerror(rc),
@@ -536,22 +590,41 @@ static int client_reach(client_t *c, uint64_t deadline, char *err, size_t len)
     }
 }
 
-client_t *client_connect(const char *hosts, const char *token, char *err, size_t errlen)
+client_t *client_connect(const char *hosts, const char *token, const char *ca_file, char *err,
+                         size_t errlen)
 {
-    client_t *c = calloc(1, sizeof(*c));
+    client_t *c;
+    token_t tok;
+    char why[256];
 
-    if (!c) {
+    if (token_parse(token, &tok, why, sizeof(why))) {
+        client_fail(err, errlen, SKIFF_EINVAL, "the admin token: %s", why);
+        return NULL;
+    }
+    if (!(c = calloc(1, sizeof(*c)))) {
+        memset(&tok, 0, sizeof(tok));
         client_fail(err, errlen, -ENOMEM, "out of memory");
         return NULL;
     }
     if (wire_parse_hostlist(hosts, 0, c->hosts, CLIENT_MAX_HOSTS, &c->n_hosts)) {
         client_fail(err, errlen, SKIFF_EINVAL, "invalid controller address %s (ADDRESS:PORT)",
                     hosts);
+        memset(&tok, 0, sizeof(tok));
         free(c);
         return NULL;
     }
     c->ha = c->n_hosts > 1;
-    if (!(c->token = strdup(token)) || uv_loop_init(&c->loop)) {
+    c->ca_file = ca_file;
+    c->tls = client_tls(&tok, ca_file, err, errlen);
+    c->token = strdup(tok.secret);
+    memset(&tok, 0, sizeof(tok));
+    if (!c->tls) {
+        free(c->token);
+        free(c);
+        return NULL;
+    }
+    if (!c->token || uv_loop_init(&c->loop)) {
+        SSL_CTX_free(c->tls);
         client_fail(err, errlen, -ENOMEM, "cannot create an event loop");
         free(c->token);
         free(c);
@@ -585,5 +658,6 @@ void client_close(client_t *c)
         memset(c->token, 0, strlen(c->token));
         free(c->token);
     }
+    SSL_CTX_free(c->tls);
     free(c);
 }

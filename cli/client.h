@@ -29,15 +29,20 @@
 
 typedef struct client client_t;
 
-/* Connects to "HOST:PORT" and authenticates with the admin token. Returns
- * the client, or NULL with err set (unreachable, refused token, timeout).
- * hosts may be a list, "A:P,B:P,C:P" (a port left out is 7400): the
- * controllers of a cluster on etcd, tried in turn, round after round for
- * up to CLIENT_FAILOVER_MS. A follower's Redirect (to any request) sends
- * the client to the leader, and the request goes again there; with several
- * controllers, a request that may go twice (reads, scale, node update) goes
- * again after a lost connection or a silent controller. */
-client_t *client_connect(const char *hosts, const char *token, char *err, size_t errlen);
+/* Connects over TLS and authenticates with the admin token
+ * (SKIFF-1-<CA digest>-<secret>, token.h). The controller is verified
+ * against the CA in ca_file (PEM roots) when given, else against the CA
+ * digest the token carries, before the secret is sent. Returns the client,
+ * or NULL with err set (unreachable, not the cluster's controller, refused
+ * token, timeout). hosts may be a list, "A:P,B:P,C:P" (a port left out is
+ * 7400): the controllers of a cluster on etcd, tried in turn, round after
+ * round for up to CLIENT_FAILOVER_MS. A follower's Redirect (to any
+ * request) sends the client to the leader, and the request goes again
+ * there; with several controllers, a request that may go twice (reads,
+ * scale, node update) goes again after a lost connection or a silent
+ * controller. */
+client_t *client_connect(const char *hosts, const char *token, const char *ca_file, char *err,
+                         size_t errlen);
 
 /* Sends req (its id is set here) and waits for the reply with the same id.
  * Returns 0 and *reply (wire_free it), whose message is reply_case;

@@ -24,7 +24,7 @@
 #define AGENTS_SUSPECT_MS 3000 /* connect failures make a node suspect this long */
 
 /* Node names are host names: letters, digits, '.', '-', '_'. */
-static int agents_name_valid(const char *s)
+int agents_name_valid(const char *s)
 {
     size_t n = strlen(s);
 
@@ -268,8 +268,7 @@ static int agents_register(ctl_t *ctl, peer_t *p, uint64_t id, const NodeRegiste
     const char *bad = agents_check_register(r);
     node_t *node;
     Node *pb;
-    char nid[MODEL_ID_LEN + 1];
-    int fresh = 0;
+    int fresh;
 
     if (bad) {
         log_warn("%s: registration refused: %s", conn_peer(p->conn), bad);
@@ -280,22 +279,29 @@ static int agents_register(ctl_t *ctl, peer_t *p, uint64_t id, const NodeRegiste
         ctl_send_error(ctl, p, id, ERR_PROTOCOL, "already registered as %s", p->node->pb->name);
         return 0;
     }
-    node = model_node_by_name(&ctl->model, r->name);
+    /* The node is the one its certificate names, never the one it says. */
+    node = model_node_by_id(&ctl->model, p->node_id);
     if (!node) {
-        if (!(pb = PB_NEW(Node)))
-            return -ENOMEM;
-        model_new_id(nid);
-        if (pb_set_str(&pb->id, nid) || pb_set_str(&pb->name, r->name) ||
-            !(node = model_node_add(&ctl->model, pb))) {
-            pb_free(pb);
-            return -ENOMEM;
-        }
-        pb->created_ms = model_wall_ms();
-        pb->state = NODE_DOWN; /* ready below, with its event */
-        fresh = 1;
+        log_warn("%s: registration refused: node %s is not in the cluster (removed?)",
+                 conn_peer(p->conn), p->node_id);
+        conn_send_error(p->conn, id, ERR_NOT_FOUND, "node %s is not in the cluster: join again",
+                        p->node_id);
+        conn_close(p->conn, 0);
+        return 0;
     }
+    if (strcmp(node->pb->name, r->name) != 0) {
+        /* Its reply goes at once, and the connection with it: an error
+         * depends on no change to commit. */
+        log_warn("%s: registration refused: the certificate of node %s (%s) claims the name %s",
+                 conn_peer(p->conn), node->pb->name, node->pb->id, r->name);
+        conn_send_error(p->conn, id, ERR_AUTH, "this certificate is node %s's, not %s's",
+                        node->pb->name, r->name);
+        conn_close(p->conn, 0);
+        return 0;
+    }
+    fresh = !*node->pb->address; /* joined, never registered */
     if (node->peer && node->peer != p) {
-        /* The same agent restarted, or another took its name: the newest wins. */
+        /* The same agent, with its certificate: its old connection goes. */
         peer_t *old = node->peer;
         log_warn("node %s registers again from %s; closing its old connection from %s",
                  r->name, conn_peer(p->conn), old->conn ? conn_peer(old->conn) : "?");
@@ -338,6 +344,7 @@ static int agents_register(ctl_t *ctl, peer_t *p, uint64_t id, const NodeRegiste
     ctl_send(ctl, p, &env);
     agents_report(ctl, node, r->tasks, r->n_tasks, 1, 1);
     orch_mark_node(node);
+    certs_registered(ctl, p);
     return 0;
 }
 
@@ -360,6 +367,8 @@ int agents_handle(ctl_t *ctl, peer_t *p, Envelope *env)
     case MSG_LOGS_CLOSE:
         logs_from_agent(ctl, p, env);
         return 0;
+    case MSG_CERT_RENEW:
+        return certs_renew(ctl, p, env->id, env->cert_renew);
     default:
         log_warn("%s: agent sent %s; closing", conn_peer(p->conn), wire_msg_name(env->msg_case));
         return SKIFF_EPROTO;

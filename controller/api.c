@@ -558,10 +558,11 @@ static int api_node_remove(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *e
 
     if (!node)
         return 0;
-    if (node->pb->state == NODE_READY && !req->force) {
+    if (node->pb->state == NODE_READY && node->pb->availability != AVAILABILITY_DRAIN &&
+        !req->force) {
         ctl_send_error(ctl, p, id, ERR_INVALID,
-                       "node %s is ready: stop its agent first, or remove it with --force",
-                       node->pb->name);
+                       "node %s is ready: drain it or stop its agent first, or remove it "
+                       "with --force", node->pb->name);
         return 0;
     }
     DL_FOREACH2(node->tasks, t, node_next) {
@@ -577,7 +578,10 @@ static int api_node_remove(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *e
             conn_close(node->peer->conn, 0);
         node->peer = NULL;
     }
-    ctl_emit(ctl, ctl_event_node(ctl, "remove", node), "removed");
+    /* Its certificate is refused at the handshake from now on. */
+    if (ca_revoke(ctl->ca, node->pb->id) > 0)
+        ctl_ca_changed(ctl);
+    ctl_emit(ctl, ctl_event_node(ctl, "remove", node), "removed; its certificate revoked");
     model_node_remove(&ctl->model, node);
     ctl->sched_needed = 1;
     ctl->endpoints_check = 1;
@@ -627,6 +631,9 @@ static const struct {
     { MSG_EVENTS_REQUEST, api_events },
     { MSG_SERVICE_STATS, api_service_stats },
     { MSG_CONTROLLER_LIST, api_controller_list },
+    { MSG_CA_GET, certs_api },
+    { MSG_CA_ROTATE, certs_api },
+    { MSG_CLIENT_CERT, certs_api },
 };
 
 int api_handle(ctl_t *ctl, peer_t *p, Envelope *env)

@@ -24,6 +24,11 @@ int64_t ctl_now(const ctl_t *ctl)
     return (int64_t)uv_now(ctl->loop);
 }
 
+void ctl_ca_changed(ctl_t *ctl)
+{
+    ctl->model.meta_dirty = 1; /* makes the next flush commit, the CA's rows with it */
+}
+
 /* ---------------------------------------------------------------- peers */
 
 void peer_unref(peer_t *p)
@@ -54,6 +59,7 @@ static void ctl_on_connection(uv_stream_t *server, int status)
     };
     peer_t *p;
     char *colon;
+    int tls_rc;
 
     if (status < 0) {
         log_warn("accept: %s", uv_strerror(status));
@@ -75,17 +81,23 @@ static void ctl_on_connection(uv_stream_t *server, int status)
     p->refs = 1;
     DL_APPEND(ctl->peers, p);
     ctl->n_peers++;
+    /* No context yet: a shared store has not told the CA's roots. */
+    tls_rc = ctl->tls ? conn_use_tls(p->conn, ctl->tls) : SKIFF_EUNAVAILABLE;
     if (conn_accept(p->conn, server) < 0)
         return; /* closing; on_close unlists it */
+    if (tls_rc) {
+        conn_close(p->conn, tls_rc == SKIFF_EUNAVAILABLE ? tls_rc : SKIFF_ETLS); /* never plaintext */
+        return;
+    }
     snprintf(p->addr, sizeof(p->addr), "%s", conn_peer(p->conn));
     if ((colon = strrchr(p->addr, ':')))
         *colon = '\0';
     if (ctl->n_peers > ctl->cfg.max_conns ||
         ctl_conns_from(ctl, p->addr) > ctl->cfg.max_conns_per_addr) {
+        /* Closed before its TLS handshake: a flood costs no cryptography. */
         log_warn("refusing a connection from %s: too many connections (%u in all)",
                  conn_peer(p->conn), ctl->n_peers - 1);
-        conn_send_error(p->conn, 0, ERR_LIMIT, "too many connections");
-        conn_close(p->conn, 0);
+        conn_close(p->conn, SKIFF_ELIMIT);
     }
 }
 
@@ -94,8 +106,10 @@ static void ctl_conn_closed(conn_t *c, int err)
     peer_t *p = conn_data(c);
     ctl_t *ctl = p->ctl;
 
-    if (err && err != SKIFF_ECLOSED && err != SKIFF_ELIMIT)
-        log_info("connection from %s closed: %s", conn_peer(c), skiff_strerror(err));
+    if (err == SKIFF_ETLS)
+        log_warn("%s: refused: %s", conn_peer(c), conn_strerror(c, err));
+    else if (err && err != SKIFF_ECLOSED && err != SKIFF_ELIMIT)
+        log_info("connection from %s closed: %s", conn_peer(c), conn_strerror(c, err));
     DL_DELETE(ctl->peers, p);
     ctl->n_peers--;
     p->conn = NULL;
@@ -106,19 +120,39 @@ static void ctl_conn_closed(conn_t *c, int err)
     peer_unref(p);
 }
 
+static void ctl_refuse(peer_t *p, uint64_t id, const char *why)
+{
+    log_warn("%s: refused: %s", conn_peer(p->conn), why);
+    conn_send_error(p->conn, id, ERR_AUTH, "%s", why);
+    conn_close(p->conn, 0);
+}
+
+/* The identity of an agent, from its certificate (the TLS handshake
+ * verified it: chain, expiry, role, cluster, record, not revoked). */
+static int ctl_hello_agent(ctl_t *ctl, peer_t *p, uint64_t id, X509 *cert)
+{
+    pki_name_t name;
+
+    if (pki_name(cert, &name) || pki_serial(cert, p->cert_serial)) {
+        ctl_refuse(p, id, "a certificate that names no node");
+        return SKIFF_EAUTH;
+    }
+    snprintf(p->node_id, sizeof(p->node_id), "%s", name.id);
+    p->cert_not_after_ms = pki_not_after_ms(cert);
+    return 0;
+}
+
 static int ctl_hello(ctl_t *ctl, peer_t *p, Envelope *env)
 {
     Envelope reply = PB_ENVELOPE_INIT;
     HelloReply hr = PB_HELLO_REPLY_INIT;
     const Hello *h = env->hello;
-    const char *expected;
+    X509 *cert = conn_peer_cert(p->conn);
 
-    if (env->msg_case != MSG_HELLO) {
-        log_warn("%s: refused: %s before hello", conn_peer(p->conn),
+    if (p->joined) {
+        log_warn("%s: %s after its join; closing", conn_peer(p->conn),
                  wire_msg_name(env->msg_case));
-        conn_send_error(p->conn, env->id, ERR_AUTH, "say hello first");
-        conn_close(p->conn, 0);
-        return 0;
+        return SKIFF_EPROTO;
     }
     if (!ctl->identity_known) {
         /* A shared store that has not answered yet: no token to check. */
@@ -127,14 +161,37 @@ static int ctl_hello(ctl_t *ctl, peer_t *p, Envelope *env)
         conn_close(p->conn, 0);
         return 0;
     }
-    expected = h->role == ROLE_AGENT ? ctl->join_token
-             : h->role == ROLE_CLIENT ? ctl->admin_token : NULL;
-    if (!expected || !tokens_match(expected, h->token)) {
-        log_warn("%s: refused: %s", conn_peer(p->conn),
-                 expected ? (*h->token ? "wrong token" : "no token") : "unknown role");
-        conn_send_error(p->conn, env->id, ERR_AUTH,
-                        expected ? "wrong token" : "unknown role");
+    if (env->msg_case == MSG_NODE_JOIN && !cert) {
+        if (!ctl->leading) {
+            /* The leader issues certificates: a join goes there. */
+            leader_redirect(ctl, p, env->id);
+            conn_close(p->conn, 0);
+            return 0;
+        }
+        return certs_join(ctl, p, env);
+    }
+    if (env->msg_case != MSG_HELLO) {
+        log_warn("%s: refused: %s before hello", conn_peer(p->conn),
+                 wire_msg_name(env->msg_case));
+        conn_send_error(p->conn, env->id, ERR_AUTH, "say hello first");
         conn_close(p->conn, 0);
+        return 0;
+    }
+    if (cert) {
+        /* A node's certificate is an agent's credential, never a client's. */
+        if (h->role != ROLE_AGENT) {
+            ctl_refuse(p, env->id, "a node's certificate is not an admin's credential");
+            return 0;
+        }
+        if (ctl_hello_agent(ctl, p, env->id, cert))
+            return 0;
+    } else if (h->role == ROLE_AGENT) {
+        ctl_refuse(p, env->id, "an agent needs its node certificate (join with the join "
+                   "token first)");
+        return 0;
+    } else if (h->role != ROLE_CLIENT || !tokens_match(ctl->admin_token, h->token)) {
+        ctl_refuse(p, env->id, h->role != ROLE_CLIENT ? "unknown role"
+                               : *h->token ? "wrong token" : "no token");
         return 0;
     }
     p->role = h->role;
@@ -154,7 +211,8 @@ static int ctl_hello(ctl_t *ctl, peer_t *p, Envelope *env)
      * start (tokens_cluster_id): no need to wait for a commit. */
     if (conn_send(p->conn, &reply))
         conn_close(p->conn, SKIFF_ELIMIT);
-    log_debug("%s: hello as %s", conn_peer(p->conn), p->role == ROLE_AGENT ? "agent" : "client");
+    log_debug("%s: hello as %s%s", conn_peer(p->conn),
+              p->role == ROLE_AGENT ? "the agent of node " : "a client", p->node_id);
     return 0;
 }
 
@@ -429,6 +487,9 @@ static store_batch_t *ctl_seal(ctl_t *ctl)
     }
     for (model_deletion_t *d = m->deletions; d; d = d->next)
         rc |= store_delete(b, d->table, d->id, d->version);
+    /* The CA's rows first: the model's named rows carry them. */
+    if (ctl->ca && ca_dirty(ctl->ca))
+        rc |= ca_seal(ctl->ca, m);
     for (model_row_t *r = model_rows_take_dirty(m), *next; r; r = next) {
         next = r->dirty_next;
         rc |= r->value ? store_put_row(b, r->table, r->key, r->value, r->len)
@@ -584,6 +645,10 @@ static void ctl_on_tick(uv_timer_t *t)
     if (store_shared(ctl->store) && now - ctl->pinged_ms >= 1000) {
         ctl->pinged_ms = now;
         leader_ping_agents(ctl);
+    }
+    if (now - ctl->certs_checked_ms >= 1000) {
+        ctl->certs_checked_ms = now;
+        certs_tick(ctl);
     }
     HASH_ITER(hh, ctl->model.services, s, tmp) {
         if (s->wake_ms && s->wake_ms <= now) {

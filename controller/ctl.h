@@ -24,14 +24,16 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "ca.h"
 #include "conn.h"
 #include "events.h"
 #include "model.h"
 #include "prom.h"
 #include "spec.h"
 #include "store.h"
+#include "token.h"
 
-#define CTL_TOKEN_LEN 64
+#define CTL_TOKEN_LEN TOKEN_SECRET_HEX   /* the secret of a token */
 
 typedef struct ctl ctl_t;
 
@@ -47,6 +49,8 @@ typedef struct ctl_config {
     size_t max_pending;            /* queued output per connection */
     unsigned max_conns;
     unsigned max_conns_per_addr;
+    int64_t cert_expiry_ms;        /* lifetime of the certificates it issues */
+    char server_names[256];        /* more names for its certificate ("IP:10.0.0.1") */
     spec_limits_t spec_limits;
     char metrics_listen[128];      /* "" : no /metrics listener */
     size_t event_buffer;           /* events kept for --since */
@@ -74,6 +78,11 @@ typedef struct peer {
     conn_t *conn;          /* NULL once closed */
     int role;              /* 0 until Hello; then ROLE_AGENT or ROLE_CLIENT */
     node_t *node;          /* an agent's node, once registered */
+    /* An agent's certificate: who it is (never what it says) */
+    char node_id[PKI_NAME_MAX + 1];
+    char cert_serial[PKI_SERIAL_HEX + 1];  /* the one it holds now */
+    int64_t cert_not_after_ms;             /* cut off then, unless renewed */
+    int joined;            /* got its certificate (NodeJoin): nothing more */
     int wants_endpoints;   /* send it the Endpoints in the next flush */
     int refs;
     char addr[64];         /* peer address without the port */
@@ -107,9 +116,20 @@ typedef struct tokens_files {
     int again;  /* changed meanwhile: write once more */
     int rc;
     char dir[PATH_MAX];
-    char cluster_id[MODEL_ID_LEN * 2 + 1], join[CTL_TOKEN_LEN + 1], admin[CTL_TOKEN_LEN + 1];
+    char cluster_id[MODEL_ID_LEN * 2 + 1], join[TOKEN_LEN + 1], admin[TOKEN_LEN + 1];
+    char *ca_pem;  /* the CA certificate (the key stays in the store) */
     char err[PATH_MAX + 64];
 } tokens_files_t;
+/* The CA's files and the tokens written anew (after a CA rotation), in the
+ * thread pool (tokens.c). */
+typedef struct tokens_publish {
+    uv_work_t work;
+    int busy;
+    int again;
+    int rc;
+    char *ca_pem, *key_pem;
+    char join[TOKEN_LEN + 1], admin[TOKEN_LEN + 1], err[256];
+} tokens_publish_t;
 
 struct ctl {
     uv_loop_t *loop;
@@ -122,10 +142,14 @@ struct ctl {
     uv_signal_t sigterm, sigint;
     uv_fs_event_t token_watch;
     tokens_reread_t reread;
+    tokens_publish_t publish;
     peer_t *peers;
     unsigned n_peers;
-    char join_token[CTL_TOKEN_LEN + 1];
+    char join_token[CTL_TOKEN_LEN + 1];   /* the secrets; the tokens add the CA digest */
     char admin_token[CTL_TOKEN_LEN + 1];
+    ca_t *ca;                /* the cluster CA (ca.h) */
+    SSL_CTX *tls;            /* the listener's TLS context */
+    int64_t certs_checked_ms;
     /* the commit pipeline */
     int committing;           /* a batch is with the store */
     outmsg_t *out_head, **out_tail;  /* for the next commit */
@@ -217,11 +241,16 @@ int leader_controller_list(ctl_t *ctl, peer_t *peer, uint64_t id);
 /* Every second while leading on a shared store: an Ok push to each agent,
  * whose silence tells it that its leader stalled. */
 void leader_ping_agents(ctl_t *ctl);
+/* The CA changed (a certificate issued or revoked, a rotation): its rows go
+ * in the next commit, before anything sent after this. */
+void ctl_ca_changed(ctl_t *ctl);
 
 /* ---- tokens.c */
 
-/* Creates the data dir (0700) and the tokens (0600) on first start, fixes
- * loose permissions with a warning, and reads the tokens. Returns 0, or a
+/* Creates the data dir (0700) on first start, fixes loose permissions with
+ * a warning, and reads the secrets of the tokens (new ones when there are
+ * none, or only tokens of the old format, from before TLS). Writes nothing
+ * else: tokens_write_files() does, once the CA is known. Returns 0, or a
  * negative code with the reason in err. */
 int tokens_prepare(ctl_t *ctl, char *err, size_t len);
 /* Makes the cluster id if the store had none, and writes it to
@@ -234,24 +263,56 @@ int tokens_prepare_dir(const char *dir, char *err, size_t len);
  * shared store that has none yet; "" each where there is none. */
 void tokens_read_existing(const char *dir, char cluster_id[MODEL_ID_LEN * 2 + 1],
                           char join[CTL_TOKEN_LEN + 1], char admin[CTL_TOKEN_LEN + 1]);
-/* A shared store's identity arrived (or a token changed): writes the
- * cluster id and tokens into the data dir, in the thread pool, for the
- * tools and agents on this machine. */
+/* A shared store's identity arrived (or a token or the CA changed): writes
+ * the cluster id, the tokens and ca.pem into the data dir, in the thread
+ * pool, for the tools and agents on this machine. */
 void tokens_write_files(ctl_t *ctl);
 /* Writes value and a newline to dir/name atomically, mode 0600. */
 int tokens_write_file(const char *dir, const char *name, const char *value, char *err,
                       size_t len);
-/* A fresh token (64 hex characters). */
+/* A fresh token secret (64 hex characters). */
 void tokens_new(char out[CTL_TOKEN_LEN + 1]);
+/* The token which ("join" or "admin"): the CA's digest and the secret. */
+void tokens_format(const ctl_t *ctl, const char *which, char out[TOKEN_LEN + 1]);
+/* Builds the CA from the model's rows (making it on first start: with
+ * SQLite committed at once, before the loop runs), makes the listener's
+ * TLS context, and with SQLite writes ca.pem, ca-key.pem and the tokens
+ * (0600). On a shared store, when this controller starts to lead. */
+int tokens_ca(ctl_t *ctl, char *err, size_t len);
+/* A follower's CA: the roots the shared store's identity carries (packed
+ * CaRoot values), enough for the listener's TLS context. */
+int tokens_ca_roots(ctl_t *ctl, const store_blob_t *roots, size_t n, char *err, size_t len);
+/* Writes the CA's files and the tokens again (after a CA rotation) in the
+ * thread pool. */
+void tokens_publish(ctl_t *ctl);
 /* Rereads the token files (after a rotation) in the thread pool; the new
  * tokens apply when the reads are done. */
 void tokens_reload(ctl_t *ctl);
 /* Writes a new join or admin token into data_dir, printing nothing. */
 int tokens_rotate(const char *data_dir, const char *which, char *err, size_t len);
-/* Constant-time comparison of a presented token with the expected one. */
+/* A token as SKIFF-1-<CA digest>-<secret>, for which "join" or "admin". */
+void tokens_format(const ctl_t *ctl, const char *which, char out[TOKEN_LEN + 1]);
+/* Constant-time comparison of a presented secret with the expected one. */
 int tokens_match(const char *expected, const char *presented);
 
+/* ---- certs.c: certificates of the nodes and clients, CA rotation */
+
+/* NodeJoin from a peer without a certificate. */
+int certs_join(ctl_t *ctl, peer_t *peer, Envelope *env);
+/* CertRenew from a registered agent. */
+int certs_renew(ctl_t *ctl, peer_t *peer, uint64_t id, const CertRenew *req);
+/* The agent of node registered: during a rotation it is asked to renew. */
+void certs_registered(ctl_t *ctl, peer_t *peer);
+/* Every second: peers whose certificate expired are cut off, the CA's
+ * records pruned and the controller's certificate renewed, and a rotation
+ * finished once every ready node holds a certificate of the new CA. */
+void certs_tick(ctl_t *ctl);
+/* Client requests: CaRotate, CaGet, ClientCert. */
+int certs_api(ctl_t *ctl, peer_t *peer, uint64_t id, const Envelope *env);
+
 /* ---- agents.c: messages from agents */
+/* 1 when s is a node name: 1 to 253 letters, digits, '.', '-', '_'. */
+int agents_name_valid(const char *s);
 int agents_handle(ctl_t *ctl, peer_t *peer, Envelope *env);
 /* The agent's connection closed. */
 void agents_gone(ctl_t *ctl, peer_t *peer);

@@ -36,8 +36,14 @@ void leader_lead(ctl_t *ctl)
         n->last_seen_ms = ctl_now(ctl) + LEADER_GRACE_MS;
         n->ready_since_ms = n->pb->state == NODE_READY ? ctl_now(ctl) : 0;
     }
-    if (store_shared(ctl->store))
+    if (store_shared(ctl->store)) {
+        char err[256];
         ctl_follow_stored_events(ctl);
+        /* The CA with its records, from the store's rows: now this
+         * controller issues and checks the certificates. */
+        if (tokens_ca(ctl, err, sizeof(err)))
+            log_error("CA: %s; certificates cannot be issued or checked", err);
+    }
     for (service_t *s = ctl->model.services; s; s = s->hh.next)
         orch_mark(s);
     ctl->sched_needed = 1;
@@ -78,14 +84,17 @@ void leader_step_down(ctl_t *ctl, const char *why)
     ctl->endpoints_packed = NULL;
     ctl->endpoints_len = 0;
     ctl->sched_needed = ctl->endpoints_check = ctl->endpoints_wanted = 0;
+    if (ctl->ca)
+        ca_follow(ctl->ca);
 }
 
 /* ------------------------------------------------------- the store's events */
 
 static void leader_on_identity(void *arg, const char *cluster_id, const char *join,
-                               const char *admin)
+                               const char *admin, const store_blob_t *ca_roots, size_t n)
 {
     ctl_t *ctl = arg;
+    char err[256];
 
     if (ctl->identity_known && (strcmp(join, ctl->join_token) || strcmp(admin, ctl->admin_token)))
         log_info("tokens changed in the store: %s%s", strcmp(join, ctl->join_token) ? "join " : "",
@@ -96,6 +105,14 @@ static void leader_on_identity(void *arg, const char *cluster_id, const char *jo
     if (!ctl->identity_known)
         log_info("cluster %s, from the store", cluster_id);
     ctl->identity_known = 1;
+    /* A follower's CA: the roots, enough to serve TLS and redirect. The
+     * leader's comes from the model (tokens_ca), and changes there. */
+    if (!ctl->leading) {
+        if (tokens_ca_roots(ctl, ca_roots, n, err, sizeof(err)))
+            log_warn("CA: %s; not taking connections yet", err);
+        else
+            log_info("CA sha256 %s, from the store", ca_digest(ctl->ca));
+    }
     tokens_write_files(ctl);
 }
 

@@ -6,6 +6,9 @@
 #include "errors.h"
 #include "log.h"
 #include "pbutil.h"
+#include "wire.h"
+
+#include <openssl/crypto.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -53,6 +56,8 @@ static const char usage[] =
     "                                  come back, one at a time (default on)\n"
     "  --rebalance-delay DURATION      how long a node must be ready first (default 30s)\n"
     "  --event-buffer N                events kept for `skiff events --since` (default 50000)\n"
+    "  --cert-expiry DURATION          lifetime of the node certificates it issues; agents\n"
+    "                                  renew theirs well before (default 2160h: 90 days)\n"
     "  --rotate-token join|admin       write a new token into the data dir (with etcd: into the\n"
     "                                  store) and exit; the running controllers take it, connected\n"
     "                                  peers stay connected\n"
@@ -64,7 +69,7 @@ enum { OPT_LISTEN = 256, OPT_DATA_DIR, OPT_HB, OPT_HS, OPT_MAX_FRAME, OPT_MAX_PE
        OPT_MAX_CONNS, OPT_MAX_CONNS_ADDR, OPT_MAX_REPLICAS, OPT_ROTATE, OPT_LOG, OPT_VERSION,
        OPT_METRICS, OPT_EVENT_BUFFER, OPT_REBALANCE, OPT_REBALANCE_DELAY, OPT_DISCONNECT,
        OPT_ADVERTISE, OPT_STORE, OPT_STORE_PREFIX, OPT_STORE_CA, OPT_STORE_CERT, OPT_STORE_KEY,
-       OPT_LEADER_LEASE };
+       OPT_LEADER_LEASE, OPT_CERT_EXPIRY };
 
 /* In the order of the OPT_ values: an option's name is options[opt - 256]. */
 static const struct option options[] = {
@@ -92,6 +97,7 @@ static const struct option options[] = {
     { "store-cert", required_argument, NULL, OPT_STORE_CERT },
     { "store-key", required_argument, NULL, OPT_STORE_KEY },
     { "leader-lease", required_argument, NULL, OPT_LEADER_LEASE },
+    { "cert-expiry", required_argument, NULL, OPT_CERT_EXPIRY },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -223,6 +229,11 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
                 return bad_value(name, optarg, "join or admin");
             *rotate = optarg;
             break;
+        case OPT_CERT_EXPIRY:
+            if (duration_parse(optarg, &ms) || ms < 10000 || ms > 87600LL * 3600000)
+                return bad_value(name, optarg, "a duration from 10s to 87600h, like 2160h");
+            cfg->cert_expiry_ms = ms;
+            break;
         case OPT_LOG:
             if (log_level_parse(optarg, level))
                 return bad_value(name, optarg, "debug, info, warn or error");
@@ -316,6 +327,9 @@ static store_t *open_etcd(uv_loop_t *loop, ctl_t *ctl, const main_store_t *ms, c
                           size_t len)
 {
     char cluster[MODEL_ID_LEN * 2 + 1], join[CTL_TOKEN_LEN + 1], admin[CTL_TOKEN_LEN + 1];
+    char fresh[CTL_TOKEN_LEN + 1], root_id[PKI_DIGEST_HEX + 1];
+    uint8_t *root = NULL;
+    size_t root_len = 0;
     store_etcd_config_t sc = {
         .endpoints = ms->endpoints, .prefix = ms->prefix ? ms->prefix : "/skiff/default/",
         .cacert = ms->ca, .cert = ms->cert, .key = ms->key, .lease_ms = ms->lease_ms,
@@ -326,13 +340,44 @@ static store_t *open_etcd(uv_loop_t *loop, ctl_t *ctl, const main_store_t *ms, c
     if (tokens_prepare_dir(ctl->cfg.data_dir, err, len))
         return NULL;
     tokens_read_existing(ctl->cfg.data_dir, cluster, join, admin);
+    /* A CA root for a store that has nothing yet, of the cluster id it
+     * would get (a store that has a CA keeps it). */
+    tokens_new(fresh);
+    fresh[MODEL_ID_LEN * 2] = '\0';
+    if (ca_root_candidate(*cluster ? cluster : fresh, &root, &root_len, root_id, err, len))
+        return NULL;
     sc.cluster_id = cluster;
+    sc.fresh_cluster_id = fresh;
     sc.join_token = join;
     sc.admin_token = admin;
+    sc.ca_root = root;
+    sc.ca_root_len = root_len;
+    sc.ca_root_id = root_id;
     st = store_etcd_open(loop, &sc, err, len);
     memset(join, 0, sizeof(join));
     memset(admin, 0, sizeof(admin));
+    OPENSSL_cleanse(root, root_len);
+    free(root);
     return st;
+}
+
+/* The listen and advertise addresses are names of its certificate (the
+ * loopback ones always are). */
+static void add_server_name(ctl_config_t *cfg, const char *hostport)
+{
+    char host[128], name[140];
+    size_t used = strlen(cfg->server_names);
+    int port;
+
+    if (!hostport || !*hostport || wire_parse_hostport(hostport, host, sizeof(host), &port) ||
+        strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ||
+        strcmp(host, "127.0.0.1") == 0 || strcmp(host, "::1") == 0)
+        return;
+    snprintf(name, sizeof(name), "IP:%s", host);
+    if (strstr(cfg->server_names, name))
+        return;
+    snprintf(cfg->server_names + used, sizeof(cfg->server_names) - used, "%s%s",
+             used ? "," : "", name);
 }
 
 int main(int argc, char **argv)
@@ -355,6 +400,7 @@ int main(int argc, char **argv)
         .max_pending = 8 << 20,
         .max_conns = 4096,
         .max_conns_per_addr = 1024,
+        .cert_expiry_ms = 2160LL * 3600000,
         .spec_limits = spec_limits_default,
         .event_buffer = 50000,
         .rebalance = 1,
@@ -366,6 +412,8 @@ int main(int argc, char **argv)
         return rc;
     /* An agent silent for this long is cut off; it reconnects. */
     ctl.cfg.agent_timeout_ms = ctl.cfg.heartbeat_timeout_ms * 10;
+    add_server_name(&ctl.cfg, ctl.cfg.listen);
+    add_server_name(&ctl.cfg, ctl.cfg.advertise);
     log_init("controller", level);
     signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code, not death */
     umask(077); /* the database and tokens are for the controller's user only */
@@ -397,14 +445,14 @@ int main(int argc, char **argv)
         snprintf(path, sizeof(path), "%s/state.db", ctl.cfg.data_dir);
         if (!(ctl.store = store_sqlite_open(loop, path, err, sizeof(err))) ||
             store_sqlite_load(ctl.store, &ctl.model, err, sizeof(err)) ||
-            tokens_cluster_id(&ctl, err, sizeof(err))) {
+            tokens_cluster_id(&ctl, err, sizeof(err)) || tokens_ca(&ctl, err, sizeof(err))) {
             log_error("%s", err);
             rc = 1;
             goto out_close;
         }
-        log_info("state loaded: %u nodes, %u services, %u tasks",
+        log_info("state loaded: %u nodes, %u services, %u tasks; CA sha256 %s",
                  HASH_COUNT(ctl.model.nodes), HASH_COUNT(ctl.model.services),
-                 HASH_COUNT(ctl.model.tasks));
+                 HASH_COUNT(ctl.model.tasks), ca_digest(ctl.ca));
     }
     if (ctl_load_events(&ctl)) {
         log_error("out of memory");
@@ -429,5 +477,7 @@ out_close:
     events_free(ctl.events);
     free(ctl.monitor);
     free(ctl.endpoints_packed);
+    SSL_CTX_free(ctl.tls);
+    ca_free(ctl.ca);
     return rc;
 }

@@ -126,12 +126,21 @@ void store_load_done(struct model *m);
 
 typedef void (*store_done_fn)(void *arg, int rc, const char *err);
 
+/* A value, borrowed. */
+typedef struct store_blob {
+    const uint8_t *value;
+    size_t len;
+} store_blob_t;
+
 /* What a shared store tells the controller, on the loop. */
 typedef struct store_events {
     /* The cluster's identity, from the store: known once the store answered
-     * (and again whenever a token changes). */
+     * (and again whenever a token or a CA root changes). ca_roots: the
+     * values of the table ca_roots (packed CaRoot, controller/ca.h), which
+     * a follower needs for its TLS listener. */
     void (*on_identity)(void *arg, const char *cluster_id, const char *join_token,
-                        const char *admin_token);
+                        const char *admin_token, const store_blob_t *ca_roots,
+                        size_t n_ca_roots);
     /* This controller leads: the model holds the store's state. */
     void (*on_lead)(void *arg);
     /* Another controller leads (its address), or none that is known (""). */
@@ -231,6 +240,15 @@ typedef struct store_etcd_config {
     /* The identity the data dir already has, for a store that has none yet
      * (and checked against one that has): "" each when none. */
     const char *cluster_id, *join_token, *admin_token;
+    /* The cluster id for a store that has none when the data dir has none
+     * either (made by the controller, for the CA root below); NULL: one is
+     * made here. */
+    const char *fresh_cluster_id;
+    /* The CA root an empty prefix gets (a packed CaRoot, its id), made by
+     * the controller at start; a store that has roots keeps its own. */
+    const uint8_t *ca_root;
+    size_t ca_root_len;
+    const char *ca_root_id;
 } store_etcd_config_t;
 
 /* etcd: checks the configuration (not the cluster: that is start's, on the

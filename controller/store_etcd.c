@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <openssl/crypto.h>
 #include <uthash.h>
 
 #define SE_PAGE 500                 /* keys per page of the load */
@@ -77,6 +78,10 @@ typedef struct store_etcd {
     etcd_t *etcd;
     char *prefix, *prefix_end;
     char *address, *data_cluster, *data_join, *data_admin;
+    uint8_t *data_ca_root;      /* the CA root an empty prefix gets */
+    size_t data_ca_root_len;
+    char *data_ca_root_id;
+    int64_t roots_sig;          /* the CA roots last told: their count and newest revision */
     int data_fresh;             /* data_cluster was made here, not read from the data dir */
     char describe[512];
     int64_t lease_ms;
@@ -338,17 +343,65 @@ static void se_tokens_from_copy(store_etcd_t *s, char *join, size_t jl, char *ad
              a ? (const char *)a->value : "");
 }
 
-/* A token changed in the store (a rotation): the controller hears of it. */
+#define SE_MAX_CA_ROOTS 4
+
+/* What tells one set of CA roots from another: how many, and the newest
+ * revision among them. */
+static int64_t se_roots_sig(size_t n, int64_t newest)
+{
+    return newest * SE_MAX_CA_ROOTS * 2 + (int64_t)n;
+}
+
+/* Tells the identity with the CA roots of the warm copy. */
+static void se_tell_identity(store_etcd_t *s)
+{
+    store_blob_t roots[SE_MAX_CA_ROOTS];
+    size_t n = 0;
+    int64_t newest = 0;
+    se_kv_t *kv, *tmp;
+
+    HASH_ITER(hh, s->kvs, kv, tmp) {
+        if (strncmp(kv->key, "ca_roots/", 9) == 0 && n < SE_MAX_CA_ROOTS) {
+            roots[n++] = (store_blob_t){ kv->value, kv->len };
+            if (kv->mod_rev > newest)
+                newest = kv->mod_rev;
+        }
+    }
+    s->roots_sig = se_roots_sig(n, newest);
+    s->ev->on_identity(s->ev_arg, s->cluster_id, s->join, s->admin, roots, n);
+}
+
+/* 1 when the warm copy's CA roots are not those last told. */
+static int se_roots_changed(store_etcd_t *s)
+{
+    size_t n = 0;
+    int64_t newest = 0;
+    se_kv_t *kv, *tmp;
+
+    HASH_ITER(hh, s->kvs, kv, tmp) {
+        if (strncmp(kv->key, "ca_roots/", 9) == 0 && n < SE_MAX_CA_ROOTS) {
+            n++;
+            if (kv->mod_rev > newest)
+                newest = kv->mod_rev;
+        }
+    }
+    return se_roots_sig(n, newest) != s->roots_sig;
+}
+
+/* A token or a CA root changed in the store (a rotation): the controller
+ * hears of it. */
 static void se_check_tokens(store_etcd_t *s)
 {
     char join[72], admin[72];
+    int roots_changed = se_roots_changed(s);
 
     se_tokens_from_copy(s, join, sizeof(join), admin, sizeof(admin));
-    if (!*join || !*admin || (strcmp(join, s->join) == 0 && strcmp(admin, s->admin) == 0))
+    if (!*join || !*admin ||
+        (strcmp(join, s->join) == 0 && strcmp(admin, s->admin) == 0 && !roots_changed))
         return;
     snprintf(s->join, sizeof(s->join), "%s", join);
     snprintf(s->admin, sizeof(s->admin), "%s", admin);
-    s->ev->on_identity(s->ev_arg, s->cluster_id, s->join, s->admin);
+    se_tell_identity(s);
 }
 
 /* ------------------------------------------------------------------ watch */
@@ -374,7 +427,7 @@ static void se_on_watch_events(void *arg, const etcd_watch_res_t *res)
         if (e->kv.mod_revision > s->rev)
             s->rev = e->kv.mod_revision;
         leader_changed |= strcmp(rel, "leader") == 0;
-        tokens_changed |= strncmp(rel, "tokens/", 7) == 0;
+        tokens_changed |= strncmp(rel, "tokens/", 7) == 0 || strncmp(rel, "ca_roots/", 9) == 0;
     }
     if (tokens_changed)
         se_check_tokens(s);
@@ -435,6 +488,8 @@ static void se_on_identity(void *arg, int rc, const char *err, etcd_answer_t *a)
 {
     store_etcd_t *s = arg;
     elect_found_t f = { 0 };
+    store_blob_t roots[SE_MAX_CA_ROOTS];
+    size_t n_roots = 0;
     char why[512], version[32] = "";
 
     s->req = NULL;
@@ -450,8 +505,11 @@ static void se_on_identity(void *arg, int rc, const char *err, etcd_answer_t *a)
         s->data_fresh = 0;
         snprintf(s->join, sizeof(s->join), "%s", s->data_join);
         snprintf(s->admin, sizeof(s->admin), "%s", s->data_admin);
+        if (s->data_ca_root)
+            roots[n_roots++] = (store_blob_t){ s->data_ca_root, s->data_ca_root_len };
+        s->roots_sig = se_roots_sig(n_roots, a->txn.revision);
     } else {
-        if (a->txn.n_ranges < 6) {
+        if (a->txn.n_ranges < 7) {
             se_retry(s, se_on_identity_timer, "reading the cluster's identity",
                      "an answer without its ranges");
             return;
@@ -478,25 +536,41 @@ static void se_on_identity(void *arg, int rc, const char *err, etcd_answer_t *a)
         }
         snprintf(s->cluster_id, sizeof(s->cluster_id), "%.*s", (int)sizeof(s->cluster_id) - 1,
                  f.cluster_id);
+        int64_t newest = 0;
+        for (size_t i = 0; i < a->txn.ranges[6].n && n_roots < SE_MAX_CA_ROOTS; i++) {
+            const etcd_kv_t *kv = &a->txn.ranges[6].kvs[i];
+            roots[n_roots++] = (store_blob_t){ kv->value, kv->len };
+            if (kv->mod_revision > newest)
+                newest = kv->mod_revision;
+        }
+        s->roots_sig = se_roots_sig(n_roots, newest);
     }
     /* What the data dir had, or made for a store that had nothing. */
-    s->ev->on_identity(s->ev_arg, s->cluster_id, s->join, s->admin);
+    s->ev->on_identity(s->ev_arg, s->cluster_id, s->join, s->admin, roots, n_roots);
     s->state = SE_LOADING;
     se_load_page(s);
 }
 
 static void se_identity(store_etcd_t *s)
 {
-    char *k[6] = { se_key(s, "meta/cluster_id"), se_key(s, "meta/store_version"),
+    char *k[7] = { se_key(s, "meta/cluster_id"), se_key(s, "meta/store_version"),
                    se_key(s, "meta/migrating"), se_key(s, "tokens/join"),
-                   se_key(s, "tokens/admin"), NULL };
+                   se_key(s, "tokens/admin"), se_key(s, "ca_roots/"), NULL };
+    char *root_key = NULL, *roots_end = NULL;
     char version[16];
     etcd_cmp_t cmp = { .key = s->prefix, .range_end = s->prefix_end, .target = ETCD_CMP_CREATE,
                        .result = ETCD_EQUAL, .number = 0 };
-    etcd_op_t put[4], get[6];
-    etcd_txn_t txn = { &cmp, 1, put, 4, get, 6 };
-    int ok = k[0] && k[1] && k[2] && k[3] && k[4];
+    etcd_op_t put[5], get[7];
+    etcd_txn_t txn = { &cmp, 1, put, 4, get, 7 };
+    int ok = k[0] && k[1] && k[2] && k[3] && k[4] && k[5];
 
+    if (ok && s->data_ca_root) {
+        char rel[128];
+        snprintf(rel, sizeof(rel), "ca_roots/%s", s->data_ca_root_id);
+        ok = (root_key = se_key(s, rel)) != NULL;
+    }
+    if (ok)
+        ok = (roots_end = etcd_prefix_end(k[5])) != NULL;
     if (ok) {
         snprintf(version, sizeof(version), "%d", ELECT_STORE_VERSION);
         put[0] = (etcd_op_t){ .kind = ETCD_OP_PUT, .key = k[0],
@@ -509,15 +583,23 @@ static void se_identity(store_etcd_t *s)
         put[3] = (etcd_op_t){ .kind = ETCD_OP_PUT, .key = k[4],
                               .value = (const uint8_t *)s->data_admin,
                               .len = strlen(s->data_admin) };
+        if (root_key) {
+            put[4] = (etcd_op_t){ .kind = ETCD_OP_PUT, .key = root_key,
+                                  .value = s->data_ca_root, .len = s->data_ca_root_len };
+            txn.n_success = 5;
+        }
         for (int i = 0; i < 5; i++)
             get[i] = (etcd_op_t){ .kind = ETCD_OP_RANGE, .key = k[i] };
         get[5] = (etcd_op_t){ .kind = ETCD_OP_RANGE, .key = s->prefix, .range_end = s->prefix_end,
                               .count_only = 1 };
+        get[6] = (etcd_op_t){ .kind = ETCD_OP_RANGE, .key = k[5], .range_end = roots_end };
         /* Short: an etcd that does not answer at start is said at once. */
         s->req = etcd_txn(s->etcd, &txn, SE_IDENTITY_MS, se_on_identity, s);
     }
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 6; i++)
         free(k[i]);
+    free(root_key);
+    free(roots_end);
     if (!s->req)
         se_retry(s, se_on_identity_timer, "reading the cluster's identity", "out of memory");
 }
@@ -1223,6 +1305,10 @@ static void se_free(store_t *base)
     free(s->data_cluster);
     free(s->data_join);
     free(s->data_admin);
+    if (s->data_ca_root)
+        OPENSSL_cleanse(s->data_ca_root, s->data_ca_root_len); /* it holds the CA's key */
+    free(s->data_ca_root);
+    free(s->data_ca_root_id);
     free(s);
 }
 
@@ -1306,7 +1392,20 @@ store_t *store_etcd_open(uv_loop_t *loop, const store_etcd_config_t *cfg, char *
     s->prefix = strdup(cfg->prefix);
     s->prefix_end = etcd_prefix_end(cfg->prefix);
     s->address = strdup(cfg->address ? cfg->address : "");
-    s->data_cluster = strdup(*cluster ? cluster : fresh[0]);
+    s->data_cluster = strdup(*cluster ? cluster
+                             : cfg->fresh_cluster_id && *cfg->fresh_cluster_id ? cfg->fresh_cluster_id
+                                                                                : fresh[0]);
+    if (cfg->ca_root && cfg->ca_root_len && cfg->ca_root_id) {
+        if ((s->data_ca_root = malloc(cfg->ca_root_len)))
+            memcpy(s->data_ca_root, cfg->ca_root, cfg->ca_root_len);
+        s->data_ca_root_len = cfg->ca_root_len;
+        s->data_ca_root_id = strdup(cfg->ca_root_id);
+        if (!s->data_ca_root || !s->data_ca_root_id) {
+            snprintf(err, errlen, "out of memory");
+            se_free(&s->base);
+            return NULL;
+        }
+    }
     s->data_join = strdup(*join ? join : fresh[1]);
     s->data_admin = strdup(*admin ? admin : fresh[2]);
     if (!s->prefix || !s->prefix_end || !s->address || !s->data_cluster || !s->data_join ||

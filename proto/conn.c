@@ -3,10 +3,18 @@
  * A conn owns two handles (the TCP stream and the frame timer) and, while it
  * resolves a name, one getaddrinfo request. refs counts those; the conn is
  * freed when the last one has called back after conn_close.
+ *
+ * With TLS, the socket's bytes go through a tls_t: what is read is fed to
+ * it (through one scratch buffer per thread, since libuv reads into it and
+ * calls back at once), the plaintext it gives goes into the input buffer
+ * where frames are decoded as without TLS; a frame sent is encrypted at
+ * once and the records are queued as one write, so that pending counts
+ * what the socket still has to take.
  */
 #include "conn.h"
 #include "buf.h"
 #include "errors.h"
+#include "tls.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -20,6 +28,7 @@
 #define CONN_READ_CHUNK 4096
 #define CONN_KEEP_BUFFER 65536 /* drop an empty input buffer larger than this */
 #define CONN_FLUSH_TIMEOUT_MS 5000
+#define CONN_TLS_CHUNK 65536   /* ciphertext read at once */
 
 struct conn {
     uv_tcp_t tcp;
@@ -37,6 +46,11 @@ struct conn {
     int closing;
     int close_err;
     int connected;
+    int started;      /* accept or connect was called */
+    int accepted;
+    SSL_CTX *tls_ctx; /* a reference, with TLS */
+    tls_t *tls;       /* the session, once the socket is there */
+    int tls_ready;    /* its handshake is done */
     int port; /* for conn_connect */
     char peer[64];
     char local[48];
@@ -56,6 +70,8 @@ static void conn_unref(conn_t *c)
     if (c->ops->on_close)
         c->ops->on_close(c, c->close_err);
     buf_free(&c->in);
+    tls_free(c->tls);
+    SSL_CTX_free(c->tls_ctx);
     free(c);
 }
 
@@ -110,7 +126,11 @@ static void conn_on_shutdown(uv_shutdown_t *req, int status)
     conn_close_handles(c);
 }
 
-void conn_close(conn_t *c, int err)
+static int conn_tls_flush(conn_t *c);
+
+/* Closes c; flush: send what is queued first (a plain close, or the alert
+ * of a failed handshake). */
+static void conn_close_how(conn_t *c, int err, int flush)
 {
     if (c->closing)
         return;
@@ -121,8 +141,13 @@ void conn_close(conn_t *c, int err)
         uv_read_stop((uv_stream_t *)&c->tcp);
     if (c->refs > 2) /* a name lookup is under way: its callback ends it */
         uv_cancel((uv_req_t *)&c->gai);
+    if (flush && c->connected && c->tls) {
+        if (err == 0)
+            tls_shutdown(c->tls);  /* close_notify */
+        conn_tls_flush(c);
+    }
     /* A plain close flushes queued output first. */
-    if (err == 0 && c->connected && c->pending > 0) {
+    if (flush && c->connected && c->pending > 0) {
         c->shutdown_req.data = c;
         if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, conn_on_shutdown) == 0) {
             uv_timer_start(&c->timer, conn_on_flush_timeout, CONN_FLUSH_TIMEOUT_MS, 0);
@@ -130,6 +155,11 @@ void conn_close(conn_t *c, int err)
         }
     }
     conn_close_handles(c);
+}
+
+void conn_close(conn_t *c, int err)
+{
+    conn_close_how(c, err, err == 0);
 }
 
 static void conn_on_timeout(uv_timer_t *t)
@@ -140,9 +170,14 @@ static void conn_on_timeout(uv_timer_t *t)
 /* With no frame timeout, the partial timeout runs from the first byte of a
  * frame to its end: more bytes of the same frame do not rearm it (a trickle
  * is a stall), a new frame begun does. */
+static int conn_in_frame(const conn_t *c)
+{
+    return buf_len(&c->in) > 0 || (c->tls && c->tls_ready && tls_in_partial(c->tls));
+}
+
 static void conn_watch_partial(conn_t *c, int decoded)
 {
-    if (buf_len(&c->in) == 0)
+    if (!conn_in_frame(c))
         uv_timer_stop(&c->timer);
     else if (decoded || !uv_is_active((uv_handle_t *)&c->timer))
         uv_timer_start(&c->timer, conn_on_timeout, c->limits.partial_timeout_ms, 0);
@@ -162,31 +197,41 @@ void conn_set_frame_timeout(conn_t *c, uint64_t ms)
     }
 }
 
+static size_t conn_in_max(const conn_t *c)
+{
+    return c->limits.max_frame + WIRE_HEADER_SIZE + CONN_READ_CHUNK;
+}
+
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
+    static _Thread_local char scratch[CONN_TLS_CHUNK];
     conn_t *c = h->data;
-    size_t max = c->limits.max_frame + WIRE_HEADER_SIZE + CONN_READ_CHUNK;
 
     out->base = NULL;
     out->len = 0;
-    if (c->closing || buf_reserve(&c->in, CONN_READ_CHUNK, max) != 0)
+    if (c->closing)
+        return;
+    if (c->tls) {
+        /* libuv reads into it and calls conn_on_read at once, which feeds
+         * it all to the session: one buffer per thread does. */
+        out->base = scratch;
+        out->len = sizeof(scratch);
+        return;
+    }
+    if (buf_reserve(&c->in, CONN_READ_CHUNK, conn_in_max(c)) != 0)
         return; /* the read callback sees UV_ENOBUFS */
     out->base = c->in.last;
     out->len = buf_room(&c->in);
 }
 
-static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+/* Hands every whole frame in the input buffer to on_message. Returns 1 when
+ * one was decoded. */
+static int conn_decode(conn_t *c)
 {
-    conn_t *c = s->data;
     Envelope *env;
     int decoded = 0;
     int rc;
 
-    if (nread < 0) {
-        conn_close(c, nread == UV_EOF ? SKIFF_ECLOSED : (int)nread);
-        return;
-    }
-    c->in.last += nread;
     while (!c->closing) {
         rc = wire_decode(&c->in, c->limits.max_frame, &env);
         if (rc == 0)
@@ -202,10 +247,91 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         if (rc < 0)
             conn_close(c, rc);
     }
+    return decoded;
+}
+
+static void conn_after_read(conn_t *c, int decoded)
+{
     if (!c->closing && !c->limits.frame_timeout_ms && c->limits.partial_timeout_ms)
         conn_watch_partial(c, decoded);
     if (buf_len(&c->in) == 0 && buf_cap(&c->in) > CONN_KEEP_BUFFER)
         buf_free(&c->in);
+}
+
+/* A failed handshake or session: the alert goes out, then the conn closes. */
+static void conn_tls_failed(conn_t *c, int rc)
+{
+    if (!c->accepted && !c->tls_ready && c->ops->on_connect) {
+        c->tls_ready = -1; /* on_connect is called once */
+        c->ops->on_connect(c, rc);
+    }
+    conn_close_how(c, rc, rc == SKIFF_ETLS);
+}
+
+/* Ciphertext from the socket: the handshake, then plaintext into the
+ * input buffer, frame by frame. */
+static void conn_tls_input(conn_t *c, const char *data, size_t n)
+{
+    int decoded = 0;
+    long got;
+    int rc;
+
+    if ((rc = tls_feed(c->tls, data, n))) {
+        conn_tls_failed(c, rc);
+        return;
+    }
+    if (!c->tls_ready) {
+        rc = tls_handshake(c->tls);
+        if (conn_tls_flush(c) && rc >= 0)
+            rc = SKIFF_ECLOSED;
+        if (rc < 0) {
+            conn_tls_failed(c, rc);
+            return;
+        }
+        if (rc == 0)
+            return;
+        c->tls_ready = 1;
+        if (!c->accepted && c->ops->on_connect)
+            c->ops->on_connect(c, 0);
+    }
+    while (!c->closing) {
+        if (buf_reserve(&c->in, CONN_READ_CHUNK, conn_in_max(c)) != 0) {
+            conn_close(c, -ENOBUFS);
+            return;
+        }
+        got = tls_read(c->tls, c->in.last, buf_room(&c->in));
+        if (got < 0) {
+            conn_tls_failed(c, (int)got);
+            return;
+        }
+        if (got == 0)
+            break;
+        c->in.last += got;
+        decoded |= conn_decode(c);
+    }
+    if (!c->closing && conn_tls_flush(c))
+        conn_close(c, SKIFF_ECLOSED);
+    conn_after_read(c, decoded);
+}
+
+static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    conn_t *c = s->data;
+
+    if (nread < 0) {
+        if (c->tls && !c->tls_ready && nread == UV_EOF)
+            conn_tls_failed(c, SKIFF_ECLOSED); /* closed during the handshake */
+        else
+            conn_close(c, nread == UV_EOF ? SKIFF_ECLOSED : (int)nread);
+        return;
+    }
+    if (c->tls) {
+        if (nread > 0)
+            conn_tls_input(c, b->base, (size_t)nread);
+        return;
+    }
+    c->in.last += nread;
+    conn_after_read(c, conn_decode(c));
 }
 
 static void conn_name(const struct sockaddr_storage *ss, char *out, size_t len, int with_port)
@@ -233,6 +359,8 @@ static int conn_start(conn_t *c)
     struct sockaddr_storage ss;
     int len = sizeof(ss);
 
+    if (c->tls_ctx && !(c->tls = tls_new(c->tls_ctx)))
+        return -ENOMEM;
     c->connected = 1;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
         conn_name(&ss, c->peer, sizeof(c->peer), 1);
@@ -243,12 +371,35 @@ static int conn_start(conn_t *c)
     uv_tcp_keepalive(&c->tcp, 1, 30);
     if (c->limits.frame_timeout_ms)
         uv_timer_start(&c->timer, conn_on_timeout, c->limits.frame_timeout_ms, 0);
+    else if (c->tls && c->limits.partial_timeout_ms)
+        uv_timer_start(&c->timer, conn_on_timeout, c->limits.partial_timeout_ms, 0);
+    if (c->tls && !c->accepted) {
+        /* The client speaks first: its ClientHello. */
+        int rc = tls_handshake(c->tls);
+        if (rc < 0)
+            return rc;
+        if ((rc = conn_tls_flush(c)))
+            return rc;
+    }
     return uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_on_read);
+}
+
+int conn_use_tls(conn_t *c, SSL_CTX *ctx)
+{
+    if (c->started || !ctx)
+        return SKIFF_EINVAL;
+    SSL_CTX_up_ref(ctx);
+    SSL_CTX_free(c->tls_ctx);
+    c->tls_ctx = ctx;
+    return 0;
 }
 
 int conn_accept(conn_t *c, uv_stream_t *server)
 {
-    int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+    int rc;
+
+    c->started = c->accepted = 1;
+    rc = uv_accept(server, (uv_stream_t *)&c->tcp);
 
     if (rc == 0)
         rc = conn_start(c);
@@ -265,6 +416,8 @@ static void conn_on_connect(uv_connect_t *req, int status)
         return; /* cancelled by conn_close; the handle's close frees c */
     if (status == 0)
         status = conn_start(c);
+    if (c->tls && status == 0)
+        return; /* on_connect once the handshake is done */
     if (c->ops->on_connect)
         c->ops->on_connect(c, status);
     if (status)
@@ -308,6 +461,7 @@ int conn_connect(conn_t *c, const char *hostport)
     rc = wire_parse_hostport(hostport, host, sizeof(host), &p);
     if (rc)
         return rc;
+    c->started = 1;
     snprintf(port, sizeof(port), "%d", p);
     snprintf(c->peer, sizeof(c->peer), "%s", hostport);
     c->gai.data = c;
@@ -347,7 +501,7 @@ static struct conn_write *conn_write_new(conn_t *c, size_t size, int *rc)
     struct conn_write *w;
 
     *rc = 0;
-    if (c->closing || !c->connected) {
+    if (c->closing || !c->connected || (c->tls && c->tls_ready != 1)) {
         *rc = SKIFF_ECLOSED;
         return NULL;
     }
@@ -366,6 +520,40 @@ static struct conn_write *conn_write_new(conn_t *c, size_t size, int *rc)
     return w;
 }
 
+/* Queues what the TLS session made for the peer, as one write. Returns 0
+ * or a negative code. */
+static int conn_tls_flush(conn_t *c)
+{
+    size_t n = c->tls ? tls_out_pending(c->tls) : 0;
+    struct conn_write *w;
+
+    if (n == 0 || !c->connected)
+        return 0;
+    if (!(w = malloc(sizeof(*w) + n)))
+        return -ENOMEM;
+    w->conn = c;
+    w->len = tls_out_take(c->tls, w->data, n);
+    if (w->len == 0) {
+        free(w);
+        return 0;
+    }
+    return conn_queue(c, w);
+}
+
+/* Encrypts a frame (the plaintext w, which is freed) and queues its
+ * records. */
+static int conn_tls_send(conn_t *c, struct conn_write *w)
+{
+    int rc = tls_write(c->tls, w->data, w->len);
+
+    free(w);
+    if (rc == 0)
+        rc = conn_tls_flush(c);
+    if (rc == SKIFF_ETLS)
+        conn_close(c, rc);
+    return rc;
+}
+
 int conn_send(conn_t *c, const Envelope *env)
 {
     size_t size = wire_frame_size(env);
@@ -375,7 +563,7 @@ int conn_send(conn_t *c, const Envelope *env)
     if (!(w = conn_write_new(c, size, &rc)))
         return rc;
     wire_pack(env, w->data);
-    return conn_queue(c, w);
+    return c->tls ? conn_tls_send(c, w) : conn_queue(c, w);
 }
 
 int conn_send_frame(conn_t *c, const uint8_t *frame, size_t len)
@@ -388,7 +576,7 @@ int conn_send_frame(conn_t *c, const uint8_t *frame, size_t len)
     if (!(w = conn_write_new(c, len, &rc)))
         return rc;
     memcpy(w->data, frame, len);
-    return conn_queue(c, w);
+    return c->tls ? conn_tls_send(c, w) : conn_queue(c, w);
 }
 
 int conn_send_error(conn_t *c, uint64_t id, ErrorCode code, const char *fmt, ...)
@@ -424,6 +612,18 @@ size_t conn_unsent(const conn_t *c)
         outq < 0)
         outq = 0;
     return c->pending + (size_t)outq;
+}
+
+X509 *conn_peer_cert(const conn_t *c)
+{
+    return c->tls && c->tls_ready == 1 ? tls_peer_cert(c->tls) : NULL;
+}
+
+const char *conn_strerror(const conn_t *c, int err)
+{
+    if (err == SKIFF_ETLS && c->tls && *tls_reason(c->tls))
+        return tls_reason(c->tls);
+    return skiff_strerror(err);
 }
 int conn_is_closing(const conn_t *c) { return c->closing; }
 

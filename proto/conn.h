@@ -9,6 +9,15 @@
  * and stalls), or when a frame begun has not ended within partial_timeout_ms
  * (a peer allowed to be silent, that stalls inside a frame). Everything runs on the loop's thread; nothing blocks.
  *
+ * With conn_use_tls, the connection runs TLS (tls.h) under the frames:
+ * every byte on the socket is a TLS record, and every limit above applies
+ * to the frames inside; the frame timeout also bounds the TLS handshake,
+ * which comes before the first frame. A connecting conn reports on_connect
+ * only once the handshake is done and the server verified; an accepting
+ * one calls on_message only after its handshake. A failed handshake closes
+ * the conn with SKIFF_ETLS, after the alert that tells the peer why has
+ * been sent; conn_strerror() gives the reason.
+ *
  * Ownership: the library frees a conn after calling on_close, which happens
  * exactly once for every conn, always from the loop after conn_close (or
  * after the library closed it). After conn_close, no more on_message calls
@@ -19,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <openssl/types.h>
 #include <uv.h>
 
 #include "skiff_pb.h"
@@ -48,6 +58,11 @@ typedef struct conn_limits {
  * when out of memory. */
 conn_t *conn_create(uv_loop_t *loop, const conn_ops_t *ops,
                     const conn_limits_t *limits, void *data);
+
+/* Makes c run TLS with ctx (a reference is taken; the context's policy
+ * says whether it accepts or connects). Call before conn_accept or
+ * conn_connect. Returns 0, or SKIFF_EINVAL once those were called. */
+int conn_use_tls(conn_t *c, SSL_CTX *ctx);
 
 /* Accepts a pending connection of server into c and starts reading.
  * Returns 0, or a negative code after which c is closing (on_close follows). */
@@ -96,5 +111,11 @@ size_t conn_unsent(const conn_t *c);
 int conn_is_closing(const conn_t *c);
 /* The local address the connection uses ("127.0.0.2"), or "" before known. */
 const char *conn_local_addr(const conn_t *c);
+/* The peer's verified certificate, after the TLS handshake (the conn keeps
+ * it), or NULL. */
+X509 *conn_peer_cert(const conn_t *c);
+/* The text of err, a code this conn closed with: for SKIFF_ETLS, the
+ * handshake's reason ("the peer's certificate is revoked"). */
+const char *conn_strerror(const conn_t *c, int err);
 
 #endif

@@ -21,7 +21,8 @@
     X(CLOSED, -1011, "connection closed")                                     \
     X(TIMEDOUT, -1012, "timed out")                                           \
     X(STORE, -1013, "store error")                                            \
-    X(UNAVAILABLE, -1014, "unavailable")
+    X(UNAVAILABLE, -1014, "unavailable")                                     \
+    X(TLS, -1015, "TLS failed")
 
 enum skiff_error {
 #define SKIFF_ERROR_ENUM(name, code, text) SKIFF_E##name = code,

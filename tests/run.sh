@@ -33,7 +33,7 @@ PACKAGES=(
 	libsqlite3-dev libjansson-dev libyaml-dev libcmocka-dev uthash-dev
 	libh2o-dev libssl-dev
 	bats jq docker.io busybox-static docker-registry etcd-server etcd-client
-	iproute2 procps psmisc curl openssl prometheus
+	iproute2 procps psmisc curl openssl prometheus tcpdump python3
 )
 
 # ---------------------------------------------------------------------------

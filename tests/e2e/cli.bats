@@ -346,11 +346,18 @@ per_node() {
 	[[ "$output" == *"is ready"* ]]
 
 	tok=$SKIFF_TEST_DIR/wrong-token
-	echo 0000000000000000000000000000000000000000000000000000000000000000 >"$tok"
+	echo "SKIFF-1-$(cut -d- -f3 "$SKIFF_TOKEN_FILE")-0000000000000000000000000000000000000000000000000000000000000000" >"$tok"
 	run skiff --token-file "$tok" service ls
 	[ "$status" -eq 1 ]
 	one_line
 	[[ "$output" == "skiff: "*"(check --token-file, SKIFF_TOKEN_FILE or SKIFF_TOKEN)" ]]
+
+	# A token of the old format says where the new one is.
+	echo 0000000000000000000000000000000000000000000000000000000000000000 >"$tok"
+	run skiff --token-file "$tok" service ls
+	[ "$status" -eq 1 ]
+	one_line
+	[[ "$output" == *"old token"*"admin-token"* ]]
 
 	run env SKIFF_TOKEN_FILE= SKIFF_TOKEN=nottherightone skiff service ls
 	[ "$status" -eq 1 ]
@@ -393,7 +400,8 @@ per_node() {
 }
 
 @test "help for every command, on stdout, exit 0" {
-	for cmd in "" "node" "service" "stack" "node ls" "node inspect" "node update" "node rm" \
+	for cmd in "" "node" "service" "stack" "cluster" "cluster ca" "cluster client-cert" \
+		"node ls" "node inspect" "node update" "node rm" \
 		"service create" "service update" "service scale" "service ls" "service ps" \
 		"service inspect" "service rollback" "service rm" "service logs" \
 		"stack deploy" "stack ls" "stack services" "stack ps" "stack rm"; do

@@ -46,7 +46,8 @@ heal_daemons() {
 }
 
 # heal_extra_agents_stop: agents beyond the third are stopped and their
-# nodes removed.
+# nodes removed (their certificates revoked: their state dirs go too, so
+# that a later agent of that number joins again).
 heal_extra_agents_stop() {
 	local i pid f
 	for f in "$SKIFF_TEST_DIR"/pids/agent-*; do
@@ -57,6 +58,7 @@ heal_extra_agents_stop() {
 		_skiff_pid_is "$pid" skiff-agent && _skiff_stop_pid "$pid"
 		rm -f "$f"
 		skiff node rm --force "$(node_name "$i")" >/dev/null 2>&1 || true
+		rm -rf "$(agent_state_dir "$i")"
 	done
 }
 

@@ -6,7 +6,10 @@
 #
 # A cluster is one skiff-controller on 127.0.0.1:<free port> and N agents,
 # agent i named ${SKIFF_PREFIX}-n<i> and advertising 127.0.0.<i+1>, all of them
-# logging into their own file under $SKIFF_TEST_DIR. Every cluster gets a fresh
+# logging into their own file under $SKIFF_TEST_DIR. Every connection is TLS:
+# agent i joins with the join token the first time and keeps its node
+# certificate in its own state dir, $SKIFF_TEST_DIR/agent-<i>.state, which
+# stays across its restarts within the cluster (agent_state_dir <i>). Every cluster gets a fresh
 # data directory (so a fresh cluster id) and a random name prefix, so that
 # test files run one after another, or leftovers of a failed one, never mix.
 # Plain `skiff ...` commands talk to it: $SKIFF_BIN is first on PATH and
@@ -15,7 +18,7 @@
 # State that a test may read (exported, so a cluster made in setup_file is
 # seen by its tests):
 #   SKIFF_BIN            the binaries (default <repo>/build/bin)
-#   SKIFF_TEST_DIR       this cluster's directory: *.log, pids/, data/
+#   SKIFF_TEST_DIR       this cluster's directory: *.log, pids/, data/, agent-<i>.state/
 #   SKIFF_DATA_DIR       the controller's --data-dir ($SKIFF_TEST_DIR/data)
 #   SKIFF_HOST           127.0.0.1:<controller port>
 #   SKIFF_CONTROLLER_PORT, SKIFF_TOKEN_FILE (admin token), SKIFF_JOIN_TOKEN_FILE
@@ -29,7 +32,9 @@
 # agent_pid <i>, node_name <i>, agent_addr <i>.
 #
 # Settings (environment): SKIFF_AGENT_FLAGS (extra flags for every agent,
-# split on spaces; @ADDR@ in them becomes the agent's address), SKIFF_START_TIMEOUT (seconds, default 30),
+# split on spaces; @ADDR@ in them becomes the agent's address), SKIFF_AGENT_TOKEN=none
+# (agent_start gives no --join-token-file: an agent that has its certificate
+# needs none), SKIFF_START_TIMEOUT (seconds, default 30),
 # SKIFF_WAIT_NODES=0 (cluster_start does not wait for the nodes to be ready),
 # SKIFF_LOG_LINES (lines per log in dump_logs, default 80),
 # SKIFF_IGNORE_SANITIZER=1 (cluster_stop does not fail on sanitizer reports).
@@ -338,11 +343,13 @@ controller_pid() {
 }
 
 node_name() { echo "$SKIFF_PREFIX-n$1"; }
+agent_state_dir() { echo "$SKIFF_TEST_DIR/agent-$1.state"; }
 agent_addr() { echo "127.0.0.$(($1 + 1))"; }
 agent_pid() { cat "$SKIFF_TEST_DIR/pids/agent-$1" 2>/dev/null || true; }
 
 # agent_start I [extra agent flags...]: starts agent I (any I >= 1, also
-# beyond the first N) as node ${SKIFF_PREFIX}-nI advertising 127.0.0.(I+1).
+# beyond the first N) as node ${SKIFF_PREFIX}-nI advertising 127.0.0.(I+1),
+# with its state dir (agent_state_dir I) unless the flags give another.
 # Extra flags given once are kept for later restarts of the same agent.
 agent_start() {
 	local i=$1 pid name addr log extra=() flags=()
@@ -360,9 +367,11 @@ agent_start() {
 	[ -e "$SKIFF_TEST_DIR/agent-$i.args" ] && mapfile -t extra <"$SKIFF_TEST_DIR/agent-$i.args"
 	# shellcheck disable=SC2206 # split on purpose; @ADDR@ is this agent's address
 	[ -n "${SKIFF_AGENT_FLAGS:-}" ] && flags=(${SKIFF_AGENT_FLAGS//@ADDR@/$addr})
+	local state=(--state-dir "$(agent_state_dir "$i")") token=()
+	[[ " ${extra[*]} ${flags[*]} " == *" --state-dir "* ]] && state=()
+	[ "${SKIFF_AGENT_TOKEN:-file}" = none ] || token=(--join-token-file "$SKIFF_JOIN_TOKEN_FILE")
 	local args=(--controller "127.0.0.1:$SKIFF_CONTROLLER_PORT" --name "$name"
-		--advertise "$addr" --join-token-file "$SKIFF_JOIN_TOKEN_FILE"
-		"${flags[@]}" "${extra[@]}")
+		--advertise "$addr" "${token[@]}" "${state[@]}" "${flags[@]}" "${extra[@]}")
 	echo "=== $(date '+%H:%M:%S.%N' | cut -c1-12) skiff-agent ${args[*]}" >>"$log"
 	"$SKIFF_BIN/skiff-agent" "${args[@]}" </dev/null >>"$log" 2>&1 3>&- 4>&- &
 	pid=$!

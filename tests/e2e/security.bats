@@ -9,8 +9,11 @@
 # Compose keys, and the modes of the data dir and token files.
 #
 # The attack clients are a small Python script (standard library only,
-# written by setup_file): they speak the wire format by hand, print what
-# the controller answered and how soon it closed. Most tests need no agent;
+# written by setup_file): they speak the wire format by hand inside TLS
+# (verifying the controller with the data dir's ca.pem, as a client would
+# with --tls-ca), print what the controller answered and how soon it closed.
+# The floods and the silent connections stay below TLS, plain TCP. Tokens
+# are SKIFF-1-<CA digest>-<secret>; what goes in a Hello is the secret. Most tests need no agent;
 # each starts its own controller with the limits it tests. Assertions are on
 # outcomes (refused, closed, served), never on timings.
 
@@ -22,15 +25,20 @@ setup_file() {
 #!/usr/bin/env python3
 """Hostile clients for skiff's e2e security tests, on the standard library.
 
-  skiff-attack.py hello HOST:PORT ROLE TOKEN [N]  hello, print the answer, wait for the close
-  skiff-attack.py raw HOST:PORT WHAT [TOKEN [N]]  send bytes (after a hello with TOKEN, unless
+  skiff-attack.py hello HOST:PORT ROLE SECRET [N] hello, print the answer, wait for the close
+  skiff-attack.py join HOST:PORT NAME SECRET      NodeJoin (with a request that is no CSR)
+  skiff-attack.py raw HOST:PORT WHAT [SECRET [N]] send bytes (after a hello with SECRET, unless
                                                   ""), wait for the close; WHAT: HEX,
                                                   random:N, header:N
   (with N connections at once, one summary line: conns= refused= closed=)
   skiff-attack.py stall HOST:PORT N CONNS [SRC]   CONNS connections sending N bytes of a hello
-  skiff-attack.py flood HOST:PORT CONNS SRC HOLD  CONNS connections from SRC, held HOLD seconds
-  skiff-attack.py create HOST:PORT TOKEN NAME IMAGE KEY=VALUE   ServiceCreate with a label
-  skiff-attack.py unread HOST:PORT TOKEN N        N requests, their replies left unread
+                                                  (N = 0: TCP only, no TLS handshake)
+  skiff-attack.py flood HOST:PORT CONNS SRC HOLD  CONNS TCP connections from SRC, held HOLD s
+  skiff-attack.py create HOST:PORT SECRET NAME IMAGE KEY=VALUE  ServiceCreate with a label
+  skiff-attack.py unread HOST:PORT SECRET N       N requests, their replies left unread
+
+Everything but flood and stall 0 runs inside TLS 1.3, the controller
+verified with the CA file in $SKIFF_CA.
 
 Every command prints one line of "key=value" words: local= (this side's
 ADDRESS:PORT, as the controller logs it), answer= (hello_reply, error:CODE,
@@ -38,6 +46,7 @@ none), closed= (the seconds until the controller closed, or never), ...
 """
 import os
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -126,13 +135,23 @@ def answer(env):
     return "empty"
 
 
-def connect(hostport, src=None, timeout=5.0):
+def tls_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.load_verify_locations(os.environ["SKIFF_CA"])
+    return ctx
+
+
+def connect(hostport, src=None, timeout=5.0, tls=True):
     host, port = hostport.rsplit(":", 1)
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if src:
         s.bind((src, 0))
     s.settimeout(timeout)
     s.connect((host, int(port)))
+    if tls:
+        s = tls_context().wrap_socket(s)
     return s
 
 
@@ -159,7 +178,7 @@ def read_frame(s, deadline):
         s.settimeout(left)
         try:
             got = s.recv(65536)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLError):
             return None
         if not got:
             return None
@@ -178,10 +197,10 @@ def wait_closed(s, seconds):
         try:
             if not s.recv(65536):
                 return time.monotonic() - start
-        except ConnectionResetError:
-            return time.monotonic() - start
         except socket.timeout:
             return None
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+            return time.monotonic() - start
 
 
 def fmt_closed(t):
@@ -231,7 +250,7 @@ def cmd_raw(hostport, what, token="", count="1"):
             data = bytes.fromhex(what)
         try:
             s.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             pass
         socks.append((s, len(data)))
     results = [(local(s), n, wait_closed(s, 10)) for s, n in socks]
@@ -246,7 +265,7 @@ def cmd_stall(hostport, nbytes, conns, src=None):
     data = hello("client", "0" * 64)[:int(nbytes)]
     socks = []
     for _ in range(int(conns)):
-        s = connect(hostport, src)
+        s = connect(hostport, src, tls=bool(data))
         if data:
             s.sendall(data)
         socks.append((s, time.monotonic()))
@@ -264,7 +283,7 @@ def cmd_flood(hostport, conns, src, hold):
     socks, refused = [], 0
     for _ in range(int(conns)):
         try:
-            socks.append(connect(hostport, src))
+            socks.append(connect(hostport, src, tls=False))
         except OSError:
             refused += 1
     time.sleep(float(hold))
@@ -299,6 +318,20 @@ def cmd_create(hostport, token, name, image, label):
     print("local=%s answer=%s" % (local(s), ",".join(answers) or "none"))
 
 
+def cmd_join(hostport, name, token):
+    """NodeJoin{token, csr: not one, name}: the token is checked first."""
+    join = frame(fvar(1, 1) + fbytes(100, fbytes(1, token) + fbytes(2, b"not a csr")
+                                       + fbytes(3, name)))
+    s = connect(hostport)
+    s.sendall(join)
+    try:
+        env = read_frame(s, time.monotonic() + 10)
+        ans = "none" if env is None else answer(env)
+    except socket.timeout:
+        ans = "timeout"
+    print("local=%s answer=%s closed=%s" % (local(s), ans, fmt_closed(wait_closed(s, 10))))
+
+
 def cmd_unread(hostport, token, count):
     s = connect(hostport)
     s.sendall(hello("client", token))
@@ -308,10 +341,10 @@ def cmd_unread(hostport, token, count):
     deadline = time.monotonic() + 20
     while sent < len(req) and time.monotonic() < deadline:
         try:
-            sent += s.send(req[sent:sent + 65536])
-        except BlockingIOError:
+            sent += s.send(req[sent:sent + 16384])
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             time.sleep(0.01)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             closed = True
             break
     time.sleep(2)  # the controller's queue for us fills; it must cut us off
@@ -322,7 +355,7 @@ def cmd_unread(hostport, token, count):
 
 def main(argv):
     cmds = {"hello": cmd_hello, "raw": cmd_raw, "stall": cmd_stall, "flood": cmd_flood,
-            "create": cmd_create, "unread": cmd_unread}
+            "create": cmd_create, "unread": cmd_unread, "join": cmd_join}
     if len(argv) < 2 or argv[1] not in cmds:
         sys.exit(__doc__)
     cmds[argv[1]](*argv[2:])
@@ -339,7 +372,12 @@ teardown() {
 }
 
 attack() {
-	timeout 60 python3 "$ATTACK" "$@"
+	SKIFF_CA="$SKIFF_DATA_DIR/ca.pem" timeout 60 python3 "$ATTACK" "$@"
+}
+
+# secret FILE: the secret of the token in FILE (what a Hello carries).
+secret() {
+	sed -n '1s/^SKIFF-1-[0-9a-f]*-//p' "$1"
 }
 
 # field NAME LINE: the value of NAME=... in one line of attack's output.
@@ -425,15 +463,17 @@ served_during() {
 
 @test "a wrong or missing token is refused, logged with the peer's address, and that connection closed" {
 	cluster_start 0
-	local join admin zeros out
-	join=$(cat "$SKIFF_JOIN_TOKEN_FILE")
-	admin=$(cat "$SKIFF_TOKEN_FILE")
+	local join admin zeros out digest
+	join=$(secret "$SKIFF_JOIN_TOKEN_FILE")
+	admin=$(secret "$SKIFF_TOKEN_FILE")
+	digest=$(cut -d- -f3 "$SKIFF_TOKEN_FILE")
 	zeros=$(printf '0%.0s' {1..64})
 	client_loop_start
 
-	# role token: wrong, empty, short, the other role's, an unknown role
+	# role token: wrong, empty, short, the other role's, an unknown role; an
+	# agent without its certificate, whatever its token
 	for args in "client $zeros" "client ''" "client abc" "client $join" "agent $admin" \
-		"agent $zeros" "none $admin"; do
+		"agent $zeros" "agent $join" "none $admin"; do
 		eval "set -- $args"
 		out=$(attack hello "$SKIFF_HOST" "$1" "$2")
 		echo "hello $1 ${2:0:8}...: $out"
@@ -446,10 +486,13 @@ served_during() {
 	echo "100 wrong tokens: $out"
 	[ "$out" = "conns=100 refused=100 closed=100" ]
 
-	# The right tokens are let in.
+	# The right token is let in; the join token only joins.
 	[ "$(field answer "$(attack hello "$SKIFF_HOST" client "$admin")")" = hello_reply ]
-	[ "$(field answer "$(attack hello "$SKIFF_HOST" agent "$join")")" = hello_reply ]
-	run env SKIFF_TOKEN="$zeros" SKIFF_TOKEN_FILE= skiff service ls
+	[[ "$(field answer "$(attack hello "$SKIFF_HOST" agent "$join")")" == error:4:an_agent_needs_its_node_certificate* ]]
+	[ "$(field answer "$(attack join "$SKIFF_HOST" x1 "$zeros")")" = error:4:wrong_token ]
+	[ "$(field answer "$(attack join "$SKIFF_HOST" x1 "$admin")")" = error:4:wrong_token ]
+	[[ "$(field answer "$(attack join "$SKIFF_HOST" x1 "$join")")" == error:1:csr:* ]]
+	run env SKIFF_TOKEN="SKIFF-1-$digest-$zeros" SKIFF_TOKEN_FILE= skiff service ls
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"wrong token"* ]]
 	client_loop_stop
@@ -458,9 +501,9 @@ served_during() {
 @test "garbage bytes close only that connection" {
 	cluster_start 0
 	local out admin
-	admin=$(cat "$SKIFF_TOKEN_FILE")
+	admin=$(secret "$SKIFF_TOKEN_FILE")
 	client_loop_start
-	# Random bytes, before and after a good hello.
+	# Random bytes, inside TLS, before and after a good hello.
 	for i in 1 2 3 4 5; do
 		out=$(attack raw "$SKIFF_HOST" random:65536)
 		[ "$(field closed "$out")" != never ]
@@ -491,7 +534,7 @@ served_during() {
 @test "an oversize frame is refused from its header, before its body" {
 	cluster_start 0 --max-frame 65536 --max-pending 262144 --handshake-timeout 30s
 	local out admin
-	admin=$(cat "$SKIFF_TOKEN_FILE")
+	admin=$(secret "$SKIFF_TOKEN_FILE")
 	client_loop_start
 	# 65537 bytes announced: closed when the header arrives (only 1 KiB of
 	# the body is sent, so a close means the header was enough).
@@ -516,7 +559,8 @@ served_during() {
 	cluster_start 0 --handshake-timeout 1s
 	local out
 	client_loop_start
-	# Silent connections, half a header, half a hello: 30 of each at once.
+	# Silent connections (no TLS handshake), half a header, half a hello (in
+	# TLS): 30 of each at once.
 	for n in 0 2 30; do
 		out=$(served_during attack stall "$SKIFF_HOST" "$n" 30 | tail -n1)
 		echo "stall after $n bytes: $out"
@@ -526,7 +570,7 @@ served_during() {
 	[ "$(grep -c 'closed: timed out' "$SKIFF_TEST_DIR/controller.log")" -ge 90 ]
 	# A client past its hello may be silent (tests/unit/test_conn.c), but not
 	# stall inside a frame: 2000 bytes announced, 1024 sent.
-	out=$(served_during attack raw "$SKIFF_HOST" header:2000 "$(cat "$SKIFF_TOKEN_FILE")" | tail -n1)
+	out=$(served_during attack raw "$SKIFF_HOST" header:2000 "$(secret "$SKIFF_TOKEN_FILE")" | tail -n1)
 	echo "client stalled in a frame: $out"
 	[ "$(field closed "$out")" != never ]
 	grep -q "connection from $(field local "$out") closed: timed out" "$SKIFF_TEST_DIR/controller.log"
@@ -563,7 +607,7 @@ served_during() {
 		skiff service create -d --name "big$i" --env "BIG=$big" skiff-test/web:v1 >/dev/null
 	done
 	client_loop_start
-	out=$(served_during attack unread "$SKIFF_HOST" "$(cat "$SKIFF_TOKEN_FILE")" 3000 | tail -n1)
+	out=$(served_during attack unread "$SKIFF_HOST" "$(secret "$SKIFF_TOKEN_FILE")" 3000 | tail -n1)
 	echo "unread: $out"
 	[ "$(field closed "$out")" != never ]
 	grep -q "$(field local "$out"): cannot send .*; closing" "$SKIFF_TEST_DIR/controller.log"
@@ -573,7 +617,7 @@ served_during() {
 @test "limits inside a spec: replicas past --max-replicas, too many entries, a skiff.* label" {
 	cluster_start 0 --max-replicas 10
 	local admin out
-	admin=$(cat "$SKIFF_TOKEN_FILE")
+	admin=$(secret "$SKIFF_TOKEN_FILE")
 	run skiff service create -d --name many --replicas 11 skiff-test/web:v1
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"replicas: 11 is more than the limit of 10"* ]]
@@ -605,8 +649,8 @@ served_during() {
 	cluster_start 1
 	local old_join old_admin out n1
 	n1=$(node_name 1)
-	old_join=$(cat "$SKIFF_JOIN_TOKEN_FILE")
-	old_admin=$(cat "$SKIFF_TOKEN_FILE")
+	old_join=$(secret "$SKIFF_JOIN_TOKEN_FILE")
+	old_admin=$(secret "$SKIFF_TOKEN_FILE")
 	cp "$SKIFF_JOIN_TOKEN_FILE" "$SKIFF_TEST_DIR/old-join-token"
 	skiff service create --name rot --replicas 1 skiff-test/web:v1
 
@@ -614,9 +658,12 @@ served_during() {
 	run skiff-controller --rotate-token admin --data-dir "$SKIFF_DATA_DIR"
 	[ "$status" -eq 0 ]
 	[ "$(stat -c %a "$SKIFF_TOKEN_FILE")" = 600 ]
-	[ "$(cat "$SKIFF_TOKEN_FILE")" != "$old_admin" ]
+	[ "$(secret "$SKIFF_TOKEN_FILE")" != "$old_admin" ]
+	# The same CA digest: only the secret changed.
+	[ "$(cut -d- -f3 "$SKIFF_TOKEN_FILE")" = "$(cut -d- -f3 "$SKIFF_JOIN_TOKEN_FILE")" ]
 	wait_until 10 "[ \"\$(field answer \"\$(attack hello $SKIFF_HOST client $old_admin)\")\" = error:4:wrong_token ]"
-	run env SKIFF_TOKEN="$old_admin" SKIFF_TOKEN_FILE= skiff service ls
+	run env SKIFF_TOKEN="SKIFF-1-$(cut -d- -f3 "$SKIFF_TOKEN_FILE")-$old_admin" SKIFF_TOKEN_FILE= \
+		skiff service ls
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"wrong token"* ]]
 	skiff service ls      # the new one, from the file
@@ -625,7 +672,7 @@ served_during() {
 	# join: the joined agent stays connected and ready, its task runs.
 	run skiff-controller --rotate-token join --data-dir "$SKIFF_DATA_DIR"
 	[ "$status" -eq 0 ]
-	wait_until 10 "[ \"\$(field answer \"\$(attack hello $SKIFF_HOST agent $old_join)\")\" = error:4:wrong_token ]"
+	wait_until 10 "[ \"\$(field answer \"\$(attack join $SKIFF_HOST x2 $old_join)\")\" = error:4:wrong_token ]"
 	sleep 4 # past the heartbeat timeout
 	[ "$(skiff node ls --format json | jq -r --arg n "$n1" '.[] | select(.name == $n) | .state')" = ready ]
 	[ "$(count_running rot)" -eq 1 ]
@@ -640,9 +687,9 @@ served_during() {
 	agent_start 3
 	wait_nodes_ready 2 30
 
-	# After a controller restart the joined agent comes back: it reads its
-	# token file again when it reconnects. (The nodes are ready at once from
-	# the store; they must still be after the heartbeat timeout.)
+	# After a controller restart the joined agent comes back, with its
+	# certificate. (The nodes are ready at once from the store; they must
+	# still be after the heartbeat timeout.)
 	local registered
 	registered=$(grep -c "registered as node" "$SKIFF_TEST_DIR/agent-1.log")
 	controller_restart
@@ -701,12 +748,12 @@ served_during() {
 @test "the data dir is 0700 and the token files 0600; looser modes are tightened with a warning" {
 	cluster_start 0
 	[ "$(stat -c %a "$SKIFF_DATA_DIR")" = 700 ]
-	for f in join-token admin-token cluster-id state.db; do
+	for f in join-token admin-token cluster-id state.db ca.pem ca-key.pem; do
 		[ "$(stat -c %a "$SKIFF_DATA_DIR/$f")" = 600 ]
 	done
 	controller_kill TERM
 	chmod 0755 "$SKIFF_DATA_DIR"
-	chmod 0644 "$SKIFF_DATA_DIR/join-token" "$SKIFF_DATA_DIR/admin-token"
+	chmod 0644 "$SKIFF_DATA_DIR/join-token" "$SKIFF_DATA_DIR/admin-token" "$SKIFF_DATA_DIR/ca-key.pem"
 	controller_start
 	[ "$(stat -c %a "$SKIFF_DATA_DIR")" = 700 ]
 	[ "$(stat -c %a "$SKIFF_DATA_DIR/join-token")" = 600 ]
@@ -714,6 +761,8 @@ served_during() {
 	grep -q "$SKIFF_DATA_DIR had mode 0755; setting 0700" "$SKIFF_TEST_DIR/controller.log"
 	grep -q "$SKIFF_DATA_DIR/join-token had mode 0644; setting 0600" "$SKIFF_TEST_DIR/controller.log"
 	grep -q "$SKIFF_DATA_DIR/admin-token had mode 0644; setting 0600" "$SKIFF_TEST_DIR/controller.log"
+	grep -q "$SKIFF_DATA_DIR/ca-key.pem had mode 0644; setting 0600" "$SKIFF_TEST_DIR/controller.log"
+	[ "$(stat -c %a "$SKIFF_DATA_DIR/ca-key.pem")" = 600 ]
 	skiff node ls
 
 	# A token file of another user is refused: the controller does not start.

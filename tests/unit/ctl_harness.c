@@ -22,7 +22,10 @@
 #include "errors.h"
 #include "log.h"
 #include "pbutil.h"
+#include "pki.h"
 #include "spec.h"
+#include "tls.h"
+#include "token.h"
 #include "wire.h"
 
 #define H_CALL_TIMEOUT_MS 5000
@@ -31,6 +34,7 @@ static const conn_ops_t h_agent_ops;
 static const conn_ops_t h_client_ops;
 
 static void h_send_hello(harness_t *h, conn_t *c, const char *token, int role);
+static void h_agent_on_joined(harness_t *h, h_agent_t *a, const Envelope *env);
 
 /* ------------------------------------------------------------- helpers */
 
@@ -63,9 +67,12 @@ static int h_free_port(void)
     return port;
 }
 
-static void h_read_token(const char *dir, const char *name, char out[CTL_TOKEN_LEN + 1])
+/* The secret of a token file, and its digest. */
+static void h_read_token(const char *dir, const char *name, char out[CTL_TOKEN_LEN + 1],
+                         char digest[PKI_DIGEST_HEX + 1])
 {
-    char path[PATH_MAX + 32], line[CTL_TOKEN_LEN + 8] = "";
+    char path[PATH_MAX + 32], line[TOKEN_LEN + 8] = "", err[256];
+    token_t t;
     FILE *f;
 
     snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -73,9 +80,10 @@ static void h_read_token(const char *dir, const char *name, char out[CTL_TOKEN_L
     assert_non_null(f);
     assert_non_null(fgets(line, sizeof(line), f));
     fclose(f);
-    line[strcspn(line, "\n")] = '\0';
-    assert_int_equal(strlen(line), CTL_TOKEN_LEN);
-    memcpy(out, line, CTL_TOKEN_LEN + 1);
+    if (token_parse(line, &t, err, sizeof(err)))
+        fail_msg("%s: %s", path, err);
+    memcpy(out, t.secret, CTL_TOKEN_LEN + 1);
+    memcpy(digest, t.digest, PKI_DIGEST_HEX + 1);
 }
 
 static int h_spec_has_check(const ServiceSpec *spec)
@@ -127,8 +135,16 @@ harness_t *h_new(int64_t heartbeat_timeout_ms, int64_t beat_ms)
     h->beat.data = h;
     uv_timer_start(&h->beat, h_beat, (uint64_t)beat_ms, (uint64_t)beat_ms);
     h_ctl_start(h);
-    h_read_token(h->dir, "join-token", h->join_token);
-    h_read_token(h->dir, "admin-token", h->admin_token);
+    h_read_token(h->dir, "join-token", h->join_token, h->ca_digest);
+    h_read_token(h->dir, "admin-token", h->admin_token, h->ca_digest);
+    {
+        tls_policy_t policy = { .server = 0, .peer_cert = TLS_PEER_REQUIRED,
+                                .peer_role = PKI_ROLE_CONTROLLER };
+        char err[256];
+        memcpy(policy.pin, h->ca_digest, sizeof(policy.pin));
+        if (!(h->pin_tls = tls_ctx_new(&policy, NULL, err, sizeof(err))))
+            fail_msg("tls_ctx_new: %s", err);
+    }
     return h;
 }
 
@@ -154,12 +170,14 @@ void h_ctl_start(harness_t *h)
     ctl->cfg.spec_limits.max_replicas = 1000;
     snprintf(ctl->cfg.data_dir, sizeof(ctl->cfg.data_dir), "%s", h->dir);
     model_init(&ctl->model);
+    ctl->cfg.cert_expiry_ms = 3600000;
     if (tokens_prepare(ctl, err, sizeof(err)))
         fail_msg("tokens_prepare: %s", err);
     snprintf(path, sizeof(path), "%s/state.db", h->dir);
     if (!(ctl->store = store_sqlite_open(&h->loop, path, err, sizeof(err))) ||
         store_sqlite_load(ctl->store, &ctl->model, err, sizeof(err)) ||
-        tokens_cluster_id(ctl, err, sizeof(err)) || ctl_load_events(ctl))
+        tokens_cluster_id(ctl, err, sizeof(err)) || tokens_ca(ctl, err, sizeof(err)) ||
+        ctl_load_events(ctl))
         fail_msg("controller start: %s", err);
     for (int attempt = 0; attempt < 10 && rc; attempt++) {
         snprintf(ctl->cfg.listen, sizeof(ctl->cfg.listen), "127.0.0.1:%d", h_free_port());
@@ -212,6 +230,8 @@ static void h_ctl_free(harness_t *h)
     store_close(ctl->store);
     model_free(&ctl->model);
     free(ctl->endpoints_packed);
+    SSL_CTX_free(ctl->tls);
+    ca_free(ctl->ca);
     free(ctl);
     h->ctl = NULL;
     sqlite3_close(h->db);
@@ -312,10 +332,13 @@ void h_free(harness_t *h)
         uv_run(&h->loop, UV_RUN_ONCE);
     }
     assert_int_equal(uv_loop_close(&h->loop), 0);
-    for (size_t i = 0; i < h->n_agents; i++)
+    for (size_t i = 0; i < h->n_agents; i++) {
         h_agent_clear(&h->agents[i]);
+        h_agent_forget(&h->agents[i]);
+    }
     for (size_t i = 0; i < h->n_inbox; i++)
         wire_free(h->inbox[i]);
+    SSL_CTX_free(h->pin_tls);
     h_rm_dir(h->dir);
     free(h);
 }
@@ -638,6 +661,12 @@ static int h_agent_on_message(conn_t *c, Envelope *env)
         return 0;
     }
     switch (env->msg_case) {
+    case MSG_NODE_JOIN_REPLY:
+        h_agent_on_joined(h, a, env);
+        break;
+    case MSG_CERT_ISSUED:
+    case MSG_CA_UPDATE:
+        break;
     case MSG_HELLO_REPLY:
         a->hello_ok = 1;
         if (!a->no_register)
@@ -674,12 +703,71 @@ static int h_agent_on_message(conn_t *c, Envelope *env)
     return 0;
 }
 
+/* The node certificate of a join: the agent's context from now on. */
+static void h_agent_on_joined(harness_t *h, h_agent_t *a, const Envelope *env)
+{
+    const NodeJoinReply *r = env->node_join_reply;
+    tls_policy_t policy = { .server = 0, .peer_cert = TLS_PEER_REQUIRED,
+                            .peer_role = PKI_ROLE_CONTROLLER };
+    tls_creds_t creds = { .key = a->join_key };
+    STACK_OF(X509) *chain;
+    char err[256];
+
+    (void)h;
+    if (!a->joining || env->id != a->join_id) {
+        h_violation(h, "%s: an unasked node_join_reply", a->name);
+        return;
+    }
+    chain = pki_chain_parse(r->certificate.data, r->certificate.len, err, sizeof(err));
+    policy.roots = pki_chain_parse(r->ca.data, r->ca.len, err, sizeof(err));
+    if (!chain || !policy.roots)
+        fail_msg("%s: the join reply: %s", a->name, err);
+    creds.cert = sk_X509_shift(chain);
+    creds.chain = chain;
+    SSL_CTX_free(a->tls);
+    if (!(a->tls = tls_ctx_new(&policy, &creds, err, sizeof(err))))
+        fail_msg("%s: the node certificate: %s", a->name, err);
+    X509_free(creds.cert);
+    sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(policy.roots, X509_free);
+    snprintf(a->node_id, sizeof(a->node_id), "%s", r->node_id);
+    a->joined = 1;
+    conn_close(a->conn, 0);
+}
+
+static void h_agent_send_join(h_agent_t *a, conn_t *c)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    NodeJoin j = PB_NODE_JOIN_INIT;
+    char *csr = NULL;
+    size_t n = 0;
+
+    EVP_PKEY_free(a->join_key);
+    a->join_key = pki_key_new();
+    assert_non_null(a->join_key);
+    assert_int_equal(pki_csr_new(a->join_key, a->name, &csr, &n), 0);
+    j.token = a->hello_token;
+    j.csr.data = (uint8_t *)csr;
+    j.csr.len = n;
+    j.name = a->name;
+    a->join_id = 77;
+    env.id = a->join_id;
+    env.msg_case = MSG_NODE_JOIN;
+    env.node_join = &j;
+    assert_int_equal(conn_send(c, &env), 0);
+    free(csr);
+}
+
 static void h_agent_on_connect(conn_t *c, int status)
 {
     h_agent_t *a = conn_data(c);
 
     if (status)
         return; /* on_close follows */
+    if (a->joining) {
+        h_agent_send_join(a, c);
+        return;
+    }
     if (a->no_hello) {
         Envelope env = PB_ENVELOPE_INIT;
         ServiceGet get = PB_SERVICE_GET_INIT;
@@ -710,6 +798,7 @@ static void h_agent_on_close(conn_t *c, int err)
         a->conn = NULL;
         a->registered = 0;
         a->hello_ok = 0;
+        a->joining = 0;
     }
     a->closed++;
 }
@@ -720,11 +809,14 @@ static const conn_ops_t h_agent_ops = {
     .on_close = h_agent_on_close,
 };
 
+/* Opens a's connection: with its certificate, or (joining, raw) none. */
 static void h_open(harness_t *h, h_agent_t *a, const conn_ops_t *ops)
 {
     assert_null(a->conn);
     a->conn = conn_create(&h->loop, ops, NULL, a);
     assert_non_null(a->conn);
+    assert_int_equal(conn_use_tls(a->conn, a->tls && !a->joining && !a->no_register
+                                               ? a->tls : h->pin_tls), 0);
     assert_int_equal(conn_connect(a->conn, h->hostport), 0);
 }
 
@@ -743,14 +835,48 @@ static void h_send_hello(harness_t *h, conn_t *c, const char *token, int role)
     assert_int_equal(conn_send(c, &env), 0);
 }
 
-void h_agent_connect(harness_t *h, h_agent_t *a)
+int h_agent_join(harness_t *h, h_agent_t *a, const char *secret)
 {
-    snprintf(a->hello_token, sizeof(a->hello_token), "%s", h->join_token);
-    a->hello_role = ROLE_AGENT;
+    int closed = a->closed;
+
+    snprintf(a->hello_token, sizeof(a->hello_token), "%s", secret);
+    a->joining = 1;
+    a->joined = 0;
+    a->last_error = 0;
     a->no_hello = a->no_register = 0;
     h_open(h, a, &h_agent_ops);
-    H_RUN_UNTIL(h, a->registered || !a->conn, 3000);
-    assert_true(a->registered);
+    H_RUN_UNTIL(h, a->closed != closed, 3000);
+    a->joining = 0;
+    return a->joined ? 0 : a->last_error ? a->last_error : ERR_UNSPECIFIED;
+}
+
+int h_agent_connect_try(harness_t *h, h_agent_t *a)
+{
+    int closed;
+
+    if (!a->tls && h_agent_join(h, a, h->join_token) != 0)
+        return 0;
+    a->hello_role = ROLE_AGENT;
+    a->hello_token[0] = '\0';
+    a->no_hello = a->no_register = 0;
+    closed = a->closed;
+    h_open(h, a, &h_agent_ops);
+    H_RUN_UNTIL(h, a->registered || a->closed != closed, 3000);
+    return a->registered;
+}
+
+void h_agent_connect(harness_t *h, h_agent_t *a)
+{
+    assert_true(h_agent_connect_try(h, a));
+}
+
+void h_agent_forget(h_agent_t *a)
+{
+    SSL_CTX_free(a->tls);
+    a->tls = NULL;
+    EVP_PKEY_free(a->join_key);
+    a->join_key = NULL;
+    a->joined = 0;
 }
 
 void h_agent_connect_raw(harness_t *h, h_agent_t *a, const char *token, int role)
@@ -761,6 +887,7 @@ void h_agent_connect_raw(harness_t *h, h_agent_t *a, const char *token, int role
     a->hello_role = role;
     a->no_hello = token == NULL;
     a->no_register = 1;
+    a->joining = 0;
     a->last_error = 0;
     h_open(h, a, &h_agent_ops);
     H_RUN_UNTIL(h, a->hello_ok || a->last_error || a->closed != closed, 3000);
@@ -870,6 +997,7 @@ void h_client_connect(harness_t *h)
     assert_null(h->client);
     h->client = conn_create(&h->loop, &h_client_ops, NULL, h);
     assert_non_null(h->client);
+    assert_int_equal(conn_use_tls(h->client, h->pin_tls), 0);
     assert_int_equal(conn_connect(h->client, h->hostport), 0);
     if (h->next_id < 1)
         h->next_id = 1;

@@ -5,8 +5,11 @@
  * starts it (tokens, store, cluster id, listener on a free 127.0.0.1 port),
  * fake agents and one fake client, all proto/conn.h connections.
  *
- * A fake agent does what skiff-agent does, without an engine: it says
- * hello with the join token from the data dir, registers (with the status
+ * Every connection is TLS, as in the binaries. A fake agent does what
+ * skiff-agent does, without an engine: the first time it joins (NodeJoin
+ * with the join token's secret and a request for a new key, the controller
+ * checked against the CA digest of the token) and keeps the node
+ * certificate; then it connects with it, says hello, registers (with the status
  * of every task it still has), and answers each Assignments set at once
  * with a StatusReport of the tasks whose status changed: a task to run is
  * reported TASK_RUNNING with a host port per target port (and
@@ -88,6 +91,11 @@ struct h_agent {
     char labels[H_MAX_LABELS][2][32];
     size_t n_labels;
     int hello_ok, registered;
+    SSL_CTX *tls;              /* with its node certificate, once joined */
+    int joining;               /* this connection joins */
+    int joined;                /* the join was answered (a->tls set) */
+    uint64_t join_id;
+    EVP_PKEY *join_key;
     char hello_token[CTL_TOKEN_LEN + 8]; /* what it says hello with */
     int hello_role;
     int no_hello;              /* sends a ServiceGet first instead */
@@ -123,8 +131,10 @@ struct harness {
     uv_loop_t loop;
     char dir[PATH_MAX];
     char hostport[128];
-    char join_token[CTL_TOKEN_LEN + 1];
+    char join_token[CTL_TOKEN_LEN + 1];   /* the secrets of the tokens */
     char admin_token[CTL_TOKEN_LEN + 1];
+    char ca_digest[PKI_DIGEST_HEX + 1];    /* the digest the tokens carry */
+    SSL_CTX *pin_tls;          /* no certificate, the controller pinned by the digest */
     ctl_t *ctl;                /* NULL while no controller runs */
     struct sqlite3 *db;        /* the controller's state.db, read only */
     unsigned committed_checks; /* pushed tasks found committed */
@@ -192,9 +202,17 @@ void h_run_for(harness_t *h, int64_t ms);
 h_agent_t *h_agent_add(harness_t *h, const char *name, const char *address, const char *label);
 /* Connects, says hello and registers; runs the loop until registered. */
 void h_agent_connect(harness_t *h, h_agent_t *a);
-/* Connects with this hello token and role (token NULL: sends a ServiceGet
- * instead of a hello), without registering; the loop runs until the
- * controller answered or closed. */
+/* Connects with its certificate (joining first when it has none); returns
+ * 1 when it registered, 0 when the controller refused it (it closed). */
+int h_agent_connect_try(harness_t *h, h_agent_t *a);
+/* Forgets its certificate (an emptied state dir): the next connect joins. */
+void h_agent_forget(h_agent_t *a);
+/* Joins with this name and join secret; returns 0 when a certificate came,
+ * else the ErrorCode of the refusal. */
+int h_agent_join(harness_t *h, h_agent_t *a, const char *secret);
+/* Connects without a certificate, with this hello token and role (token
+ * NULL: sends a ServiceGet instead of a hello), without registering; the
+ * loop runs until the controller answered or closed. */
 void h_agent_connect_raw(harness_t *h, h_agent_t *a, const char *token, int role);
 /* Closes its connection (an agent that died, or a cut network). */
 void h_agent_disconnect(harness_t *h, h_agent_t *a);

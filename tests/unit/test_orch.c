@@ -406,8 +406,8 @@ static void test_errors_change_nothing(void **state)
     h_expect_error(h_node_update(h, "n1", (NodeAvailability)7), ERR_INVALID, "availability:");
     h_expect_error(h_node_remove(h, "n1", 0), ERR_INVALID, "node n1 is ready");
 
-    /* Wrong tokens, a wrong role, a message before the hello: ERR_AUTH and
-     * the connection closed. */
+    /* Wrong tokens, a wrong role, a message before the hello, an agent
+     * without its certificate: ERR_AUTH and the connection closed. */
     raw = h_agent_add(h, "intruder", "127.0.0.99", NULL);
     {
         static const struct {
@@ -415,8 +415,8 @@ static void test_errors_change_nothing(void **state)
             int role;
             const char *text;
         } cases[] = {
-            { 0, ROLE_CLIENT, "wrong token" }, { 0, ROLE_AGENT, "wrong token" },
-            { 2, ROLE_AGENT, "wrong token" },  { 1, ROLE_CLIENT, "wrong token" },
+            { 0, ROLE_CLIENT, "wrong token" }, { 0, ROLE_AGENT, "needs its node certificate" },
+            { 2, ROLE_AGENT, "needs its node certificate" },  { 1, ROLE_CLIENT, "wrong token" },
             { 2, ROLE_UNSPECIFIED, "unknown role" }, { 3, ROLE_CLIENT, "say hello first" },
         };
         char wrong[CTL_TOKEN_LEN + 1];
@@ -432,6 +432,13 @@ static void test_errors_change_nothing(void **state)
             assert_int_equal(raw->last_error, ERR_AUTH);
             assert_non_null(strstr(raw->last_error_msg, cases[i].text));
         }
+        /* A join with a wrong secret, or the admin's, is refused. */
+        assert_int_equal(h_agent_join(h, raw, wrong), ERR_AUTH);
+        assert_int_equal(h_agent_join(h, raw, h->admin_token), ERR_AUTH);
+        /* A join under the name of a node that holds a certificate too. */
+        snprintf(raw->name, sizeof(raw->name), "n1");
+        assert_int_equal(h_agent_join(h, raw, h->join_token), ERR_EXISTS);
+        assert_null(raw->tls);
     }
     h->n_agents--; /* the intruder is no agent of the cluster */
 
@@ -739,8 +746,9 @@ static void test_node_loss(void **state)
     done(h);
 }
 
-/* A node that is down can be removed; its tasks go elsewhere, and an agent
- * that registers under its name later is a new node. */
+/* A node that is down can be removed; its tasks go elsewhere, its
+ * certificate is revoked, and an agent that joins under its name later is
+ * a new node. */
 static void test_node_remove(void **state)
 {
     harness_t *h = cluster(3);
@@ -767,26 +775,28 @@ static void test_node_remove(void **state)
     assert_int_equal(h_max_per_slot(h, "web"), 1);
     restart(h);
 
+    /* Its certificate is refused at the handshake, after a restart too. */
     n2->silent = 0;
+    assert_false(h_agent_connect_try(h, n2));
+    h_agent_forget(n2); /* its state dir emptied: it joins again */
     h_agent_connect(h, n2);
     assert_string_not_equal(n2->node_id, old_id);
     r = h_expect(h_node_list(h), MSG_NODE_LIST_REPLY);
     assert_int_equal(r->node_list_reply->n_nodes, 3);
     wire_free(r);
 
-    /* Another agent registers under n1's name: it gets n1 (and its set),
-     * the old connection is closed. */
+    /* Another agent joins under n1's name: refused, n1 stays as it was. */
     {
         h_agent_t *twin = h_agent_add(h, "n1", "127.0.0.21", "zone=a");
         h_agent_t *n1 = &h->agents[0];
         int closed = n1->closed;
-        h_agent_connect(h, twin);
-        assert_string_equal(twin->node_id, n1->node_id);
-        H_RUN_UNTIL(h, n1->closed != closed && twin->set != NULL, WAIT_MS);
-        assert_int_equal(h_agent_count(twin, "web", DESIRED_RUNNING),
-                         h_agent_count(n1, "web", DESIRED_RUNNING));
-        assert_string_equal(model_node_by_name(&h->ctl->model, "n1")->pb->address, "127.0.0.21");
-        n1->silent = 1; /* the old one is gone */
+        assert_int_equal(h_agent_join(h, twin, h->join_token), ERR_EXISTS);
+        assert_false(h_agent_connect_try(h, twin));
+        h_run_for(h, 100);
+        assert_int_equal(n1->closed, closed);
+        assert_true(n1->registered);
+        assert_string_equal(model_node_by_name(&h->ctl->model, "n1")->pb->address, "127.0.0.11");
+        h->n_agents--;
     }
     done(h);
 }

@@ -1081,13 +1081,20 @@ typedef struct sh {
     model_t m;
     int identities, leads, lost, fatal, follows;
     char why[512], following[128], join[72];
+    char candidate[64];     /* the CA root it offers an empty prefix */
+    char root[64];          /* the first CA root its last identity carried */
+    size_t n_roots;
 } sh_t;
 
-static void sh_identity(void *arg, const char *cluster, const char *join, const char *admin)
+static void sh_identity(void *arg, const char *cluster, const char *join, const char *admin,
+                        const store_blob_t *roots, size_t n_roots)
 {
     sh_t *h = arg;
 
     h->identities++;
+    h->n_roots = n_roots;
+    snprintf(h->root, sizeof(h->root), "%.*s", n_roots ? (int)roots[0].len : 0,
+             n_roots ? (const char *)roots[0].value : "");
     snprintf(h->join, sizeof(h->join), "%s", join);
     snprintf(h->m.cluster_id, sizeof(h->m.cluster_id), "%s", cluster);
 }
@@ -1155,6 +1162,11 @@ static void sh_open(sh_t *h, uv_loop_t *loop, const char *prefix, const char *cl
     char err[256];
 
     memset(h, 0, sizeof(*h));
+    /* The store keeps the root's bytes as they are: any value will do. */
+    snprintf(h->candidate, sizeof(h->candidate), "root of %s", address);
+    cfg.ca_root = (const uint8_t *)h->candidate;
+    cfg.ca_root_len = strlen(h->candidate);
+    cfg.ca_root_id = address;
     h->loop = loop;
     model_init(&h->m);
     if (!(h->st = store_etcd_open(loop, &cfg, err, sizeof(err))))
@@ -1409,6 +1421,14 @@ static void test_etcd_election_and_fencing(void **state)
     RUN_UNTIL(&eloop, b.follows > 0 && strcmp(b.following, "127.0.0.1:7401") == 0, 10000);
     assert_int_equal(b.leads, 0);
     assert_false(b.st->ops->leading(b.st));
+    /* The CA root: the first controller's, made the empty prefix's; the
+     * second one's candidate is not used. A new root is told. */
+    assert_int_equal(a.n_roots, 1);
+    assert_string_equal(a.root, "root of 127.0.0.1:7401");
+    assert_int_equal(b.n_roots, 1);
+    assert_string_equal(b.root, "root of 127.0.0.1:7401");
+    admin_put(&eloop, "/t/fence/ca_roots/zz", "a second root");
+    RUN_UNTIL(&eloop, b.n_roots == 2, 10000);
 
     /* a is stopped (its loop does not run); its key goes. */
     admin_delete(&eloop, "/t/fence/leader");

@@ -1,8 +1,11 @@
 /* skiff-bench-hollow: hollow nodes for benchmarks. NOT an agent.
  *
  * One process, one libuv loop, N simulated agents. Each one speaks the real
- * wire protocol to the controller (docs/protocol.md) over its own
- * connection, with the real handshake: Hello{ROLE_AGENT, join token},
+ * wire protocol to the controller (docs/protocol.md) over its own TLS
+ * connection, with the real handshakes: the first time, a join (the
+ * controller checked against the join token's CA digest, NodeJoin with a
+ * request for a new key) whose node certificate it keeps in memory; then,
+ * with that certificate, Hello{ROLE_AGENT},
  * NodeRegister (name PREFIX-i, an address, resources, labels), then a full
  * StatusReport every heartbeat interval, staggered across the nodes. It
  * "runs" the tasks it is assigned without any container: a new
@@ -25,6 +28,9 @@
 #include "duration.h"
 #include "errors.h"
 #include "log.h"
+#include "pki.h"
+#include "tls.h"
+#include "token.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -48,7 +54,7 @@ static const char usage[] =
     "Usage: skiff-bench-hollow [OPTIONS]\n"
     "\n"
     "A BENCHMARK TOOL, not an agent: simulates N skiff agents (hollow nodes) in\n"
-    "one process, over the real protocol and token handshake, to load a\n"
+    "one process, over the real protocol, TLS and the join, to load a\n"
     "controller (tests/bench/scale). No containers are run: assigned tasks are\n"
     "reported starting, then running after --start-delay; stopped tasks are\n"
     "reported shut down after --stop-delay.\n"
@@ -99,7 +105,8 @@ typedef struct htask {
     UT_hash_handle hh;     /* node->tasks, by id */
 } htask_t;
 
-enum hnode_phase { HN_IDLE, HN_WAITING, HN_CONNECTING, HN_HELLO, HN_REGISTERING, HN_READY };
+enum hnode_phase { HN_IDLE, HN_WAITING, HN_CONNECTING, HN_JOINING, HN_HELLO, HN_REGISTERING,
+                   HN_READY };
 
 struct hnode {
     hollow_t *h;
@@ -109,6 +116,9 @@ struct hnode {
     char zone[32];
     enum hnode_phase phase;
     conn_t *conn;          /* NULL while idle */
+    SSL_CTX *tls;          /* with its node certificate, once joined */
+    EVP_PKEY *join_key;    /* the key of the join under way */
+    int joined;            /* reconnect at once, with the certificate */
     uv_timer_t timer;      /* heartbeats while ready; reconnection while idle */
     int64_t backoff_ms;
     htask_t *tasks;
@@ -159,6 +169,8 @@ typedef struct hollow_config {
 struct hollow {
     uv_loop_t *loop;
     hollow_config_t cfg;
+    token_t token;         /* the join token, parsed */
+    SSL_CTX *join_tls;     /* no certificate; the controller pinned by the token */
     hnode_t *nodes;
     hnode_t *wait_head, *wait_tail;
     unsigned connecting;
@@ -529,9 +541,14 @@ static void hollow_on_close(conn_t *c, int err)
     n->conn = NULL;
     n->phase = HN_IDLE;
     uv_timer_stop(&n->timer);
-    if (!h->dead && !h->stopping) {
+    EVP_PKEY_free(n->join_key);
+    n->join_key = NULL;
+    if (n->joined && !h->dead && !h->stopping) {
+        n->joined = 0;
+        uv_timer_start(&n->timer, hollow_on_reconnect, 0, 0);
+    } else if (!h->dead && !h->stopping) {
         if (err && err != SKIFF_ECLOSED)
-            log_debug("%s: connection closed: %s", n->name, skiff_strerror(err));
+            log_debug("%s: connection closed: %s", n->name, conn_strerror(c, err));
         /* Backoff with jitter, in [backoff/2, backoff]. */
         delay = n->backoff_ms / 2 + (int64_t)(hollow_rand() % (uint64_t)(n->backoff_ms / 2 + 1));
         n->backoff_ms = n->backoff_ms * 2 < HOLLOW_BACKOFF_MAX_MS ? n->backoff_ms * 2
@@ -548,6 +565,61 @@ static void hollow_close(hnode_t *n, int err)
         conn_close(n->conn, err);
 }
 
+/* NodeJoin: the token's secret, a request for a new key, the name. */
+static void hollow_join(hnode_t *n)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    NodeJoin j = PB_NODE_JOIN_INIT;
+    char *csr = NULL;
+    size_t len = 0;
+
+    n->phase = HN_JOINING;
+    if (!(n->join_key = pki_key_new()) || pki_csr_new(n->join_key, n->name, &csr, &len)) {
+        log_error("%s: out of memory making a key", n->name);
+        hollow_close(n, -ENOMEM);
+        return;
+    }
+    j.token = n->h->token.secret;
+    j.csr.data = (uint8_t *)csr;
+    j.csr.len = len;
+    j.name = n->name;
+    env.id = 1;
+    env.msg_case = MSG_NODE_JOIN;
+    env.node_join = &j;
+    hollow_send(n, &env);
+    free(csr);
+}
+
+/* The node certificate: its context from now on; connects again with it. */
+static int hollow_joined(hnode_t *n, const NodeJoinReply *r)
+{
+    tls_policy_t policy = { .server = 0, .peer_cert = TLS_PEER_REQUIRED,
+                            .peer_role = PKI_ROLE_CONTROLLER, .peer_cluster = r->cluster_id };
+    tls_creds_t creds = { .key = n->join_key };
+    STACK_OF(X509) *chain;
+    char err[256];
+
+    if (n->phase != HN_JOINING || !n->join_key)
+        return SKIFF_EPROTO;
+    chain = pki_chain_parse(r->certificate.data, r->certificate.len, err, sizeof(err));
+    policy.roots = chain ? pki_chain_parse(r->ca.data, r->ca.len, err, sizeof(err)) : NULL;
+    if (chain && policy.roots) {
+        creds.cert = sk_X509_shift(chain);
+        creds.chain = chain;
+        n->tls = tls_ctx_new(&policy, &creds, err, sizeof(err));
+        X509_free(creds.cert);
+    }
+    sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(policy.roots, X509_free);
+    if (!n->tls) {
+        log_error("%s: the join's certificate: %s", n->name, err);
+        return SKIFF_EPROTO;
+    }
+    n->joined = 1;
+    hollow_close(n, 0);
+    return 0;
+}
+
 static void hollow_on_connect(conn_t *c, int status)
 {
     hnode_t *n = conn_data(c);
@@ -556,11 +628,15 @@ static void hollow_on_connect(conn_t *c, int status)
 
     if (status)
         return; /* on_close follows, and retries */
-    n->phase = HN_HELLO;
     n->h->connecting--;
     hollow_connect_next(n->h);
+    if (!n->tls) {
+        hollow_join(n);
+        return;
+    }
+    n->phase = HN_HELLO;
     hello.role = ROLE_AGENT;
-    hello.token = n->h->cfg.token;
+    hello.token = "";
     hello.version = "skiff-bench-hollow " SKIFF_VERSION;
     env.id = 1;
     env.msg_case = MSG_HELLO;
@@ -651,6 +727,12 @@ static int hollow_on_message(conn_t *c, Envelope *env)
         return 0;
     }
     switch (env->msg_case) {
+    case MSG_NODE_JOIN_REPLY:
+        rc = hollow_joined(n, env->node_join_reply);
+        break;
+    case MSG_CA_UPDATE:
+    case MSG_CERT_ISSUED:
+        break; /* no renewals: a benchmark is shorter than a certificate's life */
     case MSG_HELLO_REPLY:
         if (n->phase == HN_HELLO)
             hollow_register(n);
@@ -714,6 +796,7 @@ static void hollow_start_connect(hnode_t *n)
     n->conn = c;
     n->phase = HN_CONNECTING;
     h->connecting++;
+    conn_use_tls(c, n->tls ? n->tls : h->join_tls);
     rc = conn_connect(c, h->cfg.controller);
     if (rc) {
         log_warn("%s: connect %s: %s", n->name, h->cfg.controller, skiff_strerror(rc));
@@ -1062,6 +1145,25 @@ static int hollow_flags(int argc, char **argv, hollow_config_t *cfg, enum log_le
     return 0;
 }
 
+/* The join token parsed, and the context of the joins. */
+static int hollow_tls(hollow_t *h)
+{
+    tls_policy_t policy = { .server = 0, .peer_cert = TLS_PEER_REQUIRED,
+                            .peer_role = PKI_ROLE_CONTROLLER };
+    char err[256];
+
+    if (token_parse(h->cfg.token, &h->token, err, sizeof(err))) {
+        fprintf(stderr, "skiff-bench-hollow: the join token: %s\n", err);
+        return 2;
+    }
+    memcpy(policy.pin, h->token.digest, sizeof(policy.pin));
+    if (!(h->join_tls = tls_ctx_new(&policy, NULL, err, sizeof(err)))) {
+        fprintf(stderr, "skiff-bench-hollow: TLS: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
 /* ----------------------------------------------------------------- main */
 
 static int hollow_setup_nodes(hollow_t *h)
@@ -1122,6 +1224,11 @@ static void hollow_free(hollow_t *h)
         }
         free(q->ring);
     }
+    for (unsigned i = 0; h->nodes && i < h->cfg.nodes; i++) {
+        SSL_CTX_free(h->nodes[i].tls);
+        EVP_PKEY_free(h->nodes[i].join_key);
+    }
+    SSL_CTX_free(h->join_tls);
     free(h->nodes);
     free(h->labels);
     free(h->label_ptrs);
@@ -1150,7 +1257,7 @@ int main(int argc, char **argv)
         .stats_ms = 10000,
         .seed = (unsigned)time(NULL),
     };
-    if ((rc = hollow_flags(argc, argv, &h->cfg, &level)))
+    if ((rc = hollow_flags(argc, argv, &h->cfg, &level)) || (rc = hollow_tls(h)))
         return rc;
     log_init("hollow", level);
     hollow_rand_state = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)h->cfg.seed << 1 | 1);

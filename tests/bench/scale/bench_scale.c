@@ -1,7 +1,8 @@
 /* skiff-bench-scale: the client half of the controller's scale benchmark
- * (run.sh). It talks to skiff-controller as the CLI does (Hello{ROLE_CLIENT}
- * with the admin token, then requests and ServiceGet / TaskList / NodeList
- * polling) and times one step per invocation:
+ * (run.sh). It talks to skiff-controller as the CLI does (TLS, the
+ * controller checked against the CA digest of the admin token, then
+ * Hello{ROLE_CLIENT} with the token's secret, then requests and ServiceGet
+ * / TaskList / NodeList polling) and times one step per invocation:
  *
  *   nodes    --count N [--since-ms MS]     N nodes ready (reported since MS)
  *   create   --service S --replicas N --image I     until all N run
@@ -21,13 +22,16 @@
  * and exits 0 when the step converged, 1 when it did not (timeout, a paused
  * update, ids that changed). Nothing is judged on a timing.
  *
- * Blocking sockets are fine here: it is a client with one request in flight.
+ * Blocking sockets are fine here: it is a client with one request in flight
+ * (TLS runs on them through a memory-BIO session, proto/tls.h).
  */
 #include "buf.h"
 #include "duration.h"
 #include "errors.h"
 #include "pbutil.h"
 #include "spec.h"
+#include "tls.h"
+#include "token.h"
 #include "wire.h"
 
 #include <arpa/inet.h>
@@ -58,6 +62,8 @@ typedef struct opts {
 } opts_t;
 
 static int fd = -1;
+static tls_t *tls;
+static SSL_CTX *tls_ctx;
 static buf_t inbuf = BUF_INIT;
 static uint64_t next_id = 1;
 static opts_t o;
@@ -102,26 +108,55 @@ static void die(const char *fmt, ...)
 
 /* --------------------------------------------------------------- wire */
 
+/* Writes what the TLS session made to the socket. */
+static int flush_tls(void)
+{
+    char buf[65536];
+    size_t len;
+
+    while ((len = tls_out_take(tls, buf, sizeof(buf))) > 0) {
+        size_t off = 0;
+        while (off < len) {
+            ssize_t n = write(fd, buf + off, len - off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                return -errno;
+            off += (size_t)n;
+        }
+    }
+    return 0;
+}
+
+/* Reads once from the socket into the session. */
+static void read_tls(void)
+{
+    char buf[65536];
+    ssize_t n;
+
+    do
+        n = read(fd, buf, sizeof(buf));
+    while (n < 0 && errno == EINTR);
+    if (n == 0)
+        die("%s", "the controller closed the connection");
+    if (n < 0)
+        die("read: %s", strerror(errno));
+    if (tls_feed(tls, buf, (size_t)n))
+        die("TLS: %s", tls_reason(tls));
+}
+
 static int send_env(const Envelope *env)
 {
-    size_t len = wire_frame_size(env), off = 0;
+    size_t len = wire_frame_size(env);
     uint8_t *frame = malloc(len);
+    int rc;
 
     if (!frame)
         return -ENOMEM;
     wire_pack(env, frame);
-    while (off < len) {
-        ssize_t n = write(fd, frame + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            free(frame);
-            return -errno;
-        }
-        off += (size_t)n;
-    }
+    rc = tls_write(tls, frame, len);
     free(frame);
-    return 0;
+    return rc ? rc : flush_tls();
 }
 
 static Envelope *recv_env(void)
@@ -137,15 +172,34 @@ static Envelope *recv_env(void)
             die("bad frame from the controller: %s", skiff_strerror(rc));
         if (buf_reserve(&inbuf, 1 << 20, BENCH_MAX_FRAME + (2u << 20)))
             die("%s", "out of memory");
-        ssize_t n = read(fd, inbuf.last, buf_room(&inbuf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n == 0)
-            die("%s", "the controller closed the connection");
+        long n = tls_read(tls, inbuf.last, buf_room(&inbuf));
         if (n < 0)
-            die("read: %s", strerror(errno));
+            die("TLS: %s", n == SKIFF_ECLOSED ? "the controller ended the session" : tls_reason(tls));
+        if (n == 0) {
+            read_tls();
+            continue;
+        }
         inbuf.last += n;
     }
+}
+
+/* The TLS handshake on the connected socket. */
+static void handshake(void)
+{
+    int rc;
+
+    tls_free(tls);
+    if (!(tls = tls_new(tls_ctx)))
+        die("%s", "out of memory");
+    while ((rc = tls_handshake(tls)) == 0) {
+        if (flush_tls())
+            die("write: %s", strerror(errno));
+        read_tls();
+    }
+    if (rc < 0)
+        die("TLS: %s", tls_reason(tls));
+    if (flush_tls())
+        die("write: %s", strerror(errno));
 }
 
 /* Sends env as a request and returns its reply (caller frees with
@@ -195,14 +249,26 @@ static void hello(void)
     int64_t deadline = mono_ms() + o.timeout_ms;
     Envelope env = PB_ENVELOPE_INIT, *r;
     Hello h = PB_HELLO_INIT;
+    token_t tok;
+    char err[256];
 
+    if (token_parse(o.token, &tok, err, sizeof(err)))
+        die("the admin token: %s", err);
+    if (!tls_ctx) {
+        tls_policy_t policy = { .server = 0, .peer_cert = TLS_PEER_REQUIRED,
+                                .peer_role = PKI_ROLE_CONTROLLER };
+        memcpy(policy.pin, tok.digest, sizeof(policy.pin));
+        if (!(tls_ctx = tls_ctx_new(&policy, NULL, err, sizeof(err))))
+            die("TLS: %s", err);
+    }
     while (try_connect()) {
         if (mono_ms() > deadline)
             die("cannot connect to %s", o.controller);
         sleep_ms(50);
     }
+    handshake();
     h.role = ROLE_CLIENT;
-    h.token = o.token;
+    h.token = tok.secret;
     h.version = "skiff-bench-scale";
     env.msg_case = MSG_HELLO;
     env.hello = &h;
