@@ -591,8 +591,13 @@ static int agent_install(agent_t *a, EVP_PKEY *key, const char *cert_pem, size_t
         X509_STORE_add_cert(store, sk_X509_value(roots, i));
     if (X509_STORE_CTX_init(v, store, sk_X509_value(chain, 0), chain) != 1 ||
         X509_STORE_CTX_set_purpose(v, X509_PURPOSE_SSL_CLIENT) != 1 || X509_verify_cert(v) != 1) {
-        snprintf(err, len, "the node certificate does not verify with the CA roots (%s)",
-                 X509_verify_cert_error_string(X509_STORE_CTX_get_error(v)));
+        if (X509_STORE_CTX_get_error(v) == X509_V_ERR_CERT_HAS_EXPIRED)
+            snprintf(err, len, "the node certificate expired: the controller refuses it; remove "
+                     "the node (skiff node rm %s) and empty the state dir to join again with a "
+                     "join token", a->name);
+        else
+            snprintf(err, len, "the node certificate does not verify with the CA roots (%s)",
+                     X509_verify_cert_error_string(X509_STORE_CTX_get_error(v)));
         goto out_free;
     }
     if (!(ctx = agent_ctx(key, chain, roots, name.cluster, err, len)))
