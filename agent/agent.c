@@ -104,6 +104,7 @@ struct agent {
     int64_t cert_not_after_ms;
     SSL_CTX *tls;               /* for the next connections; NULL: join first */
     SSL_CTX *join_tls;          /* pinned on the join token's digest */
+    SSL_CTX *http_tls;          /* HTTPS for /metrics, or NULL */
     char join_pin[PKI_DIGEST_HEX + 1];
     int joining;                /* this connection joins */
     int joined_now;             /* reconnect at once, with the certificate */
@@ -1188,6 +1189,7 @@ static SSL_CTX *agent_join_ctx(agent_t *a)
     memcpy(a->join_pin, tok.digest, sizeof(a->join_pin));
     memset(&tok, 0, sizeof(tok));
     SSL_CTX_free(a->join_tls);
+    SSL_CTX_free(a->http_tls);
     if (!(a->join_tls = tls_ctx_new(&policy, NULL, err, sizeof(err))))
         log_error("cannot join: %s", err);
     return a->join_tls;
@@ -1334,6 +1336,8 @@ agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg, char *err, siz
     if (cfg->metrics_listen && *cfg->metrics_listen &&
         !(a->metrics_listen = strdup(cfg->metrics_listen)))
         goto out_close_runner;
+    if (cfg->http_tls && SSL_CTX_up_ref(cfg->http_tls) == 1)
+        a->http_tls = cfg->http_tls;
     uv_timer_init(loop, &a->engine_timer);
     uv_timer_init(loop, &a->reconnect_timer);
     uv_timer_init(loop, &a->heartbeat_timer);
@@ -1389,7 +1393,7 @@ int agent_start(agent_t *a)
 {
     if (a->metrics_listen) {
         httpd_config_t hc = { .listen = a->metrics_listen, .name = "metrics",
-                              .max_body = 4096, .max_connections = 64 };
+                              .max_body = 4096, .max_connections = 64, .ssl_ctx = a->http_tls };
         char err[256];
         if (!(a->metrics = httpd_start(a->loop, &hc, agent_on_metrics, a, err, sizeof(err)))) {
             log_error("--metrics-listen %s", err);

@@ -51,6 +51,7 @@ typedef struct agent_config {
     size_t n_labels;
     uint64_t heartbeat_ms;
     const char *metrics_listen; /* "ADDR:PORT" of /metrics; NULL or "": none */
+    struct ssl_ctx_st *http_tls; /* HTTPS for /metrics (a reference is taken); NULL: HTTP */
 } agent_config_t;
 
 /* 1 when t is a join token (token.h: SKIFF-1-<digest>-<secret>). */

@@ -9,6 +9,7 @@
 #include "errors.h"
 #include "log.h"
 #include "state.h"
+#include "tls.h"
 #include "token.h"
 #include "wire.h"
 
@@ -52,6 +53,8 @@ static const char usage[] =
     "  --heartbeat-interval DURATION  how often to report (default 1s)\n"
     "  --metrics-listen ADDR:PORT   serve Prometheus metrics at http://ADDR:PORT/metrics\n"
     "                               (off when not given)\n"
+    "  --http-tls-cert FILE         serve /metrics over HTTPS with this certificate chain\n"
+    "  --http-tls-key FILE          and key (PEM; both, or neither)\n"
     "  --log-level LEVEL            debug, info, warn or error (default info)\n"
     "  -h, --help                   this help\n"
     "  --version                    the version\n";
@@ -130,7 +133,8 @@ static void main_on_signal(uv_signal_t *s, int signum)
 int main(int argc, char **argv)
 {
     enum { OPT_CONTROLLER = 256, OPT_NAME, OPT_ADVERTISE, OPT_TOKEN_FILE, OPT_DOCKER_HOST,
-           OPT_LABEL, OPT_HEARTBEAT, OPT_LOG_LEVEL, OPT_VERSION, OPT_METRICS, OPT_STATE_DIR };
+           OPT_LABEL, OPT_HEARTBEAT, OPT_LOG_LEVEL, OPT_VERSION, OPT_METRICS, OPT_STATE_DIR,
+           OPT_HTTP_TLS_CERT, OPT_HTTP_TLS_KEY };
     static const struct option options[] = {
         { "controller", required_argument, NULL, OPT_CONTROLLER },
         { "name", required_argument, NULL, OPT_NAME },
@@ -142,6 +146,8 @@ int main(int argc, char **argv)
         { "heartbeat-interval", required_argument, NULL, OPT_HEARTBEAT },
         { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
         { "metrics-listen", required_argument, NULL, OPT_METRICS },
+        { "http-tls-cert", required_argument, NULL, OPT_HTTP_TLS_CERT },
+        { "http-tls-key", required_argument, NULL, OPT_HTTP_TLS_KEY },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, OPT_VERSION },
         { NULL, 0, NULL, 0 },
@@ -153,7 +159,7 @@ int main(int argc, char **argv)
     const char *labels[MAIN_MAX_LABELS];
     size_t n_labels = 0;
     int64_t heartbeat_ms = 1000;
-    const char *metrics_listen = NULL;
+    const char *metrics_listen = NULL, *http_cert = NULL, *http_key = NULL;
     enum log_level level = LOG_INFO;
     char hostname[256], token[MAIN_TOKEN_FILE_MAX] = "", socket_path[256], err[512], host[256];
     char token_err[600] = "";
@@ -206,6 +212,13 @@ int main(int argc, char **argv)
             metrics_listen = optarg;
             break;
         }
+        case OPT_HTTP_TLS_CERT:
+        case OPT_HTTP_TLS_KEY:
+            if (!*optarg)
+                return main_fail("--%s: a PEM file, not \"\"",
+                                 opt == OPT_HTTP_TLS_CERT ? "http-tls-cert" : "http-tls-key");
+            *(opt == OPT_HTTP_TLS_CERT ? &http_cert : &http_key) = optarg;
+            break;
         case OPT_LOG_LEVEL:
             if (log_level_parse(optarg, &level) != 0)
                 return main_fail("--log-level: '%.100s' is not debug, info, warn or error",
@@ -253,6 +266,8 @@ int main(int argc, char **argv)
     if (docker_host_parse(docker_host, socket_path, sizeof(socket_path), err, sizeof(err)) != 0)
         return main_fail("--docker-host: %s", err);
 
+    if ((http_cert != NULL) != (http_key != NULL))
+        return main_fail("--http-tls-cert and --http-tls-key go together");
     /* The token: needed only to join, without a node certificate. */
     if (token_file) {
         if (agent_read_token(token_file, token, sizeof(token), err, sizeof(err))) {
@@ -300,7 +315,10 @@ int main(int argc, char **argv)
     cfg.n_labels = n_labels;
     cfg.heartbeat_ms = (uint64_t)heartbeat_ms;
     cfg.metrics_listen = metrics_listen;
+    if (http_cert && !(cfg.http_tls = tls_server_ctx_files(http_cert, http_key, err, sizeof(err))))
+        return main_fail("%s", err);
     the_agent = agent_create(loop, &cfg, err, sizeof(err));
+    SSL_CTX_free(cfg.http_tls); /* the agent keeps its own reference */
     memset(token, 0, sizeof(token));
     state_clear(&state);
     if (!the_agent) {

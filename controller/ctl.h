@@ -53,6 +53,8 @@ typedef struct ctl_config {
     char server_names[256];        /* more names for its certificate ("IP:10.0.0.1") */
     spec_limits_t spec_limits;
     char metrics_listen[128];      /* "" : no /metrics listener */
+    const char *http_tls_cert;     /* --http-tls-cert/-key: HTTPS for the HTTP listeners */
+    const char *http_tls_key;
     size_t event_buffer;           /* events kept for --since */
     int rebalance;                 /* --rebalance on|off */
     int64_t rebalance_delay_ms;    /* a node must be ready this long to take moved tasks */
@@ -149,6 +151,7 @@ struct ctl {
     char admin_token[CTL_TOKEN_LEN + 1];
     ca_t *ca;                /* the cluster CA (ca.h) */
     SSL_CTX *tls;            /* the listener's TLS context */
+    SSL_CTX *http_tls;       /* the HTTP listeners' (--http-tls-cert), or NULL: plain HTTP */
     int64_t certs_checked_ms;
     /* the commit pipeline */
     int committing;           /* a batch is with the store */

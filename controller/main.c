@@ -6,6 +6,7 @@
 #include "errors.h"
 #include "log.h"
 #include "pbutil.h"
+#include "tls.h"
 #include "wire.h"
 
 #include <openssl/crypto.h>
@@ -56,6 +57,8 @@ static const char usage[] =
     "                                  come back, one at a time (default on)\n"
     "  --rebalance-delay DURATION      how long a node must be ready first (default 30s)\n"
     "  --event-buffer N                events kept for `skiff events --since` (default 50000)\n"
+    "  --http-tls-cert FILE            serve the HTTP listeners (metrics, API) over HTTPS with\n"
+    "  --http-tls-key FILE             this certificate chain and key (PEM; both, or neither)\n"
     "  --cert-expiry DURATION          lifetime of the node certificates it issues; agents\n"
     "                                  renew theirs well before (default 2160h: 90 days)\n"
     "  --rotate-token join|admin       write a new token into the data dir (with etcd: into the\n"
@@ -69,7 +72,7 @@ enum { OPT_LISTEN = 256, OPT_DATA_DIR, OPT_HB, OPT_HS, OPT_MAX_FRAME, OPT_MAX_PE
        OPT_MAX_CONNS, OPT_MAX_CONNS_ADDR, OPT_MAX_REPLICAS, OPT_ROTATE, OPT_LOG, OPT_VERSION,
        OPT_METRICS, OPT_EVENT_BUFFER, OPT_REBALANCE, OPT_REBALANCE_DELAY, OPT_DISCONNECT,
        OPT_ADVERTISE, OPT_STORE, OPT_STORE_PREFIX, OPT_STORE_CA, OPT_STORE_CERT, OPT_STORE_KEY,
-       OPT_LEADER_LEASE, OPT_CERT_EXPIRY };
+       OPT_LEADER_LEASE, OPT_CERT_EXPIRY, OPT_HTTP_TLS_CERT, OPT_HTTP_TLS_KEY };
 
 /* In the order of the OPT_ values: an option's name is options[opt - 256]. */
 static const struct option options[] = {
@@ -98,6 +101,8 @@ static const struct option options[] = {
     { "store-key", required_argument, NULL, OPT_STORE_KEY },
     { "leader-lease", required_argument, NULL, OPT_LEADER_LEASE },
     { "cert-expiry", required_argument, NULL, OPT_CERT_EXPIRY },
+    { "http-tls-cert", required_argument, NULL, OPT_HTTP_TLS_CERT },
+    { "http-tls-key", required_argument, NULL, OPT_HTTP_TLS_KEY },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -234,6 +239,12 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
                 return bad_value(name, optarg, "a duration from 10s to 87600h, like 2160h");
             cfg->cert_expiry_ms = ms;
             break;
+        case OPT_HTTP_TLS_CERT:
+        case OPT_HTTP_TLS_KEY:
+            if (!*optarg)
+                return bad_value(name, optarg, "a PEM file");
+            *(opt == OPT_HTTP_TLS_CERT ? &cfg->http_tls_cert : &cfg->http_tls_key) = optarg;
+            break;
         case OPT_LOG:
             if (log_level_parse(optarg, level))
                 return bad_value(name, optarg, "debug, info, warn or error");
@@ -303,6 +314,10 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
     if (!st->endpoints && (st->ca || st->cert || st->key || st->prefix)) {
         fprintf(stderr, "skiff-controller: --store-prefix and --store-ca/-cert/-key need "
                 "--store etcd://...\n");
+        return 2;
+    }
+    if ((cfg->http_tls_cert != NULL) != (cfg->http_tls_key != NULL)) {
+        fprintf(stderr, "skiff-controller: --http-tls-cert and --http-tls-key go together\n");
         return 2;
     }
     if ((st->cert != NULL) != (st->key != NULL) || (st->cert && !st->ca)) {
@@ -431,6 +446,12 @@ int main(int argc, char **argv)
         printf("new %s token written to %s/%s-token\n", rotate, ctl.cfg.data_dir, rotate);
         return 0;
     }
+    if (ctl.cfg.http_tls_cert &&
+        !(ctl.http_tls = tls_server_ctx_files(ctl.cfg.http_tls_cert, ctl.cfg.http_tls_key, err,
+                                              sizeof(err)))) {
+        fprintf(stderr, "skiff-controller: %s\n", err);
+        return 1;
+    }
     model_init(&ctl.model);
     if (ms.endpoints) {
         if (!(ctl.store = open_etcd(loop, &ctl, &ms, err, sizeof(err)))) {
@@ -478,6 +499,7 @@ out_close:
     free(ctl.monitor);
     free(ctl.endpoints_packed);
     SSL_CTX_free(ctl.tls);
+    SSL_CTX_free(ctl.http_tls);
     ca_free(ctl.ca);
     return rc;
 }

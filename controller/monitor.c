@@ -463,7 +463,8 @@ int monitor_start(ctl_t *ctl)
                         sizeof(commit_bounds) / sizeof(commit_bounds[0]));
     if (*ctl->cfg.metrics_listen) {
         httpd_config_t hc = { .listen = ctl->cfg.metrics_listen, .name = "metrics",
-                              .max_body = 4096, .max_connections = 64 };
+                              .max_body = 4096, .max_connections = 64,
+                              .ssl_ctx = ctl->http_tls };
         ctl->monitor->metrics = httpd_start(ctl->loop, &hc, monitor_on_http, ctl, err,
                                             sizeof(err));
         if (!ctl->monitor->metrics) {

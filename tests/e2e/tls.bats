@@ -410,3 +410,35 @@ containers() {
 		-key "$d/key.pem" -brief </dev/null
 	wait_until 10 "grep -q 'refused: the certificate is not a skiff-node' '$SKIFF_TEST_DIR/controller.log'"
 }
+
+# ---------------------------------------------------------------- HTTPS
+
+@test "--http-tls-cert/--http-tls-key serve /metrics over HTTPS on the controller and the agents" {
+	local d=$BATS_TEST_TMPDIR/https cport aport
+	mkdir -p "$d"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj /CN=skiff-test -addext "subjectAltName=IP:127.0.0.1,IP:127.0.0.2" \
+		-keyout "$d/key.pem" -out "$d/cert.pem" 2>/dev/null
+	# One without the other: a one-line error, nothing started.
+	run skiff-controller --http-tls-cert "$d/cert.pem" --data-dir "$BATS_TEST_TMPDIR/never"
+	[ "$status" -eq 2 ]
+	[[ "$output" == *"--http-tls-cert and --http-tls-key go together"* ]]
+	[ ! -e "$BATS_TEST_TMPDIR/never" ]
+	run skiff-controller --http-tls-cert "$d/cert.pem" --http-tls-key /nonexistent \
+		--data-dir "$BATS_TEST_TMPDIR/never"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"/nonexistent"* ]]
+	[ ! -e "$BATS_TEST_TMPDIR/never" ]
+	run skiff-agent --http-tls-key "$d/key.pem" --state-dir "$BATS_TEST_TMPDIR/never"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"--http-tls-cert and --http-tls-key go together"* ]]
+	read -r cport aport < <(free_ports 2)
+	SKIFF_AGENT_FLAGS="--metrics-listen @ADDR@:$aport --http-tls-cert $d/cert.pem --http-tls-key $d/key.pem" \
+		cluster_start 1 --metrics-listen "127.0.0.1:$cport" --http-tls-cert "$d/cert.pem" \
+		--http-tls-key "$d/key.pem"
+	curl -sf --cacert "$d/cert.pem" "https://127.0.0.1:$cport/metrics" | grep -q '^skiff_nodes{'
+	curl -sf --cacert "$d/cert.pem" "https://127.0.0.2:$aport/metrics" | grep -q '^skiff_engine_requests_total'
+	# No plaintext on them.
+	! curl -sf -m 5 "http://127.0.0.1:$cport/metrics" >/dev/null
+	! curl -sf -m 5 "http://127.0.0.2:$aport/metrics" >/dev/null
+}
