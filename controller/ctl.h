@@ -41,6 +41,7 @@ typedef struct ctl_config {
     unsigned max_conns_per_addr;
     spec_limits_t spec_limits;
     char metrics_listen[128];      /* "" : no /metrics listener */
+    char http_listen[128];         /* "" : no HTTP API and dashboard */
     size_t event_buffer;           /* events kept for --since */
     int rebalance;                 /* --rebalance on|off */
     int64_t rebalance_delay_ms;    /* a node must be ready this long to take moved tasks */
@@ -71,6 +72,10 @@ typedef struct peer {
     int refs;
     char addr[64];         /* peer address without the port */
     struct peer *prev, *next;
+    /* An in-process client (the HTTP API, httpapi.c) has no conn: what is
+     * sent to it is handed to local() (a whole frame) when it would have
+     * been written to a connection. */
+    void (*local)(struct peer *p, const uint8_t *frame, size_t len);
 } peer_t;
 
 /* A frame waiting for the commit that covers it. */
@@ -133,6 +138,7 @@ struct ctl {
     uint64_t events_sealed;   /* the last event in the commit in flight */
     ctl_counters_t counters;
     monitor_t *monitor;
+    struct httpapi *httpapi;
     int stopping;
 };
 
@@ -211,6 +217,10 @@ int monitor_service_stats(ctl_t *ctl, peer_t *peer, uint64_t id, const ServiceSt
 void monitor_peer_gone(ctl_t *ctl, peer_t *peer);
 /* The whole /metrics page, into p. */
 void monitor_metrics_page(ctl_t *ctl, prom_t *p);
+
+/* ---- httpapi.c: the HTTP API and the dashboard (--http-listen) */
+int httpapi_start(ctl_t *ctl);
+void httpapi_stop(ctl_t *ctl);
 
 /* ---- orch.c: the orchestrator */
 

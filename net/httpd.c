@@ -185,6 +185,31 @@ int httpd_is_tls(httpd_req_t *r)
     return r->scheme == &H2O_URL_SCHEME_HTTPS;
 }
 
+typedef struct httpd_done {
+    void (*done)(void *arg);
+    void *arg;
+} httpd_done_t;
+
+static void httpd_done_dispose(void *p)
+{
+    httpd_done_t *d = p;
+
+    d->done(d->arg);
+}
+
+int httpd_on_done(httpd_req_t *r, void (*done)(void *arg), void *arg)
+{
+    /* h2o_mem_alloc_shared aborts rather than return NULL, as every h2o
+     * allocation does; the code is kept for the contract. */
+    httpd_done_t *d = h2o_mem_alloc_shared(&r->pool, sizeof(*d), httpd_done_dispose);
+
+    if (!d)
+        return -ENOMEM;
+    d->done = done;
+    d->arg = arg;
+    return 0;
+}
+
 /* ------------------------------------------------------------ responses */
 
 static const char *httpd_reason(int status)
