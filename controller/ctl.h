@@ -221,6 +221,8 @@ void monitor_metrics_page(ctl_t *ctl, prom_t *p);
 /* ---- httpapi.c: the HTTP API and the dashboard (--http-listen) */
 int httpapi_start(ctl_t *ctl);
 void httpapi_stop(ctl_t *ctl);
+/* Its event streams, for /metrics. */
+void httpapi_metrics(ctl_t *ctl, prom_t *p);
 
 /* ---- orch.c: the orchestrator */
 

@@ -1,0 +1,784 @@
+/* httpapi: the controller's HTTP JSON API under /api/v1/ and the dashboard
+ * at / (--http-listen, on net/httpd). It is a translator, not a second
+ * controller: every request that reads or acts becomes the Envelope the
+ * CLI would send, handled by api.c through an in-process peer (peer.local),
+ * so that an action is validated and committed to the store by the same
+ * code as over the wire, and its answer leaves only after that commit. The
+ * answer is turned into JSON by pbjson, the same JSON as the CLI's
+ * `--format json`.
+ *
+ * /api/v1/events is Server-Sent Events following the events ring with the
+ * same bound as a `skiff events` reader: a client that does not read lags
+ * behind the ring (its unsent output stays under HTTPAPI_SSE_BUDGET) and is
+ * told how many events it lost (an "event: dropped" message).
+ *
+ * Every /api/ request needs the admin token as "Authorization: Bearer"; the
+ * dashboard's static files load without it and ask for it.
+ */
+#include "ctl.h"
+#include "dash.h"
+#include "duration.h"
+#include "errors.h"
+#include "httpd.h"
+#include "log.h"
+#include "pbjson.h"
+#include "pbutil.h"
+#include "wire.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utlist.h>
+
+#define HTTPAPI_SSE_BUDGET (64u << 10)
+#define HTTPAPI_SSE_MAX_PENDING (HTTPAPI_SSE_BUDGET + (256u << 10)) /* one event over */
+#define HTTPAPI_MAX_SSE 256
+#define HTTPAPI_MAX_BODY (1u << 20)
+
+typedef struct sse {
+    ctl_t *ctl;
+    httpd_stream_t *stream;  /* NULL once over */
+    events_reader_t *reader; /* NULL once the ring ended it */
+    int busy, gone;
+    struct sse *prev, *next;
+} sse_t;
+
+typedef struct httpapi {
+    httpd_t *http;
+    sse_t *sses;
+    unsigned n_sse;
+} httpapi_t;
+
+/* A request handed to api.c. The peer comes first: peer_unref frees it. */
+typedef struct hcall {
+    peer_t peer;
+    httpd_req_t *req;  /* NULL once answered or gone */
+    int msg_case;      /* what was asked */
+} hcall_t;
+
+/* ------------------------------------------------------------ answers */
+
+static void httpapi_json(httpd_req_t *r, int status, json_t *j)
+{
+    char *s;
+
+    if (!j) {
+        httpd_respond_error(r, 500, "out of memory");
+        return;
+    }
+    s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    if (!s) {
+        httpd_respond_error(r, 500, "out of memory");
+        return;
+    }
+    httpd_respond(r, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+static json_t *httpapi_array(void *const *msgs, size_t n)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; arr && i < n; i++) {
+        if (json_array_append_new(arr, pbjson_from_message(msgs[i]))) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+static int httpapi_status_of(ErrorCode code)
+{
+    switch (code) {
+    case ERR_INVALID: return 400;
+    case ERR_NOT_FOUND: return 404;
+    case ERR_EXISTS: return 409;
+    case ERR_CONFLICT: return 409;
+    case ERR_AUTH: return 401;
+    case ERR_LIMIT: return 429;
+    case ERR_UNAVAILABLE: return 503;
+    default: return 500;
+    }
+}
+
+/* The reply of api.c to an HTTP request, as JSON. */
+static void httpapi_answer(httpd_req_t *r, const Envelope *env)
+{
+    char num[32];
+
+    switch (env->msg_case) {
+    case MSG_ERROR:
+        httpd_respond_error(r, httpapi_status_of(env->error->code), "%s", env->error->message);
+        return;
+    case MSG_SERVICE_REPLY:
+        httpapi_json(r, 200, pbjson_from_message(&env->service_reply->service->base));
+        return;
+    case MSG_SERVICE_LIST_REPLY:
+        httpapi_json(r, 200, httpapi_array((void *const *)env->service_list_reply->services,
+                                           env->service_list_reply->n_services));
+        return;
+    case MSG_NODE_REPLY:
+        httpapi_json(r, 200, pbjson_from_message(&env->node_reply->node->base));
+        return;
+    case MSG_NODE_LIST_REPLY:
+        httpapi_json(r, 200, httpapi_array((void *const *)env->node_list_reply->nodes,
+                                           env->node_list_reply->n_nodes));
+        return;
+    case MSG_TASK_LIST_REPLY:
+        /* one page, as over the wire; the next one at ?offset= */
+        snprintf(num, sizeof(num), "%u", env->task_list_reply->total);
+        httpd_add_header(r, "X-Total-Count", num);
+        if (env->task_list_reply->next_offset) {
+            snprintf(num, sizeof(num), "%u", env->task_list_reply->next_offset);
+            httpd_add_header(r, "X-Next-Offset", num);
+        }
+        httpapi_json(r, 200, httpapi_array((void *const *)env->task_list_reply->tasks,
+                                           env->task_list_reply->n_tasks));
+        return;
+    case MSG_SERVICE_STATS_REPLY:
+        httpapi_json(r, 200, httpapi_array((void *const *)env->service_stats_reply->tasks,
+                                           env->service_stats_reply->n_tasks));
+        return;
+    case MSG_OK:
+        httpapi_json(r, 200, json_pack("{s:b}", "ok", 1));
+        return;
+    default:
+        httpd_respond_error(r, 500, "unexpected %s", wire_msg_name(env->msg_case));
+        return;
+    }
+}
+
+/* peer.local: a frame for this request. */
+static void hcall_on_frame(peer_t *p, const uint8_t *frame, size_t len)
+{
+    hcall_t *c = (hcall_t *)p;
+    Envelope *env;
+
+    if (!c->req || len < 4)
+        return;
+    env = skiff__v1__envelope__unpack(NULL, len - 4, frame + 4);
+    if (!env) {
+        httpd_respond_error(c->req, 500, "out of memory");
+    } else {
+        httpapi_answer(c->req, env);
+        wire_free(env);
+    }
+    c->req = NULL; /* one answer */
+}
+
+static void hcall_on_done(void *arg)
+{
+    hcall_t *c = arg;
+
+    c->req = NULL;
+    peer_unref(&c->peer);
+}
+
+/* Hands env to api.c for r, as a client's request; the answer follows. */
+static void httpapi_call(ctl_t *ctl, httpd_req_t *r, Envelope *env)
+{
+    hcall_t *c = calloc(1, sizeof(*c));
+
+    if (!c) {
+        httpd_respond_error(r, 500, "out of memory");
+        return;
+    }
+    c->peer.ctl = ctl;
+    c->peer.role = ROLE_CLIENT;
+    c->peer.refs = 1; /* the request's, dropped at hcall_on_done */
+    c->peer.local = hcall_on_frame;
+    snprintf(c->peer.addr, sizeof(c->peer.addr), "%s", httpd_peer(r));
+    c->req = r;
+    c->msg_case = (int)env->msg_case;
+    if (httpd_on_done(r, hcall_on_done, c)) {
+        free(c);
+        httpd_respond_error(r, 500, "out of memory");
+        return;
+    }
+    env->id = 1;
+    ctl->counters.rpc_code = 0;
+    api_handle(ctl, &c->peer, env);
+}
+
+/* ------------------------------------------------------------- bodies */
+
+/* The request's body as a JSON object; answers 400 and returns NULL when it
+ * is not one, or has a field not in allowed (NULL-terminated). */
+static json_t *httpapi_body(httpd_req_t *r, const char *const *allowed)
+{
+    size_t len;
+    const char *body = httpd_body(r, &len);
+    json_error_t jerr;
+    json_t *j, *v;
+    const char *key;
+
+    j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j) {
+        httpd_respond_error(r, 400, "body: not valid JSON: %s (line %d, column %d)", jerr.text,
+                            jerr.line, jerr.column);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        httpd_respond_error(r, 400, "body: a JSON object is expected");
+        return NULL;
+    }
+    json_object_foreach(j, key, v) {
+        int known = 0;
+        for (size_t i = 0; allowed[i]; i++)
+            known |= strcmp(key, allowed[i]) == 0;
+        if (!known) {
+            httpd_respond_error(r, 400, "%.100s: unknown field", key);
+            json_decref(j);
+            return NULL;
+        }
+    }
+    return j;
+}
+
+/* ------------------------------------------------------------- routes */
+
+static void route_nodes(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    NodeList req = PB_NODE_LIST_INIT;
+
+    env.msg_case = MSG_NODE_LIST;
+    env.node_list = &req;
+    httpapi_call(ctl, r, &env);
+}
+
+static void route_node(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    NodeGet req = PB_NODE_GET_INIT;
+
+    req.node = (char *)arg;
+    env.msg_case = MSG_NODE_GET;
+    env.node_get = &req;
+    httpapi_call(ctl, r, &env);
+}
+
+static void route_node_availability(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    static const char *const allowed[] = { "availability", NULL };
+    Envelope env = PB_ENVELOPE_INIT;
+    NodeUpdate req = PB_NODE_UPDATE_INIT;
+    json_t *j = httpapi_body(r, allowed);
+    const char *a;
+
+    if (!j)
+        return;
+    a = json_string_value(json_object_get(j, "availability"));
+    if (!a || (strcmp(a, "drain") != 0 && strcmp(a, "active") != 0)) {
+        json_decref(j);
+        httpd_respond_error(r, 400, "availability: must be \"active\" or \"drain\"");
+        return;
+    }
+    req.node = (char *)arg;
+    req.availability = strcmp(a, "drain") == 0 ? AVAILABILITY_DRAIN : AVAILABILITY_ACTIVE;
+    json_decref(j);
+    env.msg_case = MSG_NODE_UPDATE;
+    env.node_update = &req;
+    httpapi_call(ctl, r, &env);
+}
+
+static void route_services(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    ServiceList req = PB_SERVICE_LIST_INIT;
+    const char *stack = httpd_query(r, "stack");
+
+    req.stack = (char *)(stack ? stack : "");
+    env.msg_case = MSG_SERVICE_LIST;
+    env.service_list = &req;
+    httpapi_call(ctl, r, &env);
+}
+
+static void route_service(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    ServiceGet req = PB_SERVICE_GET_INIT;
+
+    req.service = (char *)arg;
+    env.msg_case = MSG_SERVICE_GET;
+    env.service_get = &req;
+    httpapi_call(ctl, r, &env);
+}
+
+/* ?offset=N; answers 400 and returns -1 when it is not a number. */
+static int httpapi_offset(httpd_req_t *r, uint32_t *out)
+{
+    const char *s = httpd_query(r, "offset");
+    char *end;
+    unsigned long v;
+
+    *out = 0;
+    if (!s)
+        return 0;
+    v = strtoul(s, &end, 10);
+    if (!*s || *end || *s == '-' || v > UINT32_MAX) {
+        httpd_respond_error(r, 400, "offset: not a whole number: %.64s", s);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static void httpapi_tasks(ctl_t *ctl, httpd_req_t *r, const char *service)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    TaskList req = PB_TASK_LIST_INIT;
+    const char *node = httpd_query(r, "node"), *all = httpd_query(r, "all");
+
+    if (httpapi_offset(r, &req.offset))
+        return;
+    req.service = (char *)service;
+    req.node = (char *)(node ? node : "");
+    req.all = all && strcmp(all, "0") != 0 && strcmp(all, "false") != 0;
+    env.msg_case = MSG_TASK_LIST;
+    env.task_list = &req;
+    httpapi_call(ctl, r, &env);
+}
+
+static void route_service_tasks(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    httpapi_tasks(ctl, r, arg);
+}
+
+static void route_tasks(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    httpapi_tasks(ctl, r, "");
+}
+
+/* A task by its id: a read of the model, as no request of the wire asks
+ * for one task. */
+static void route_task(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    task_t *t = model_task_by_id(&ctl->model, arg);
+
+    if (!t || t->svc->removed) {
+        httpd_respond_error(r, 404, "no such task: %.100s", arg);
+        return;
+    }
+    httpapi_json(r, 200, pbjson_from_message(&t->pb->base));
+}
+
+static void route_service_stats(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    ServiceStats req = PB_SERVICE_STATS_INIT;
+    char *names[1] = { (char *)arg };
+
+    req.n_services = 1;
+    req.services = names;
+    env.msg_case = MSG_SERVICE_STATS;
+    env.service_stats = &req;
+    httpapi_call(ctl, r, &env);
+}
+
+static void route_service_scale(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    static const char *const allowed[] = { "replicas", NULL };
+    Envelope env = PB_ENVELOPE_INIT;
+    ServiceScale req = PB_SERVICE_SCALE_INIT;
+    json_t *j = httpapi_body(r, allowed), *v;
+
+    if (!j)
+        return;
+    v = json_object_get(j, "replicas");
+    if (!v || !json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > UINT32_MAX) {
+        json_decref(j);
+        httpd_respond_error(r, 400, "replicas: %s", v ? "must be a whole number, 0 or more"
+                                                      : "missing");
+        return;
+    }
+    req.service = (char *)arg;
+    req.replicas = (uint32_t)json_integer_value(v);
+    json_decref(j);
+    env.msg_case = MSG_SERVICE_SCALE;
+    env.service_scale = &req;
+    httpapi_call(ctl, r, &env);
+}
+
+static void route_service_rollback(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    ServiceRollback req = PB_SERVICE_ROLLBACK_INIT;
+
+    req.service = (char *)arg;
+    env.msg_case = MSG_SERVICE_ROLLBACK;
+    env.service_rollback = &req;
+    httpapi_call(ctl, r, &env);
+}
+
+/* ------------------------------------------------------ events stream */
+
+static void sse_free(sse_t *s)
+{
+    httpapi_t *a = s->ctl->httpapi;
+
+    if (s->reader)
+        events_reader_close(s->reader);
+    DL_DELETE(a->sses, s);
+    a->n_sse--;
+    free(s);
+}
+
+static void sse_on_close(void *arg)
+{
+    sse_t *s = arg;
+
+    s->stream = NULL;
+    if (s->busy)
+        s->gone = 1; /* sse_write frees it */
+    else
+        sse_free(s);
+}
+
+/* Writes one message. SKIFF_ELIMIT when over the budget (offered again at
+ * the next pump); SKIFF_ECLOSED when the stream is over (s is freed). */
+static int sse_write(sse_t *s, const char *text, size_t len, int budgeted)
+{
+    int rc;
+
+    if (!s->stream)
+        return SKIFF_ECLOSED;
+    if (budgeted && httpd_stream_pending(s->stream) > HTTPAPI_SSE_BUDGET)
+        return SKIFF_ELIMIT;
+    s->busy = 1;
+    rc = httpd_stream_write(s->stream, text, len);
+    s->busy = 0;
+    if (s->gone) {
+        sse_free(s);
+        return SKIFF_ECLOSED;
+    }
+    return rc;
+}
+
+/* "event: NAME\ndata: JSON\n\n", and "id: SEQ" before when seq. */
+static int sse_send_json(sse_t *s, const char *name, uint64_t seq, json_t *j)
+{
+    char *data = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *msg;
+    size_t len;
+    int rc;
+
+    json_decref(j);
+    if (!data)
+        return SKIFF_ELIMIT; /* out of memory: again later */
+    len = strlen(data) + strlen(name) + 64;
+    if (!(msg = malloc(len))) {
+        free(data);
+        return SKIFF_ELIMIT;
+    }
+    if (seq)
+        len = (size_t)snprintf(msg, len, "id: %llu\nevent: %s\ndata: %s\n\n",
+                               (unsigned long long)seq, name, data);
+    else
+        len = (size_t)snprintf(msg, len, "event: %s\ndata: %s\n\n", name, data);
+    free(data);
+    rc = sse_write(s, msg, len, 1);
+    free(msg);
+    return rc;
+}
+
+static int sse_on_event(void *arg, const Event *e)
+{
+    sse_t *s = arg;
+    int rc;
+
+    if (s->stream && httpd_stream_pending(s->stream) > HTTPAPI_SSE_BUDGET)
+        return SKIFF_ELIMIT;
+    rc = sse_send_json(s, "event", e->seq, pbjson_from_message(&e->base));
+    if (rc == SKIFF_ECLOSED)
+        return rc; /* s is gone; the ring closes the reader */
+    return rc;
+}
+
+static int sse_on_dropped(void *arg, uint64_t count)
+{
+    return sse_send_json(arg, "dropped", 0, json_pack("{s:I}", "count", (json_int_t)count));
+}
+
+static void sse_on_end(void *arg)
+{
+    sse_t *s = arg;
+
+    s->reader = NULL; /* the ring frees it */
+    if (s->stream) {
+        httpd_stream_t *st = s->stream;
+        sse_write(s, "event: end\ndata: {}\n\n", 21, 0);
+        if (s->stream == st)
+            httpd_stream_end(st); /* on_close frees s */
+    }
+}
+
+static const events_reader_ops_t sse_ops = {
+    .send = sse_on_event,
+    .dropped = sse_on_dropped,
+    .end = sse_on_end,
+};
+
+/* ?since= and ?until=: a duration ago ("10m") or Unix ms. */
+static int httpapi_time(httpd_req_t *r, const char *name, int64_t *out)
+{
+    const char *s = httpd_query(r, name);
+    int64_t ms;
+    char *end;
+
+    *out = 0;
+    if (!s)
+        return 0;
+    if (duration_parse(s, &ms) == 0) {
+        *out = model_wall_ms() - ms;
+        return 0;
+    }
+    ms = strtoll(s, &end, 10);
+    if (*s && !*end && ms > 0) {
+        *out = ms;
+        return 0;
+    }
+    httpd_respond_error(r, 400, "%s: not a duration (10m) nor Unix ms: %.64s", name, s);
+    return -1;
+}
+
+static void route_events(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    httpapi_t *a = ctl->httpapi;
+    EventsRequest req = PB_EVENTS_REQUEST_INIT;
+    const char *type = httpd_query(r, "type"), *service = httpd_query(r, "service");
+    const char *node = httpd_query(r, "node");
+    char *types[1], *services[1], *nodes[1];
+    sse_t *s;
+
+    if (httpapi_time(r, "since", &req.since_ms) || httpapi_time(r, "until", &req.until_ms))
+        return;
+    if (req.until_ms && req.since_ms && req.until_ms < req.since_ms) {
+        httpd_respond_error(r, 400, "until: before since");
+        return;
+    }
+    if (type && strcmp(type, "service") && strcmp(type, "task") && strcmp(type, "node")) {
+        httpd_respond_error(r, 400, "type: unknown event type \"%.64s\" (service, task or node)",
+                            type);
+        return;
+    }
+    if (a->n_sse >= HTTPAPI_MAX_SSE) {
+        httpd_respond_error(r, 429, "too many event streams (%u)", HTTPAPI_MAX_SSE);
+        return;
+    }
+    if (type && *type) {
+        types[0] = (char *)type;
+        req.types = types;
+        req.n_types = 1;
+    }
+    if (service && *service) {
+        services[0] = (char *)service;
+        req.services = services;
+        req.n_services = 1;
+    }
+    if (node && *node) {
+        nodes[0] = (char *)node;
+        req.nodes = nodes;
+        req.n_nodes = 1;
+    }
+    if (!(s = calloc(1, sizeof(*s)))) {
+        httpd_respond_error(r, 500, "out of memory");
+        return;
+    }
+    s->ctl = ctl;
+    DL_APPEND(a->sses, s);
+    a->n_sse++;
+    s->stream = httpd_stream_open(r, 200, "text/event-stream", HTTPAPI_SSE_MAX_PENDING,
+                                  sse_on_close, s);
+    if (!s->stream) {
+        DL_DELETE(a->sses, s);
+        a->n_sse--;
+        free(s);
+        return;
+    }
+    /* an SSE comment first: the client knows it is connected */
+    if (sse_write(s, ": skiff events\n\n", 16, 0) == SKIFF_ECLOSED)
+        return;
+    s->reader = events_follow(ctl->events, &req, &sse_ops, s);
+    if (!s->reader) {
+        sse_write(s, "event: error\ndata: {\"error\":\"out of memory\"}\n\n", 46, 0);
+        if (s->stream)
+            httpd_stream_end(s->stream);
+        return;
+    }
+    if (!ctl->committing)
+        events_pump(ctl->events, model_wall_ms());
+}
+
+/* ------------------------------------------------------------- static */
+
+static void httpapi_static(ctl_t *ctl, httpd_req_t *r, const char *path)
+{
+    const char *name = strcmp(path, "/") == 0 ? "index.html" : path + 1;
+
+    for (size_t i = 0; i < dash_n_assets; i++) {
+        if (strcmp(dash_assets[i].name, name) != 0)
+            continue;
+        httpd_add_header(r, "Cache-Control", "no-cache");
+        httpd_add_header(r, "X-Content-Type-Options", "nosniff");
+        httpd_add_header(r, "X-Frame-Options", "DENY");
+        httpd_add_header(r, "Content-Security-Policy",
+                         "default-src 'self'; img-src 'self' data:; style-src 'self'");
+        httpd_respond(r, 200, dash_assets[i].type, (const char *)dash_assets[i].data,
+                      dash_assets[i].len);
+        return;
+    }
+    httpd_respond_error(r, 404, "not found: %.200s", path);
+}
+
+/* ------------------------------------------------------------- router */
+
+typedef void (*route_fn)(ctl_t *ctl, httpd_req_t *r, const char *arg);
+
+/* Paths under /api/v1; '*' is one segment, handed to the route. */
+static const struct {
+    const char *method;
+    const char *path;
+    route_fn fn;
+} httpapi_routes[] = {
+    { "GET", "/nodes", route_nodes },
+    { "GET", "/nodes/*", route_node },
+    { "POST", "/nodes/*/availability", route_node_availability },
+    { "GET", "/services", route_services },
+    { "GET", "/services/*", route_service },
+    { "GET", "/services/*/tasks", route_service_tasks },
+    { "GET", "/services/*/stats", route_service_stats },
+    { "POST", "/services/*/scale", route_service_scale },
+    { "POST", "/services/*/rollback", route_service_rollback },
+    { "GET", "/tasks", route_tasks },
+    { "GET", "/tasks/*", route_task },
+    { "GET", "/events", route_events },
+};
+
+/* 1 when path matches pattern; the '*' segment goes to arg (len bytes). */
+static int httpapi_match(const char *pattern, const char *path, char *arg, size_t len)
+{
+    *arg = '\0';
+    while (*pattern && *path) {
+        if (*pattern == '*') {
+            size_t n = strcspn(path, "/");
+            if (n == 0 || n >= len)
+                return 0;
+            memcpy(arg, path, n);
+            arg[n] = '\0';
+            path += n;
+            pattern++;
+        } else if (*pattern++ != *path++) {
+            return 0;
+        }
+    }
+    return !*pattern && !*path;
+}
+
+/* Checks the Bearer token; answers 401 and returns -1 when it is not the
+ * admin token. */
+static int httpapi_auth(ctl_t *ctl, httpd_req_t *r)
+{
+    const char *h = httpd_header(r, "Authorization");
+
+    if (h && strncmp(h, "Bearer ", 7) == 0 && tokens_match(ctl->admin_token, h + 7))
+        return 0;
+    log_warn("http: %s: refused %s %s: %s", httpd_peer(r), httpd_method(r), httpd_path(r),
+             h ? "wrong token" : "no token");
+    httpd_add_header(r, "WWW-Authenticate", "Bearer realm=\"skiff\"");
+    httpd_respond_error(r, 401, h ? "authorization: wrong token"
+                                  : "authorization: the admin token is required "
+                                    "(Authorization: Bearer TOKEN)");
+    return -1;
+}
+
+static void httpapi_on_request(void *arg, httpd_req_t *r)
+{
+    ctl_t *ctl = arg;
+    const char *path = httpd_path(r), *method = httpd_method(r);
+    char seg[256];
+    int path_known = 0;
+
+    if (strncmp(path, "/api/", 5) != 0) {
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+            httpd_add_header(r, "Allow", "GET, HEAD");
+            httpd_respond_error(r, 405, "method %s not allowed", method);
+            return;
+        }
+        httpapi_static(ctl, r, path);
+        return;
+    }
+    if (httpapi_auth(ctl, r))
+        return;
+    if (strncmp(path, "/api/v1/", 8) != 0) {
+        httpd_respond_error(r, 404, "not found: %.200s (the API is under /api/v1/)", path);
+        return;
+    }
+    for (size_t i = 0; i < sizeof(httpapi_routes) / sizeof(httpapi_routes[0]); i++) {
+        if (!httpapi_match(httpapi_routes[i].path, path + 7, seg, sizeof(seg)))
+            continue;
+        path_known = 1;
+        if (strcmp(httpapi_routes[i].method, method) == 0) {
+            httpapi_routes[i].fn(ctl, r, seg);
+            return;
+        }
+    }
+    if (path_known) {
+        httpd_respond_error(r, 405, "method %s not allowed on %.200s", method, path);
+        return;
+    }
+    httpd_respond_error(r, 404, "not found: %.200s", path);
+}
+
+/* ------------------------------------------------------------- start */
+
+int httpapi_start(ctl_t *ctl)
+{
+    httpd_config_t hc = { .listen = ctl->cfg.http_listen, .name = "http",
+                          .max_body = HTTPAPI_MAX_BODY, .max_connections = 512 };
+    char err[256];
+
+    if (!*ctl->cfg.http_listen)
+        return 0;
+    if (!(ctl->httpapi = calloc(1, sizeof(*ctl->httpapi))))
+        return -ENOMEM;
+    ctl->httpapi->http = httpd_start(ctl->loop, &hc, httpapi_on_request, ctl, err, sizeof(err));
+    if (!ctl->httpapi->http) {
+        log_error("--http-listen %s", err);
+        free(ctl->httpapi);
+        ctl->httpapi = NULL;
+        return SKIFF_EINVAL;
+    }
+    return 0;
+}
+
+void httpapi_stop(ctl_t *ctl)
+{
+    if (!ctl->httpapi || !ctl->httpapi->http)
+        return;
+    httpd_close(ctl->httpapi->http, NULL, NULL); /* ends the streams: sse_on_close */
+    ctl->httpapi->http = NULL;
+}
+
+void httpapi_metrics(ctl_t *ctl, prom_t *p)
+{
+    size_t streams = 0, unsent = 0;
+
+    if (ctl->httpapi) {
+        for (sse_t *s = ctl->httpapi->sses; s; s = s->next) {
+            streams++;
+            if (s->stream && httpd_stream_pending(s->stream) > unsent)
+                unsent = httpd_stream_pending(s->stream);
+        }
+    }
+    prom_family(p, "skiff_http_event_streams", "gauge", "Open /api/v1/events streams.");
+    prom_sample(p, "skiff_http_event_streams", (double)streams, NULL);
+    prom_family(p, "skiff_http_event_stream_unsent_bytes", "gauge",
+                "The most output any /api/v1/events client has not taken yet.");
+    prom_sample(p, "skiff_http_event_stream_unsent_bytes", (double)unsent, NULL);
+}
