@@ -1,0 +1,166 @@
+#!/usr/bin/env bats
+# The controller's HTTP API (issue 17) with curl only, against the real
+# engine: every path under /api/v1/ answers the same JSON as the CLI's
+# --format json, the actions (scale, rollback, drain) change the cluster and
+# the engine, and every bad request is one JSON {"error": ...} with a 4xx
+# status, changing nothing: no token 401, unknown service 404, bad JSON 400,
+# replicas -1 400 naming the field, a 10 MB body 413.
+#
+# One cluster for the file: a controller with --http-listen and 3 agents.
+
+load helpers
+
+setup_file() {
+	export HTTP_PORT
+	HTTP_PORT=$(free_port)
+	cluster_start 3 --http-listen "127.0.0.1:$HTTP_PORT"
+	export API="http://127.0.0.1:$HTTP_PORT/api/v1"
+	skiff service create -q --name aweb --replicas 2 skiff-test/web:v1 >/dev/null
+}
+
+teardown_file() {
+	skiff_teardown_file
+}
+
+teardown() {
+	[ "${BATS_TEST_COMPLETED:-}" = 1 ] || dump_logs
+	true
+}
+
+# api METHOD PATH [BODY]: prints "STATUS" then the body on the next line.
+api() {
+	local method=$1 path=$2 body=${3-}
+	local args=(-s --noproxy '*' --max-time 10 -X "$method" -o "$BATS_TEST_TMPDIR/body"
+		-w '%{http_code}' -H "Authorization: Bearer $(cat "$SKIFF_TOKEN_FILE")")
+	[ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
+	curl "${args[@]}" "$API/$path"
+	echo
+	cat "$BATS_TEST_TMPDIR/body"
+}
+
+status_of() { head -n1 <<<"$1"; }
+body_of() { tail -n +2 <<<"$1"; }
+
+@test "without the admin token every API path answers 401 with a JSON error" {
+	for p in nodes services services/aweb tasks events; do
+		run curl -s --noproxy '*' -o "$BATS_TEST_TMPDIR/b" -w '%{http_code}' "$API/$p"
+		[ "$output" = 401 ]
+		jq -e '.error | test("token")' "$BATS_TEST_TMPDIR/b"
+	done
+	run curl -s --noproxy '*' -w '%{http_code}' -o /dev/null -H 'Authorization: Bearer nope' "$API/nodes"
+	[ "$output" = 401 ]
+	grep -q 'http: 127.0.0.1: refused GET /api/v1/nodes: wrong token' "$SKIFF_TEST_DIR/controller.log"
+	# an action without the token changes nothing
+	run curl -s --noproxy '*' -w '%{http_code}' -o /dev/null -X POST -d '{"replicas":5}' "$API/services/aweb/scale"
+	[ "$output" = 401 ]
+	[ "$(skiff service inspect aweb | jq '.[0].spec.replicas')" = 2 ]
+}
+
+@test "GET nodes and nodes/{id} answer what skiff node ls --format json says" {
+	out=$(api GET nodes)
+	[ "$(status_of "$out")" = 200 ]
+	body_of "$out" | jq -e 'length == 3 and all(.state == "ready")'
+	diff <(body_of "$out" | jq -S '[.[] | {id, name, address, state, availability}]') \
+		<(skiff node ls --format json | jq -S '[.[] | {id, name, address, state, availability}]')
+	out=$(api GET "nodes/$NODE_1")
+	[ "$(status_of "$out")" = 200 ]
+	[ "$(body_of "$out" | jq -r .name)" = "$NODE_1" ]
+	out=$(api GET nodes/nosuchnode)
+	[ "$(status_of "$out")" = 404 ]
+	body_of "$out" | jq -e '.error == "no such node: nosuchnode"'
+}
+
+@test "GET services, services/{id}, services/{id}/tasks, tasks/{id}, services/{id}/stats" {
+	wait_until 30 '[ "$(count_running aweb)" = 2 ]'
+	out=$(api GET services)
+	[ "$(status_of "$out")" = 200 ]
+	diff <(body_of "$out" | jq -S '[.[] | {id, spec, version}]') \
+		<(skiff service ls --format json | jq -S '[.[] | {id, spec, version}]')
+	id=$(body_of "$out" | jq -r '.[0].id')
+	out=$(api GET "services/$id")
+	[ "$(status_of "$out")" = 200 ]
+	[ "$(body_of "$out" | jq -r .spec.name)" = aweb ]
+	out=$(api GET services/aweb/tasks)
+	[ "$(status_of "$out")" = 200 ]
+	body_of "$out" | jq -e 'length == 2 and all(.service_name == "aweb")'
+	tid=$(body_of "$out" | jq -r '.[0].id')
+	out=$(api GET "tasks/$tid")
+	[ "$(status_of "$out")" = 200 ]
+	[ "$(body_of "$out" | jq -r .id)" = "$tid" ]
+	out=$(api GET tasks)
+	body_of "$out" | jq -e 'length >= 2'
+	out=$(api GET services/aweb/stats)
+	[ "$(status_of "$out")" = 200 ]
+	body_of "$out" | jq -e 'type == "array"'
+	[ "$(status_of "$(api GET services/nosuch)")" = 404 ]
+	[ "$(status_of "$(api GET services/nosuch/tasks)")" = 404 ]
+	[ "$(status_of "$(api GET tasks/nosuch)")" = 404 ]
+	[ "$(status_of "$(api GET nosuchpath)")" = 404 ]
+	[ "$(status_of "$(api DELETE services)")" = 405 ]
+	[ "$(status_of "$(api GET 'services/aweb/tasks?offset=x')")" = 400 ]
+}
+
+@test "POST services/{id}/scale scales on the engine; bad input is 400/404/413 and changes nothing" {
+	out=$(api POST services/aweb/scale '{"replicas":3}')
+	[ "$(status_of "$out")" = 200 ]
+	[ "$(body_of "$out" | jq .spec.replicas)" = 3 ]
+	wait_until 30 '[ "$(count_running aweb)" = 3 ]'
+	out=$(api POST services/aweb/scale '{"replicas":-1}')
+	[ "$(status_of "$out")" = 400 ]
+	body_of "$out" | jq -e '.error | startswith("replicas:")'
+	out=$(api POST services/aweb/scale '{"replicas":"x"}')
+	[ "$(status_of "$out")" = 400 ]
+	out=$(api POST services/aweb/scale '{"replicas":2,"other":1}')
+	[ "$(status_of "$out")" = 400 ]
+	body_of "$out" | jq -e '.error == "other: unknown field"'
+	out=$(api POST services/aweb/scale '{bad json')
+	[ "$(status_of "$out")" = 400 ]
+	[ "$(body_of "$out" | wc -l)" = 1 ]
+	body_of "$out" | jq -e '.error | startswith("body: not valid JSON")'
+	out=$(api POST services/nosuch/scale '{"replicas":1}')
+	[ "$(status_of "$out")" = 404 ]
+	body_of "$out" | jq -e '.error == "no such service: nosuch"'
+	head -c 10000000 /dev/zero | tr '\0' ' ' >"$BATS_TEST_TMPDIR/big"
+	run curl -s --noproxy '*' -o /dev/null -w '%{http_code}' -X POST \
+		-H "Authorization: Bearer $(cat "$SKIFF_TOKEN_FILE")" --data-binary @"$BATS_TEST_TMPDIR/big" \
+		"$API/services/aweb/scale"
+	[ "$output" = 413 ]
+	[ "$(skiff service inspect aweb | jq '.[0].spec.replicas')" = 3 ]
+	[ "$(count_running aweb)" = 3 ]
+}
+
+@test "POST services/{id}/rollback rolls back to the previous spec; without one it is 400" {
+	out=$(api POST services/aweb/rollback)
+	[ "$(status_of "$out")" = 400 ]
+	body_of "$out" | jq -e '.error | test("no previous spec")'
+	skiff service update -q --image skiff-test/web:v2 aweb >/dev/null
+	out=$(api POST services/aweb/rollback)
+	[ "$(status_of "$out")" = 200 ]
+	wait_until 60 '[ "$(skiff service inspect aweb | jq -r ".[0].update_status.state")" = rollback_completed ]'
+	[ "$(skiff service inspect aweb | jq -r '.[0].spec.image')" = skiff-test/web:v1 ]
+}
+
+@test "POST nodes/{id}/availability drains a node and its tasks leave it" {
+	out=$(api POST "nodes/$NODE_1/availability" '{"availability":"sideways"}')
+	[ "$(status_of "$out")" = 400 ]
+	body_of "$out" | jq -e '.error | startswith("availability:")'
+	out=$(api POST "nodes/$NODE_1/availability" '{"availability":"drain"}')
+	[ "$(status_of "$out")" = 200 ]
+	[ "$(body_of "$out" | jq -r .availability)" = drain ]
+	wait_until 30 '[ "$(docker ps -q --filter label=skiff.cluster=$CLUSTER_ID --filter label=skiff.node=$(skiff node inspect $NODE_1 | jq -r ".[0].id") | wc -l)" = 0 ]'
+	out=$(api POST "nodes/$NODE_1/availability" '{"availability":"active"}')
+	[ "$(body_of "$out" | jq -r .availability)" = active ]
+}
+
+@test "GET events is Server-Sent Events: the past with ?since=, then live; bad filters 400" {
+	curl -s -N --noproxy '*' --max-time 6 -H "Authorization: Bearer $(cat "$SKIFF_TOKEN_FILE")" \
+		"$API/events?since=1h&type=service" >"$BATS_TEST_TMPDIR/sse" &
+	sleep 1
+	skiff service scale aweb=2 >/dev/null
+	wait
+	grep -q '^event: event$' "$BATS_TEST_TMPDIR/sse"
+	grep '^data: ' "$BATS_TEST_TMPDIR/sse" | sed 's/^data: //' | jq -s -e \
+		'any(.action == "create" and .name == "aweb") and any(.action == "scale") and all(.type == "service")'
+	[ "$(status_of "$(api GET 'events?type=bogus')")" = 400 ]
+	[ "$(status_of "$(api GET 'events?since=yesterday')")" = 400 ]
+}

@@ -1,0 +1,158 @@
+// Drives the dashboard in Debian's headless chromium through puppeteer-core,
+// for tests/e2e/dashboard.bats. Prints one line per step ("ok STEP" or
+// "FAIL STEP: why") and exits non-zero at the first failure.
+//
+//   node drive.js URL TOKEN_FILE OUT_DIR SERVICE DRAIN_NODE CLUSTER_ID
+'use strict';
+const fs = require('fs');
+const { execSync } = require('child_process');
+const puppeteer = require('puppeteer-core');
+
+const [url, tokenFile, outDir, service, drainNode, clusterId] = process.argv.slice(2);
+const token = fs.readFileSync(tokenFile, 'utf8').trim();
+
+function running(svc, node) {
+  let cmd = `docker ps -q --filter label=skiff.cluster=${clusterId} --filter label=skiff.service=${svc} --filter status=running`;
+  if (node) cmd += ` --filter label=skiff.node=${node}`;
+  return execSync(cmd).toString().split('\n').filter(Boolean).length;
+}
+
+async function step(name, fn) {
+  try {
+    await fn();
+    console.log('ok ' + name);
+  } catch (e) {
+    console.log(`FAIL ${name}: ${e.message}`);
+    throw e;
+  }
+}
+
+// The number of running boxes of svc in the topology view (of node, if given).
+const boxes = (page, svc, node) => page.evaluate((s, n) =>
+  [...document.querySelectorAll(n ? `.node[data-node="${n}"] .task` : '.task')]
+    .filter((b) => b.dataset.service === s && b.dataset.state === 'running').length, svc, node);
+
+async function waitBoxes(page, svc, n, node, timeout) {
+  await page.waitForFunction((s, want, nd) =>
+    [...document.querySelectorAll(nd ? `.node[data-node="${nd}"] .task` : '.task')]
+      .filter((b) => b.dataset.service === s && b.dataset.state === 'running').length === want,
+  { timeout: timeout || 60000, polling: 250 }, svc, n, node);
+}
+
+async function confirm(page) {
+  await page.waitForSelector('#confirm[open]');
+  await page.click('#confirm-yes');
+}
+
+(async () => {
+  const browser = await puppeteer.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-proxy-server'],
+  });
+  let failed = false;
+  try {
+    const page = await browser.newPage();
+    await page.setViewport({ width: 1280, height: 800 });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+
+    await step('the page loads and asks for the token', async () => {
+      await page.goto(url, { waitUntil: 'load' });
+      await page.waitForSelector('#login:not([hidden]) #token');
+    });
+    await step('a wrong token is refused with a clear message', async () => {
+      await page.type('#token', 'not-the-token');
+      await page.click('#login-form button');
+      await page.waitForFunction(() => /Wrong token/.test(document.querySelector('#login-error').textContent));
+      await page.screenshot({ path: `${outDir}/login.png` });
+    });
+    await step('the admin token logs in', async () => {
+      await page.$eval('#token', (e) => { e.value = ''; });
+      await page.type('#token', token);
+      await page.click('#login-form button');
+      await page.waitForSelector('#nav:not([hidden])');
+      await page.evaluate(() => { window.__noReload = 1; });
+    });
+    await step('the topology shows 3 ready nodes and the service at 3/3', async () => {
+      await page.waitForFunction(() => document.querySelectorAll('.node.ready').length === 3,
+        { timeout: 30000, polling: 250 });
+      await waitBoxes(page, service, 3);
+      await page.waitForFunction(() => document.querySelector('#live').classList.contains('on'));
+      await page.screenshot({ path: `${outDir}/cluster.png` });
+    });
+    await step('the services page lists it at 3/3', async () => {
+      await page.click('#nav-services');
+      await page.waitForFunction((s) => {
+        const r = document.querySelector(`tr[data-service="${s}"] .replicas`);
+        return r && r.textContent.startsWith('3/3');
+      }, { timeout: 20000 }, service);
+      await page.screenshot({ path: `${outDir}/services.png` });
+    });
+    await step('the service page scales it to 5, with a confirmation', async () => {
+      await page.click(`tr[data-service="${service}"] a`);
+      await page.waitForSelector('#scale-replicas');
+      await page.$eval('#scale-replicas', (e) => { e.value = ''; });
+      await page.type('#scale-replicas', '5');
+      await page.click('#scale');
+      await confirm(page);
+      await page.waitForFunction(() => /done: Scale/.test(document.querySelector('#toast').textContent),
+        { timeout: 20000 });
+    });
+    await step('5 running boxes appear in the topology without a reload, 5 containers run', async () => {
+      await page.click('#nav-cluster');
+      await waitBoxes(page, service, 5);
+      if (!(await page.evaluate(() => window.__noReload === 1))) throw new Error('the page was reloaded');
+      const n = running(service);
+      if (n !== 5) throw new Error(`${n} containers run on the engine, not 5`);
+      await page.screenshot({ path: `${outDir}/cluster-5.png` });
+    });
+    await step('the service page shows its tasks, events and charts', async () => {
+      await page.goto(`${url}#/services/${service}`, { waitUntil: 'load' });
+      await page.waitForSelector('.charts canvas');
+      await page.waitForFunction((s) => document.querySelectorAll('table.tasks tr').length >= 5, { timeout: 20000 }, service);
+      await new Promise((r) => setTimeout(r, 4500)); /* a few samples */
+      await page.screenshot({ path: `${outDir}/service.png` });
+      await page.evaluate(() => { window.__noReload = 1; });
+    });
+    await step('draining a node from the UI moves its boxes away', async () => {
+      await page.click('#nav-cluster');
+      await page.waitForSelector(`.node[data-node="${drainNode}"] button.availability`);
+      const before = await boxes(page, service, drainNode);
+      if (before === 0) throw new Error(`${drainNode} runs no task of ${service}`);
+      await page.click(`.node[data-node="${drainNode}"] button.availability`);
+      await confirm(page);
+      await waitBoxes(page, service, 0, drainNode);
+      await waitBoxes(page, service, 5);
+      if (!(await page.evaluate(() => window.__noReload === 1))) throw new Error('the page was reloaded');
+      await page.screenshot({ path: `${outDir}/cluster-drained.png` });
+    });
+    await step('the events page shows the live stream and filters it', async () => {
+      await page.click('#nav-events');
+      await page.waitForFunction(() => [...document.querySelectorAll('#event-list li')]
+        .some((li) => / node drain /.test(li.textContent)), { timeout: 20000 });
+      await page.type('#filter', 'drain');
+      await page.waitForFunction(() => {
+        const li = [...document.querySelectorAll('#event-list li')];
+        return li.length > 0 && li.every((x) => /drain/i.test(x.textContent));
+      });
+      await page.screenshot({ path: `${outDir}/events.png` });
+    });
+    await step('the cluster page works on a 400 px wide phone', async () => {
+      await page.setViewport({ width: 400, height: 800 });
+      await page.click('#nav-cluster');
+      await waitBoxes(page, service, 5);
+      const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+      if (wide > 400) throw new Error(`the page is ${wide} px wide`);
+      await page.screenshot({ path: `${outDir}/cluster-phone.png`, fullPage: true });
+    });
+    await step('no script error on any page', async () => {
+      if (errors.length) throw new Error(errors.join('; '));
+    });
+  } catch (e) {
+    failed = true;
+  } finally {
+    await browser.close();
+  }
+  process.exit(failed ? 1 : 0);
+})();
