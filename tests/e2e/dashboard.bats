@@ -38,7 +38,7 @@ teardown() {
 
 @test "an events stream client that never reads is bounded, then told how many events it lost" {
 	run python3 "$SKIFF_REPO/tests/tools/sse_stall.py" 127.0.0.1 "$HTTP_PORT" "$SKIFF_TOKEN_FILE" \
-		"$NODE_3" 3000 "$METRICS_PORT"
+		"$NODE_3" 4000 "$METRICS_PORT"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	# the budget (64 KiB) and one event, whatever the client does
