@@ -64,7 +64,7 @@ async function act(text, method, path, body) {
   if (!(await confirmAction(text))) return;
   try {
     await api(method, path, body);
-    toast('done: ' + text);
+    toast('done: ' + text.replace(/\?$/, ''));
     refresh();
   } catch (e) {
     toast('refused: ' + e.message);
@@ -198,7 +198,8 @@ function replicasText(s) {
 
 function updateProgress(s, tasks) {
   const st = s.update_status && s.update_status.state;
-  if (!st || st === 'none' || st === 'unspecified' || st.endsWith('completed')) return el('span', {}, st && st !== 'unspecified' ? st : '');
+  if (!st || st === 'none' || st === 'unspecified') return el('span', {}, '');
+  if (st.endsWith('completed')) return el('span', {}, st.replace('_', ' '));
   const mine = tasks.filter((t) => t.service_id === s.id && t.desired_state === 'running');
   const done = mine.filter((t) => t.spec_version === s.version && t.state === 'running').length;
   const pct = s.spec.replicas ? Math.round(100 * done / s.spec.replicas) : 100;
@@ -341,6 +342,8 @@ async function route(again) {
 }
 
 window.addEventListener('hashchange', () => route(false));
+/* The service page's charts take a sample every 5 s, events or not. */
+setInterval(() => { if (token && location.hash.startsWith('#/services/')) refresh(); }, 5000);
 document.addEventListener('DOMContentLoaded', () => {
   $('#login-form').addEventListener('submit', login);
   $('#logout').addEventListener('click', () => logout(''));
