@@ -63,6 +63,6 @@ teardown() {
 		[ -s "$SHOTS/$f.png" ]
 	done
 	# kept for the README and for people looking at a run
-	mkdir -p "$SKIFF_REPO/build/dashboard-screenshots" 2>/dev/null &&
-		cp "$SHOTS"/*.png "$SKIFF_REPO/build/dashboard-screenshots/" 2>/dev/null || true
+	mkdir -p "${SKIFF_BUILD:-$SKIFF_REPO/build}/dashboard-screenshots" 2>/dev/null &&
+		cp "$SHOTS"/*.png "${SKIFF_BUILD:-$SKIFF_REPO/build}/dashboard-screenshots/" 2>/dev/null || true
 }
