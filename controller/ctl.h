@@ -76,6 +76,8 @@ typedef struct peer {
      * sent to it is handed to local() (a whole frame) when it would have
      * been written to a connection. */
     void (*local)(struct peer *p, const uint8_t *frame, size_t len);
+    /* ... and what it has not sent on yet (SIZE_MAX: it is gone). */
+    size_t (*local_pending)(const struct peer *p);
 } peer_t;
 
 /* A frame waiting for the commit that covers it. */

@@ -7,7 +7,8 @@
  * answer is turned into JSON by pbjson, the same JSON as the CLI's
  * `--format json`.
  *
- * /api/v1/events is Server-Sent Events following the events ring with the
+ * /api/v1/services/{id}/logs is `service logs` as Server-Sent Events, with
+ * logs.c's bound. /api/v1/events is Server-Sent Events following the events ring with the
  * same bound as a `skiff events` reader: a client that does not read lags
  * behind the ring (its unsent output stays under HTTPAPI_SSE_BUDGET) and is
  * told how many events it lost (an "event: dropped" message).
@@ -55,6 +56,8 @@ typedef struct hcall {
     peer_t peer;
     httpd_req_t *req;  /* NULL once answered or gone */
     int msg_case;      /* what was asked */
+    httpd_stream_t *stream; /* logs: open from the first LogsData on */
+    int stream_over;
 } hcall_t;
 
 /* ------------------------------------------------------------ answers */
@@ -151,15 +154,85 @@ static void httpapi_answer(httpd_req_t *r, const Envelope *env)
     }
 }
 
+static void hcall_stream_closed(void *arg)
+{
+    hcall_t *c = arg;
+
+    c->stream = NULL;
+    c->stream_over = 1;
+    logs_peer_gone(c->peer.ctl, &c->peer); /* the agents stop sending */
+    peer_unref(&c->peer);
+}
+
+/* `service logs` as Server-Sent Events: "event: log" with the LogsData's
+ * JSON for each piece, "event: end" with why it ended, if it did early. */
+static void hcall_logs(hcall_t *c, const Envelope *env)
+{
+    char *data, *msg;
+    json_t *j;
+    size_t len;
+
+    if (!c->stream && !c->stream_over) {
+        if (env->msg_case == MSG_ERROR) {
+            httpapi_answer(c->req, env);
+            c->req = NULL;
+            return;
+        }
+        c->peer.refs++; /* the stream's, dropped at hcall_stream_closed */
+        c->stream = httpd_stream_open(c->req, 200, "text/event-stream",
+                                      c->peer.ctl->cfg.max_pending, hcall_stream_closed, c);
+        if (!c->stream) {
+            c->peer.refs--;
+            c->req = NULL;
+            return;
+        }
+    }
+    if (!c->stream)
+        return;
+    if (env->msg_case == MSG_LOGS_DATA)
+        j = pbjson_from_message(&env->logs_data->base);
+    else if (env->msg_case == MSG_LOGS_CLOSE)
+        j = json_pack("{s:s}", "message", env->logs_close->message);
+    else
+        return;
+    data = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    len = data ? strlen(data) + 32 : 0;
+    msg = data ? malloc(len) : NULL;
+    if (msg) {
+        len = (size_t)snprintf(msg, len, "event: %s\ndata: %s\n\n",
+                               env->msg_case == MSG_LOGS_DATA ? "log" : "end", data);
+        httpd_stream_write(c->stream, msg, len); /* over the bound: dropped (logs.c counts) */
+    }
+    free(msg);
+    free(data);
+    if (env->msg_case == MSG_LOGS_CLOSE && c->stream)
+        httpd_stream_end(c->stream);
+}
+
+static size_t hcall_pending(const peer_t *p)
+{
+    const hcall_t *c = (const hcall_t *)p;
+
+    if (c->stream)
+        return httpd_stream_pending(c->stream);
+    return c->req ? 0 : SIZE_MAX;
+}
+
 /* peer.local: a frame for this request. */
 static void hcall_on_frame(peer_t *p, const uint8_t *frame, size_t len)
 {
     hcall_t *c = (hcall_t *)p;
     Envelope *env;
 
-    if (!c->req || len < 4)
+    if ((!c->req && !c->stream) || len < 4)
         return;
     env = skiff__v1__envelope__unpack(NULL, len - 4, frame + 4);
+    if (env && c->msg_case == MSG_LOGS_REQUEST) {
+        hcall_logs(c, env);
+        wire_free(env);
+        return;
+    }
     if (!env) {
         httpd_respond_error(c->req, 500, "out of memory");
     } else {
@@ -174,6 +247,8 @@ static void hcall_on_done(void *arg)
     hcall_t *c = arg;
 
     c->req = NULL;
+    if (c->msg_case == MSG_LOGS_REQUEST && !c->stream)
+        logs_peer_gone(c->peer.ctl, &c->peer); /* gone before the stream opened */
     peer_unref(&c->peer);
 }
 
@@ -190,6 +265,7 @@ static void httpapi_call(ctl_t *ctl, httpd_req_t *r, Envelope *env)
     c->peer.role = ROLE_CLIENT;
     c->peer.refs = 1; /* the request's, dropped at hcall_on_done */
     c->peer.local = hcall_on_frame;
+    c->peer.local_pending = hcall_pending;
     snprintf(c->peer.addr, sizeof(c->peer.addr), "%s", httpd_peer(r));
     c->req = r;
     c->msg_case = (int)env->msg_case;
@@ -413,6 +489,28 @@ static void route_service_rollback(ctl_t *ctl, httpd_req_t *r, const char *arg)
     req.service = (char *)arg;
     env.msg_case = MSG_SERVICE_ROLLBACK;
     env.service_rollback = &req;
+    httpapi_call(ctl, r, &env);
+}
+
+static void route_service_logs(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    LogsRequest req = PB_LOGS_REQUEST_INIT;
+    const char *tail = httpd_query(r, "tail"), *follow = httpd_query(r, "follow");
+    char *end;
+
+    if (tail) {
+        unsigned long v = strtoul(tail, &end, 10);
+        if (!*tail || *end || *tail == '-' || v > UINT32_MAX) {
+            httpd_respond_error(r, 400, "tail: not a whole number: %.64s", tail);
+            return;
+        }
+        req.tail = (uint32_t)v;
+    }
+    req.follow = follow && strcmp(follow, "0") != 0 && strcmp(follow, "false") != 0;
+    req.service = (char *)arg;
+    env.msg_case = MSG_LOGS_REQUEST;
+    env.logs_request = &req;
     httpapi_call(ctl, r, &env);
 }
 
@@ -653,6 +751,7 @@ static const struct {
     { "GET", "/services/*", route_service },
     { "GET", "/services/*/tasks", route_service_tasks },
     { "GET", "/services/*/stats", route_service_stats },
+    { "GET", "/services/*/logs", route_service_logs },
     { "POST", "/services/*/scale", route_service_scale },
     { "POST", "/services/*/rollback", route_service_rollback },
     { "GET", "/tasks", route_tasks },

@@ -164,3 +164,25 @@ body_of() { tail -n +2 <<<"$1"; }
 	[ "$(status_of "$(api GET 'events?type=bogus')")" = 400 ]
 	[ "$(status_of "$(api GET 'events?since=yesterday')")" = 400 ]
 }
+
+@test "GET services/{id}/logs is Server-Sent Events of service logs; bad tail 400, unknown 404" {
+	wait_until 30 '[ "$(count_running aweb)" -ge 1 ]'
+	for c in $(service_containers aweb); do
+		curl -s --noproxy '*' "http://$(container_port "$c")/" >/dev/null || true
+	done
+	run curl -s -N --noproxy '*' --max-time 10 -H "Authorization: Bearer $(cat "$SKIFF_TOKEN_FILE")" \
+		"$API/services/aweb/logs?tail=20"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	echo "$output" | grep -q '^event: end$'
+	echo "$output" | grep '^data: ' | head -n -1 | sed 's/^data: //' | jq -s -e \
+		'length > 0 and all(.task_name | startswith("aweb."))'
+	[ "$(skiff service logs aweb 2>&1 | wc -l)" -gt 0 ]
+	# a follower that goes away: the agents are told to stop, the controller goes on
+	run curl -s -N --noproxy '*' --max-time 2 -H "Authorization: Bearer $(cat "$SKIFF_TOKEN_FILE")" \
+		"$API/services/aweb/logs?tail=1&follow=1"
+	[ "$status" -eq 28 ] # curl's timeout: the stream stayed open
+	[ "$(status_of "$(api GET services/aweb)")" = 200 ]
+	[ "$(status_of "$(api GET 'services/aweb/logs?tail=x')")" = 400 ]
+	[ "$(status_of "$(api GET 'services/nosuch/logs')")" = 404 ]
+}
