@@ -21,6 +21,7 @@
 #include "duration.h"
 #include "errors.h"
 #include "httpd.h"
+#include "load.h"
 #include "log.h"
 #include "pbjson.h"
 #include "pbutil.h"
@@ -36,6 +37,28 @@
 #define HTTPAPI_SSE_MAX_PENDING (HTTPAPI_SSE_BUDGET + (256u << 10)) /* one event over */
 #define HTTPAPI_MAX_SSE 256
 #define HTTPAPI_MAX_BODY (1u << 20)
+/* A service's figures for the dashboard's charts: one sample every
+ * HTTPAPI_SAMPLE_MS, the last 15 minutes of them. */
+#define HTTPAPI_SAMPLE_MS 5000
+#define HTTPAPI_SAMPLES (15 * 60 * 1000 / HTTPAPI_SAMPLE_MS)
+
+typedef struct sample {
+    int64_t time_ms;
+    double connections_per_second;
+    double cpu_percent;           /* the mean of the running tasks */
+    uint64_t active_connections;
+    uint64_t memory_bytes;        /* the sum of the running tasks */
+    uint32_t running;
+} sample_t;
+
+/* A ring of samples of one service, by its id. */
+typedef struct series {
+    char id[MODEL_ID_LEN + 1];
+    sample_t ring[HTTPAPI_SAMPLES];
+    size_t next, n;
+    unsigned gen;
+    UT_hash_handle hh;
+} series_t;
 
 typedef struct sse {
     ctl_t *ctl;
@@ -49,6 +72,9 @@ typedef struct httpapi {
     httpd_t *http;
     sse_t *sses;
     unsigned n_sse;
+    series_t *series;
+    unsigned gen;
+    uv_timer_t sampler;
 } httpapi_t;
 
 /* A request handed to api.c. The peer comes first: peer_unref frees it. */
@@ -514,6 +540,89 @@ static void route_service_logs(ctl_t *ctl, httpd_req_t *r, const char *arg)
     httpapi_call(ctl, r, &env);
 }
 
+/* ------------------------------------------------------------ samples */
+
+static void httpapi_sample(uv_timer_t *timer)
+{
+    ctl_t *ctl = timer->data;
+    httpapi_t *a = ctl->httpapi;
+    int64_t now = model_wall_ms();
+    service_t *svc, *stmp;
+    series_t *se, *tmp;
+
+    a->gen++;
+    HASH_ITER(hh, ctl->model.services, svc, stmp) {
+        load_figures_t f;
+        sample_t *x;
+        task_t *t;
+        if (svc->removed)
+            continue;
+        HASH_FIND_STR(a->series, svc->pb->id, se);
+        if (!se) {
+            if (!(se = calloc(1, sizeof(*se))))
+                continue; /* no sample this time */
+            snprintf(se->id, sizeof(se->id), "%s", svc->pb->id);
+            HASH_ADD_STR(a->series, id, se);
+        }
+        se->gen = a->gen;
+        load_service(svc, ctl->model.nodes, now, &f);
+        x = &se->ring[se->next];
+        memset(x, 0, sizeof(*x));
+        x->time_ms = now;
+        x->connections_per_second = f.connections_per_second;
+        x->cpu_percent = f.cpu_percent;
+        x->active_connections = f.active;
+        x->running = f.running;
+        DL_FOREACH2(svc->tasks, t, svc_next)
+            if (t->pb->desired_state == DESIRED_RUNNING && t->pb->state == TASK_RUNNING &&
+                t->stats && now - t->stats->time_ms <= LOAD_STALE_MS)
+                x->memory_bytes += t->stats->memory_bytes;
+        se->next = (se->next + 1) % HTTPAPI_SAMPLES;
+        if (se->n < HTTPAPI_SAMPLES)
+            se->n++;
+    }
+    HASH_ITER(hh, a->series, se, tmp) {
+        if (se->gen != a->gen) { /* its service is gone */
+            HASH_DEL(a->series, se);
+            free(se);
+        }
+    }
+}
+
+/* The last 15 minutes of a service's figures, oldest first. */
+static void route_service_metrics(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    int ambiguous;
+    service_t *svc = model_service_find(&ctl->model, arg, &ambiguous);
+    json_t *j, *arr;
+    series_t *se;
+
+    if (!svc) {
+        httpd_respond_error(r, 404, ambiguous ? "service %.100s is ambiguous: give more of its id"
+                                              : "no such service: %.100s", arg);
+        return;
+    }
+    HASH_FIND_STR(ctl->httpapi->series, svc->pb->id, se);
+    j = json_pack("{s:s, s:s, s:i, s:[]}", "service", svc->pb->spec->name, "id", svc->pb->id,
+                  "interval_ms", HTTPAPI_SAMPLE_MS, "samples");
+    arr = j ? json_object_get(j, "samples") : NULL;
+    for (size_t i = 0; arr && se && i < se->n; i++) {
+        const sample_t *x = &se->ring[(se->next + HTTPAPI_SAMPLES - se->n + i) % HTTPAPI_SAMPLES];
+        if (json_array_append_new(arr, json_pack("{s:I, s:f, s:I, s:f, s:I, s:i}", "time_ms",
+                                                 (json_int_t)x->time_ms, "connections_per_second",
+                                                 x->connections_per_second, "active_connections",
+                                                 (json_int_t)x->active_connections, "cpu_percent",
+                                                 x->cpu_percent, "memory_bytes",
+                                                 (json_int_t)x->memory_bytes, "running",
+                                                 (int)x->running))) {
+            json_decref(j);
+            j = NULL;
+            break;
+        }
+    }
+    httpapi_json(r, 200, j);
+}
+
 /* ------------------------------------------------------ events stream */
 
 static void sse_free(sse_t *s)
@@ -752,6 +861,7 @@ static const struct {
     { "GET", "/services/*/tasks", route_service_tasks },
     { "GET", "/services/*/stats", route_service_stats },
     { "GET", "/services/*/logs", route_service_logs },
+    { "GET", "/services/*/metrics", route_service_metrics },
     { "POST", "/services/*/scale", route_service_scale },
     { "POST", "/services/*/rollback", route_service_rollback },
     { "GET", "/tasks", route_tasks },
@@ -853,6 +963,9 @@ int httpapi_start(ctl_t *ctl)
         ctl->httpapi = NULL;
         return SKIFF_EINVAL;
     }
+    uv_timer_init(ctl->loop, &ctl->httpapi->sampler);
+    ctl->httpapi->sampler.data = ctl;
+    uv_timer_start(&ctl->httpapi->sampler, httpapi_sample, 0, HTTPAPI_SAMPLE_MS);
     return 0;
 }
 
@@ -862,6 +975,8 @@ void httpapi_stop(ctl_t *ctl)
         return;
     httpd_close(ctl->httpapi->http, NULL, NULL); /* ends the streams: sse_on_close */
     ctl->httpapi->http = NULL;
+    uv_timer_stop(&ctl->httpapi->sampler);
+    uv_close((uv_handle_t *)&ctl->httpapi->sampler, NULL); /* the series go with the process */
 }
 
 void httpapi_metrics(ctl_t *ctl, prom_t *p)

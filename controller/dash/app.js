@@ -265,17 +265,12 @@ function chartFor(id, label, canvas) {
 
 async function pageService(view, name, again) {
   const ref = encodeURIComponent(name);
-  const [s, tasks, stats] = await Promise.all([api('GET', 'services/' + ref),
-    api('GET', `services/${ref}/tasks?all=1`), api('GET', `services/${ref}/stats`)]);
-  /* samples of the page's life, at most 15 minutes of them */
-  const c = charts[s.id] = charts[s.id] || { samples: [] };
-  const now = Date.now();
-  if (!c.samples.length || now - c.samples[c.samples.length - 1].t >= 2000) {
-    const sum = (f) => stats.reduce((a, t) => a + (t[f] || 0), 0);
-    c.samples.push({ t: now, rps: sum('connections_per_second'), conns: sum('active_connections'),
-      cpu: sum('cpu_percent'), mem: sum('memory_bytes') / 1048576 });
-    while (c.samples.length && now - c.samples[0].t > 15 * 60000) c.samples.shift();
-  }
+  const [s, tasks, series] = await Promise.all([api('GET', 'services/' + ref),
+    api('GET', `services/${ref}/tasks?all=1`), api('GET', `services/${ref}/metrics`)]);
+  /* the controller keeps the last 15 minutes, a sample every 5 s */
+  const c = charts[s.id] = charts[s.id] || {};
+  c.samples = series.samples.map((x) => ({ t: x.time_ms, rps: x.connections_per_second,
+    conns: x.active_connections, cpu: x.cpu_percent, mem: x.memory_bytes / 1048576 }));
   const scaleInput = el('input', { type: 'number', min: '0', value: String(s.spec.replicas), id: 'scale-replicas' });
   const header = [el('h1', {}, `Service ${s.spec.name}`),
     el('p', {}, `${s.spec.image} · replicas ${replicasText(s)} · version ${s.version}`),
@@ -296,7 +291,7 @@ async function pageService(view, name, again) {
   if (!again || !chartBox || chartBox.dataset.service !== s.id) {
     chartBox = el('div', { class: 'charts' });
     chartBox.dataset.service = s.id;
-    c.charts = [['rps', 'connections/s'], ['conns', 'active connections'], ['cpu', 'CPU %'], ['mem', 'memory MiB']]
+    c.charts = [['rps', 'connections/s'], ['conns', 'active connections'], ['cpu', 'CPU % (mean)'], ['mem', 'memory MiB']]
       .map(([k, label]) => { const cv = el('canvas', {}); chartBox.append(el('div', {}, cv)); return [k, chartFor(s.id, label, cv)]; });
   }
   for (const [k, ch] of c.charts || []) {
@@ -309,7 +304,7 @@ async function pageService(view, name, again) {
   rest.replaceChildren(el('h2', {}, 'Tasks'),
     el('table', { class: 'tasks' }, el('tbody', {}, taskRows)),
     el('h2', {}, 'Last events'), el('ul', { class: 'events' }, evs.map(eventLine)));
-  view.replaceChildren(...header, el('h2', {}, 'Traffic and resources (this page, 15 min)'), chartBox, rest);
+  view.replaceChildren(...header, el('h2', {}, 'Traffic and resources, last 15 minutes'), chartBox, rest);
 }
 
 async function pageEvents(view, again) {
@@ -342,7 +337,7 @@ async function route(again) {
 }
 
 window.addEventListener('hashchange', () => route(false));
-/* The service page's charts take a sample every 5 s, events or not. */
+/* The service page's charts follow the controller's samples (every 5 s). */
 setInterval(() => { if (token && location.hash.startsWith('#/services/')) refresh(); }, 5000);
 document.addEventListener('DOMContentLoaded', () => {
   $('#login-form').addEventListener('submit', login);

@@ -70,7 +70,7 @@ body_of() { tail -n +2 <<<"$1"; }
 	body_of "$out" | jq -e '.error == "no such node: nosuchnode"'
 }
 
-@test "GET services, services/{id}, services/{id}/tasks, tasks/{id}, services/{id}/stats" {
+@test "GET services, services/{id}, services/{id}/tasks, tasks/{id}, services/{id}/stats and /metrics" {
 	wait_until 30 '[ "$(count_running aweb)" = 2 ]'
 	out=$(api GET services)
 	[ "$(status_of "$out")" = 200 ]
@@ -92,6 +92,12 @@ body_of() { tail -n +2 <<<"$1"; }
 	out=$(api GET services/aweb/stats)
 	[ "$(status_of "$out")" = 200 ]
 	body_of "$out" | jq -e 'type == "array"'
+	# the charts' figures: a sample every 5 s, kept 15 minutes
+	wait_until 15 '[ "$(body_of "$(api GET services/aweb/metrics)" | jq ".samples | length")" -ge 1 ]'
+	out=$(api GET services/aweb/metrics)
+	body_of "$out" | jq -e '.interval_ms == 5000 and .service == "aweb" and
+		(.samples[-1] | has("connections_per_second") and has("cpu_percent") and .running >= 1)'
+	[ "$(status_of "$(api GET services/nosuch/metrics)")" = 404 ]
 	[ "$(status_of "$(api GET services/nosuch)")" = 404 ]
 	[ "$(status_of "$(api GET services/nosuch/tasks)")" = 404 ]
 	[ "$(status_of "$(api GET tasks/nosuch)")" = 404 ]
