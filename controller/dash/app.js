@@ -22,6 +22,7 @@ let events = [];          /* the last 500, newest last */
 let stream = null;        /* AbortController of the events stream */
 let refreshTimer = null, lastRefresh = 0;
 const charts = {};        /* the service page's charts and samples */
+let logTail = null;       /* { service, abort, pre } of the service page's live log tail */
 
 class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
@@ -74,6 +75,7 @@ async function act(text, method, path, body) {
 /* ------------------------------------------------------------ login */
 
 function logout(why) {
+  stopLogs();
   token = '';
   sessionStorage.removeItem('skiff-token');
   if (stream) stream.abort();
@@ -161,6 +163,44 @@ function onMessage(text) {
   }
   if (events.length > 500) events.splice(0, events.length - 500);
   refresh();
+}
+
+/* The service page's live log tail: /services/{id}/logs?follow=1, kept to
+ * the last 500 lines. */
+function stopLogs() {
+  if (logTail) logTail.abort.abort();
+  logTail = null;
+}
+
+async function followLogs(service, pre) {
+  stopLogs();
+  const me = logTail = { service, abort: new AbortController(), pre };
+  try {
+    const res = await fetch(`/api/v1/services/${encodeURIComponent(service)}/logs?tail=50&follow=1`, {
+      headers: { Authorization: 'Bearer ' + token }, signal: me.abort.signal });
+    if (!res.ok) throw new Error('status ' + res.status);
+    const reader = res.body.getReader();
+    const dec = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += dec.decode(value, { stream: true });
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const msg = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const data = msg.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('');
+        if (!msg.startsWith('event: log') || !data) continue;
+        const d = JSON.parse(data);
+        const prefix = d.task_name.split('.').slice(0, 2).join('.') + ' | ';
+        const lines = (d.data || '').split('\n').filter(Boolean).map((l) => prefix + l + '\n');
+        me.pre.append(lines.join(''));
+        while (me.pre.childNodes.length > 500) me.pre.firstChild.remove();
+        me.pre.scrollTop = me.pre.scrollHeight;
+      }
+    }
+  } catch (e) { /* aborted, or the service is gone */ }
 }
 
 /* At most one refresh of the page on screen every 2 s. */
@@ -300,8 +340,13 @@ async function pageService(view, name, again) {
     ch.data.datasets[0].data = c.samples.map((x) => x[k]);
     ch.update();
   }
+  let logs = view.querySelector('pre.logs');
+  if (!logs || !logTail || logTail.service !== s.spec.name) {
+    logs = el('pre', { class: 'logs', id: 'logs' });
+    followLogs(s.spec.name, logs);
+  }
   const rest = view.querySelector('.service-rest') || el('div', { class: 'service-rest' });
-  rest.replaceChildren(el('h2', {}, 'Tasks'),
+  rest.replaceChildren(el('h2', {}, 'Logs (live)'), logs, el('h2', {}, 'Tasks'),
     el('table', { class: 'tasks' }, el('tbody', {}, taskRows)),
     el('h2', {}, 'Last events'), el('ul', { class: 'events' }, evs.map(eventLine)));
   view.replaceChildren(...header, el('h2', {}, 'Traffic and resources, last 15 minutes'), chartBox, rest);
@@ -324,7 +369,7 @@ async function route(again) {
   if (!token) { showLogin(''); return; }
   const hash = location.hash || '#/cluster';
   const view = $('#view');
-  if (hash !== current) { again = false; current = hash; }
+  if (hash !== current) { again = false; current = hash; if (!hash.startsWith('#/services/')) stopLogs(); }
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', hash.startsWith(a.getAttribute('href')));
   try {
     if (hash.startsWith('#/services/')) await pageService(view, decodeURIComponent(hash.slice(11)), again);

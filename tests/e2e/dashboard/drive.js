@@ -107,10 +107,14 @@ async function confirm(page) {
       if (n !== 5) throw new Error(`${n} containers run on the engine, not 5`);
       await page.screenshot({ path: `${outDir}/cluster-5.png` });
     });
-    await step('the service page shows its tasks, events and charts', async () => {
+    await step('the service page shows its tasks, live logs, events and charts', async () => {
       await page.goto(`${url}#/services/${service}`, { waitUntil: 'load' });
       await page.waitForSelector('.charts canvas');
       await page.waitForFunction((s) => document.querySelectorAll('table.tasks tr').length >= 5, { timeout: 20000 }, service);
+      await page.waitForFunction((s) => {
+        const pre = document.querySelector('#logs');
+        return pre && pre.textContent.includes(s + '.');
+      }, { timeout: 20000 }, service);
       await new Promise((r) => setTimeout(r, 4500)); /* a few samples */
       await page.screenshot({ path: `${outDir}/service.png` });
       await page.evaluate(() => { window.__noReload = 1; });
