@@ -38,12 +38,27 @@
 #define AGENT_MAX_PENDING ((size_t)16 << 20)
 #define AGENT_LOGS_BUDGET ((size_t)4 << 20)  /* log data waits behind no more than this */
 #define AGENT_MAX_SERVICES 100000
+#define AGENT_MAX_CONTROLLERS 16
+/* A leader on a shared store pings every second: this long without a
+ * frame, it stalled (stopped, cut off), and another may lead. */
+#define AGENT_LEADER_SILENCE_MS 4000
 
 enum { ENGINE_PING, ENGINE_INFO, ENGINE_GATEWAY, ENGINE_READY };
 
 struct agent {
     uv_loop_t *loop;
-    char *controller, *name, *advertise, *token, *socket;
+    char *name, *advertise, *token, *socket;
+    /* the controllers (--controller A,B,C): tried in turn; a Redirect names
+     * the leader, tried first next */
+    char controllers[AGENT_MAX_CONTROLLERS][WIRE_HOSTPORT_MAX];
+    size_t n_controllers;
+    size_t current;             /* the one in the list tried last */
+    size_t tried;               /* in this round, without a registration */
+    char redirect[WIRE_HOSTPORT_MAX];  /* the leader a follower named, "" none */
+    char controller[WIRE_HOSTPORT_MAX]; /* the one connected or connecting to */
+    int redirected;             /* the connection ends on a Redirect */
+    int pinged;                 /* the controller pings: its silence is watched */
+    size_t redirects;           /* followed in a row, without a registration */
     char *token_file;           /* NULL: the token came from the environment */
     Label **labels;             /* from --label, sent at registration */
     size_t n_labels;
@@ -426,6 +441,29 @@ static int agent_on_endpoints(agent_t *a, Envelope *env)
     return 0;
 }
 
+/* A controller that does not lead names the one that does: go there. */
+static int agent_on_redirect(agent_t *a, const Redirect *r)
+{
+    char host[WIRE_HOSTPORT_MAX];
+    int port;
+
+    if (*r->leader && (strlen(r->leader) >= sizeof(a->redirect) ||
+                       wire_parse_hostport(r->leader, host, sizeof(host), &port))) {
+        log_warn("controller %s: a redirect to '%.100s', which is not ADDR:PORT; ignored",
+                 a->controller, r->leader);
+        return SKIFF_EPROTO;
+    }
+    if (*r->leader && strcmp(r->leader, a->controller) != 0) {
+        log_info("controller %s does not lead; the leader is %s", a->controller, r->leader);
+        snprintf(a->redirect, sizeof(a->redirect), "%s", r->leader);
+    } else {
+        log_info("controller %s: no controller leads now; trying the others", a->controller);
+        a->redirect[0] = '\0';
+    }
+    a->redirected = 1;
+    return SKIFF_ECLOSED;
+}
+
 static int agent_on_message(conn_t *c, Envelope *env)
 {
     agent_t *a = conn_data(c);
@@ -433,7 +471,8 @@ static int agent_on_message(conn_t *c, Envelope *env)
 
     if (a->closing)
         goto out_free;
-    if (!a->hello_done && env->msg_case != MSG_HELLO_REPLY && env->msg_case != MSG_ERROR) {
+    if (!a->hello_done && env->msg_case != MSG_HELLO_REPLY && env->msg_case != MSG_ERROR &&
+        env->msg_case != MSG_REDIRECT) {
         log_warn("controller %s: %s before the handshake; closing", a->controller,
                  wire_msg_name(env->msg_case));
         rc = SKIFF_EPROTO;
@@ -469,6 +508,16 @@ static int agent_on_message(conn_t *c, Envelope *env)
         break;
     case MSG_LOGS_CLOSE:
         logstreams_close(a->logs, env->logs_close->stream);
+        break;
+    case MSG_REDIRECT:
+        rc = agent_on_redirect(a, env->redirect);
+        break;
+    case MSG_OK:
+        /* A leader's ping (id 0): from now on, its silence is watched. */
+        if (env->id == 0 && !a->pinged && a->registered) {
+            a->pinged = 1;
+            conn_set_frame_timeout(a->conn, AGENT_LEADER_SILENCE_MS);
+        }
         break;
     default:
         log_warn("controller %s sent %s, which an agent does not take; ignored",
@@ -565,11 +614,12 @@ static void agent_maybe_done(agent_t *a);
 static void agent_on_conn_close(conn_t *c, int err)
 {
     agent_t *a = conn_data(c);
-    int was_registered = a->registered;
+    int was_registered = a->registered, redirected = a->redirected;
     uint64_t wait;
 
     a->conn = NULL;
     a->hello_done = a->register_sent = a->registered = 0;
+    a->redirected = a->pinged = 0;
     if (a->closing) {
         a->pending--;
         agent_maybe_done(a);
@@ -578,15 +628,39 @@ static void agent_on_conn_close(conn_t *c, int err)
     uv_timer_stop(&a->heartbeat_timer);
     uv_timer_stop(&a->flush_timer);
     logstreams_close_all(a->logs);
-    wait = a->backoff_ms;
-    a->backoff_ms = wait * 2 > AGENT_BACKOFF_MAX_MS ? AGENT_BACKOFF_MAX_MS : wait * 2;
+    if (was_registered)
+        a->tried = 0;
+    if (was_registered)
+        a->redirects = 0;
+    if (redirected && a->redirect[0] && ++a->redirects <= a->n_controllers + 1) {
+        /* Straight to the leader it named (a few times in a row at most:
+         * two followers may each name the other for a moment). */
+        uv_timer_start(&a->reconnect_timer, agent_on_reconnect_timer, 0, 0);
+        return;
+    }
+    if (a->redirects > a->n_controllers + 1) {
+        a->redirects = 0;
+        a->redirect[0] = '\0';
+    }
     if (was_registered)
         log_warn("lost the controller %s: %s; reconnecting (tasks keep running)", a->controller,
-                 err ? skiff_strerror(err) : "closed");
-    else if (a->failures++ == 0 || err == SKIFF_EAUTH)
+                 err && err != SKIFF_ECLOSED ? skiff_strerror(err) : "closed");
+    if (a->n_controllers > 1 && ++a->tried < a->n_controllers) {
+        /* The next one in the list at once; the backoff is per round. */
+        a->current = (a->current + 1) % a->n_controllers;
+        log_debug("controller %s: %s; trying %s", a->controller,
+                  err ? skiff_strerror(err) : "closed", a->controllers[a->current]);
+        uv_timer_start(&a->reconnect_timer, agent_on_reconnect_timer, 0, 0);
+        return;
+    }
+    a->tried = 0;
+    a->current = (a->current + 1) % a->n_controllers;
+    wait = a->backoff_ms;
+    a->backoff_ms = wait * 2 > AGENT_BACKOFF_MAX_MS ? AGENT_BACKOFF_MAX_MS : wait * 2;
+    if (!was_registered && (a->failures++ == 0 || err == SKIFF_EAUTH))
         log_warn("cannot reach the controller %s: %s; retrying", a->controller,
                  err ? skiff_strerror(err) : "closed");
-    else
+    else if (!was_registered)
         log_debug("controller %s: %s; retrying in %" PRIu64 " ms", a->controller,
                   err ? skiff_strerror(err) : "closed", wait);
     uv_timer_start(&a->reconnect_timer, agent_on_reconnect_timer, wait, 0);
@@ -606,6 +680,10 @@ static void agent_connect(agent_t *a)
 
     if (a->closing || a->conn)
         return;
+    /* The leader a follower named, once; else the list's turn. */
+    snprintf(a->controller, sizeof(a->controller), "%s",
+             a->redirect[0] ? a->redirect : a->controllers[a->current]);
+    a->redirect[0] = '\0';
     a->conn = conn_create(a->loop, &agent_conn_ops, &limits, a);
     if (!a->conn) {
         log_error("out of memory");
@@ -632,7 +710,6 @@ static void agent_free(agent_t *a)
     for (size_t i = 0; i < a->n_labels; i++)
         pb_free(a->labels[i]);
     free(a->labels);
-    free(a->controller);
     free(a->name);
     free(a->advertise);
     free(a->token);
@@ -651,7 +728,12 @@ agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg)
     if (!a)
         return NULL;
     a->loop = loop;
-    a->controller = agent_strdup(cfg->controller);
+    if (wire_parse_hostlist(cfg->controller ? cfg->controller : "127.0.0.1:7400", 0,
+                            a->controllers, AGENT_MAX_CONTROLLERS, &a->n_controllers)) {
+        free(a);
+        return NULL;
+    }
+    snprintf(a->controller, sizeof(a->controller), "%s", a->controllers[0]);
     a->name = agent_strdup(cfg->name);
     a->advertise = agent_strdup(cfg->advertise);
     a->token = agent_strdup(cfg->token);
@@ -660,7 +742,7 @@ agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg)
     a->heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 1000;
     a->backoff_ms = AGENT_BACKOFF_MIN_MS;
     a->engine_backoff_ms = AGENT_ENGINE_BACKOFF_MIN_MS;
-    if (!a->controller || !a->name || !a->advertise || !a->token || !a->socket ||
+    if (!a->name || !a->advertise || !a->token || !a->socket ||
         (cfg->token_file && !a->token_file))
         goto out_free;
     if (cfg->n_labels) {
@@ -762,8 +844,9 @@ int agent_start(agent_t *a)
             return SKIFF_EINVAL;
         }
     }
-    log_info("skiff-agent %s: node %s, advertise %s, controller %s, engine unix://%s",
-             SKIFF_VERSION, a->name, a->advertise, a->controller, a->socket);
+    log_info("skiff-agent %s: node %s, advertise %s, controller%s %s%s, engine unix://%s",
+             SKIFF_VERSION, a->name, a->advertise, a->n_controllers > 1 ? "s" : "",
+             a->controllers[0], a->n_controllers > 1 ? " and others" : "", a->socket);
     agent_engine_next(a);
     agent_connect(a);
     return 0;

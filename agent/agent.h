@@ -9,7 +9,11 @@
  * streams; StatusReport{full} every heartbeat and StatusReport{changes} as
  * soon as a task's status changes. When the controller goes away it
  * reconnects with backoff (100 ms doubling to 2 s) and changes nothing
- * meanwhile. Closing the agent never stops a task.
+ * meanwhile. With several controllers (one leading, on etcd) it tries them
+ * in turn, the backoff once per round, and goes straight to the leader a
+ * follower names (Redirect); a leader that pings and then falls silent for
+ * 4 s (stopped, cut off) is left for the others. Closing the agent never
+ * stops a task.
  */
 #ifndef SKIFF_AGENT_H
 #define SKIFF_AGENT_H
@@ -21,7 +25,8 @@
 typedef struct agent agent_t;
 
 typedef struct agent_config {
-    const char *controller;     /* "HOST:PORT" */
+    const char *controller;     /* "HOST:PORT[,HOST:PORT...]": the controllers, tried in
+                                 * turn; a follower's Redirect names the leader */
     const char *name;           /* node name */
     const char *advertise;      /* an IP address */
     const char *token;          /* the join token */
@@ -43,7 +48,8 @@ int agent_token_valid(const char *t);
  * digits)"). */
 int agent_read_token(const char *path, char *out, size_t len, char *err, size_t errlen);
 
-/* A new agent on loop; the config is copied. NULL when out of memory. */
+/* A new agent on loop; the config is copied. NULL when out of memory or
+ * when cfg->controller is not a list of ADDR[:PORT] (main checks it). */
 agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg);
 
 /* Starts reaching the engine and the controller. Returns 0 or a negative

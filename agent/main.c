@@ -32,7 +32,9 @@ static const char usage[] =
     "Runs a node's tasks through the Docker engine for a skiff controller.\n"
     "\n"
     "Options:\n"
-    "  --controller ADDR:PORT       the controller (default 127.0.0.1:7400)\n"
+    "  --controller ADDR:PORT[,ADDR:PORT...]\n"
+    "                               the controller, or the controllers of a cluster on etcd\n"
+    "                               (tried in turn; default 127.0.0.1:7400)\n"
     "  --name NODE                  this node's name (default: the host name)\n"
     "  --advertise ADDR             this node's address: published ports and load\n"
     "                               balancers bind to it (default 127.0.0.1)\n"
@@ -145,10 +147,10 @@ int main(int argc, char **argv)
     int64_t heartbeat_ms = 1000;
     const char *metrics_listen = NULL;
     enum log_level level = LOG_INFO;
-    char hostname[256], token[MAIN_TOKEN_FILE_MAX], socket_path[256], err[256], host[256];
+    char hostname[256], token[MAIN_TOKEN_FILE_MAX], socket_path[256], err[256];
     agent_config_t cfg = { 0 };
     uv_loop_t *loop;
-    int opt, port;
+    int opt;
 
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
@@ -210,8 +212,13 @@ int main(int argc, char **argv)
     if (optind < argc)
         return main_fail("unexpected argument '%.100s' (see --help)", argv[optind]);
 
-    if (wire_parse_hostport(controller, host, sizeof(host), &port) != 0 || port < 1)
-        return main_fail("--controller: '%.100s' is not ADDR:PORT", controller);
+    {
+        static char list[16][WIRE_HOSTPORT_MAX];
+        size_t n;
+        if (wire_parse_hostlist(controller, 0, list, 16, &n))
+            return main_fail("--controller: '%.100s' is not ADDR:PORT[,ADDR:PORT...] (at most 16)",
+                             controller);
+    }
     if (!main_ip_valid(advertise))
         return main_fail("--advertise: '%.100s' is not an IP address", advertise);
     if (!name) {

@@ -72,8 +72,9 @@ static const cli_flag_t cli_flags[] = {
     { CF_FILTER, "filter", 'f', "KEY=VALUE",
       "Only type=service|task|node, service=NAME, node=NAME (repeatable)" },
     { CF_NO_STREAM, "no-stream", 0, NULL, "Print the figures once, not every second" },
-    { CF_GLOBAL, "host", 'H', "ADDR:PORT",
-      "Controller address (SKIFF_HOST; default " CLI_DEFAULT_HOST ")" },
+    { CF_GLOBAL, "host", 'H', "ADDR:PORT[,...]",
+      "Controller address, or the controllers of a cluster on etcd, tried in turn "
+      "(SKIFF_HOST; default " CLI_DEFAULT_HOST ")" },
     { CF_GLOBAL, "token-file", 0, "FILE",
       "Admin token file (SKIFF_TOKEN_FILE, or the token in SKIFF_TOKEN; default "
       CLI_DEFAULT_TOKEN_FILE ")" },
@@ -126,6 +127,9 @@ static const cli_command_t cli_commands[] = {
     { "stack", "ps", NULL, "[OPTIONS] STACK", "List the tasks of a stack", LISTING, 0, 1, 1,
       stack_ps },
     { "stack", "rm", "remove", "STACK [STACK...]", "Remove stacks", 0, 0, 1, -1, stack_rm },
+    { "controller", "ls", "list", "[OPTIONS]",
+      "List the controllers, their roles (leader, follower) and their stores' health",
+      CF_FORMAT, 0, 0, 0, controller_ls },
 };
 
 #define N_COMMANDS (sizeof(cli_commands) / sizeof(cli_commands[0]))
@@ -138,6 +142,7 @@ static const struct {
     { "service", "Manage services" },
     { "stack", "Manage stacks (services from a Compose file)" },
     { "events", "Show what happens in the cluster (services, tasks, nodes)" },
+    { "controller", "Look at the controllers (several on etcd, one leading)" },
 };
 
 #define N_GROUPS (sizeof(cli_groups) / sizeof(cli_groups[0]))
@@ -238,16 +243,17 @@ int cli_token(const cli_args_t *a, char *token, size_t len, char *err, size_t er
 client_t *cli_connect(const cli_args_t *a)
 {
     const char *host = a->host, *env;
-    char token[CLI_MAX_TOKEN + 1], err[512], h[256];
+    char token[CLI_MAX_TOKEN + 1], err[512], list[16][WIRE_HOSTPORT_MAX];
     client_t *c;
-    int port;
+    size_t n;
 
     if (!host && (env = getenv("SKIFF_HOST")) && *env)
         host = env;
     if (!host)
         host = CLI_DEFAULT_HOST;
-    if (wire_parse_hostport(host, h, sizeof(h), &port)) {
-        cli_error(CLI_USAGE, "invalid controller address \"%s\" (ADDRESS:PORT)", host);
+    if (wire_parse_hostlist(host, 0, list, 16, &n)) {
+        cli_error(CLI_USAGE, "invalid controller address \"%s\" (ADDRESS:PORT[,ADDRESS:PORT...])",
+                  host);
         return NULL;
     }
     if (cli_token(a, token, sizeof(token), err, sizeof(err))) {
@@ -369,8 +375,6 @@ static int cli_set_common(cli_args_t *a, const cli_flag_t *f, const char *v, cha
                           size_t len)
 {
     uint64_t u;
-    char h[256];
-    int port;
 
     switch (f->bit) {
     case CF_FORMAT:
@@ -442,9 +446,11 @@ static int cli_set_common(cli_args_t *a, const cli_flag_t *f, const char *v, cha
     case CF_NO_STREAM: a->no_stream = 1; return 0;
     case CF_GLOBAL:
         if (strcmp(f->name, "host") == 0) {
-            if (wire_parse_hostport(v, h, sizeof(h), &port))
+            char list[16][WIRE_HOSTPORT_MAX];
+            size_t n;
+            if (wire_parse_hostlist(v, 0, list, 16, &n))
                 return cli_fail(err, len, "invalid value for --host: \"%.100s\" (ADDRESS:PORT, "
-                                "e.g. 127.0.0.1:7400)", v);
+                                "e.g. 127.0.0.1:7400, or a list of them)", v);
             a->host = v;
         } else {
             a->token_file = v;

@@ -1,6 +1,6 @@
 /* cli: the skiff command. One table of commands (cli.c) names each verb,
  * its arguments, its flags and its help text; the verbs live in one file
- * per group (node.c, service.c, stack.c).
+ * per group (node.c, service.c, stack.c, controller.c).
  *
  * Exit status: 0 done; 1 an error (from the controller, the connection, a
  * file, a service that did not converge); 2 a usage error (unknown flag, bad
@@ -125,6 +125,8 @@ int stack_ls(cli_args_t *a);
 int stack_services(cli_args_t *a);
 int stack_ps(cli_args_t *a);
 int stack_rm(cli_args_t *a);
+
+int controller_ls(cli_args_t *a);
 
 /* Follows svc until it converges (unless a->detach), with the progress
  * shown unless a->quiet. Returns an exit status; prints the error. */

@@ -1,8 +1,11 @@
 /* client: see client.h.
  *
- * One loop, one conn, one timer for timeouts and sleeps, one SIGINT watcher.
- * A wait is "run the loop once, then look": client_run() returns when its
- * condition holds, the timer fired, SIGINT came, or the conn closed.
+ * One loop, one conn at a time, one timer for timeouts and sleeps, one
+ * SIGINT watcher. A wait is "run the loop once, then look": client_run()
+ * returns when its condition holds, the timer fired, SIGINT came, or the
+ * conn closed. With several controllers (or once one redirected), a new
+ * conn replaces one that a Redirect, a close or a silent controller ended,
+ * and the request goes again when that cannot apply it twice.
  */
 #include "client.h"
 #include "conn.h"
@@ -19,12 +22,20 @@
 #include <string.h>
 #include <uv.h>
 
+#define CLIENT_MAX_HOSTS 16
+
 struct client {
     uv_loop_t loop;
     uv_timer_t timer;
     uv_signal_t sigint;
     conn_t *conn;
-    char host[128];
+    char host[WIRE_HOSTPORT_MAX];       /* the controller of conn */
+    char hosts[CLIENT_MAX_HOSTS][WIRE_HOSTPORT_MAX];
+    size_t n_hosts;
+    size_t next_host;                   /* where the next round of attempts starts */
+    char *token;
+    int ha;             /* several controllers, or one redirected: find the leader again */
+    char redirect[WIRE_HOSTPORT_MAX];   /* the leader the last Redirect named */
     int connect_status; /* 1 connected, 0 waiting, < 0 failed */
     int closed;
     int close_err;
@@ -38,6 +49,9 @@ struct client {
     void *data_arg;
     int data_rc;
 };
+
+/* Inside this file: the reply was a Redirect (c->redirect names the leader). */
+#define CLIENT_EREDIRECT (-2001)
 
 static const struct {
     ErrorCode code;
@@ -209,6 +223,14 @@ static int client_take_reply(client_t *c, int reply_case, Envelope **reply, char
     int rc;
 
     c->reply = NULL;
+    if (env->msg_case == MSG_REDIRECT) {
+        snprintf(c->redirect, sizeof(c->redirect), "%s", env->redirect->leader);
+        rc = client_fail(err, len, CLIENT_EREDIRECT, "the controller at %s does not lead (%s)",
+                         c->host, *env->redirect->leader ? env->redirect->leader
+                                                         : "no controller leads now");
+        wire_free(env);
+        return rc;
+    }
     if (env->msg_case == MSG_ERROR) {
         const Error *e = env->error;
         rc = client_fail(err, len, client_code(e->code), "%s",
@@ -247,18 +269,68 @@ static int client_send(client_t *c, Envelope *req, char *err, size_t len)
     return 0;
 }
 
-int client_call(client_t *c, Envelope *req, int reply_case, Envelope **reply, char *err,
-                size_t errlen)
+static int client_reach(client_t *c, uint64_t deadline, char *err, size_t len);
+
+/* Requests that may go twice: reads, and those that set a value. */
+static int client_idempotent(int msg_case)
 {
+    switch (msg_case) {
+    case MSG_SERVICE_GET: case MSG_SERVICE_LIST: case MSG_TASK_LIST: case MSG_NODE_LIST:
+    case MSG_NODE_GET: case MSG_CONTROLLER_LIST: case MSG_SERVICE_SCALE: case MSG_NODE_UPDATE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static uint64_t client_now_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
+/* One attempt on the conn there is. *sent: the request left. */
+static int client_call_once(client_t *c, Envelope *req, int reply_case, Envelope **reply,
+                            char *err, size_t errlen, int *sent)
+{
+    uint64_t timeout = c->ha && client_idempotent(req->msg_case) ? CLIENT_HA_REQUEST_TIMEOUT_MS
+                                                                  : CLIENT_REQUEST_TIMEOUT_MS;
     int rc;
 
-    *reply = NULL;
+    *sent = 0;
     if ((rc = client_send(c, req, err, errlen)))
         return rc;
-    rc = client_run(c, UNTIL_REPLY, CLIENT_REQUEST_TIMEOUT_MS);
+    *sent = 1;
+    rc = client_run(c, UNTIL_REPLY, timeout);
     if (rc)
         return client_wait_error(c, rc, err, errlen);
     return client_take_reply(c, reply_case, reply, err, errlen);
+}
+
+int client_call(client_t *c, Envelope *req, int reply_case, Envelope **reply, char *err,
+                size_t errlen)
+{
+    uint64_t deadline = client_now_ms() + CLIENT_FAILOVER_MS;
+    int rc, sent;
+
+    *reply = NULL;
+    for (int attempt = 0;; attempt++) {
+        if (attempt > 1 && client_run(c, UNTIL_TIMER, CLIENT_RETRY_PAUSE_MS) == -EINTR)
+            return client_fail(err, errlen, -EINTR, "interrupted");
+        rc = client_call_once(c, req, reply_case, reply, err, errlen, &sent);
+        if (rc == CLIENT_EREDIRECT) {
+            c->ha = 1; /* a follower answered: find the leader (not applied there) */
+        } else if (!c->ha || (rc != SKIFF_ECLOSED && rc != SKIFF_ETIMEDOUT) ||
+                   (sent && !client_idempotent(req->msg_case))) {
+            return rc;
+        }
+        /* The first time at once: a follower knows the leader; then with
+         * a pause (an election is under way, it may name a dead one). */
+        if (client_now_ms() >= deadline || client_reach(c, deadline, err, errlen)) {
+            if (rc == CLIENT_EREDIRECT && !*err)
+                client_fail(err, errlen, SKIFF_EUNAVAILABLE, "no controller leads");
+            return rc == CLIENT_EREDIRECT ? SKIFF_EUNAVAILABLE : rc;
+        }
+    }
 }
 
 int client_task_list(client_t *c, TaskList *filter, Envelope **reply, char *err,
@@ -315,6 +387,16 @@ int client_stream(client_t *c, Envelope *req, int end_case,
     if ((rc = client_send(c, req, err, errlen)))
         goto out_reset;
     rc = client_run(c, UNTIL_REPLY, 0);
+    if (rc == 0 && c->reply && c->reply->msg_case == MSG_REDIRECT) {
+        /* A follower: the stream goes to the leader, from its start. */
+        wire_free(c->reply);
+        c->reply = NULL;
+        c->ha = 1;
+        if ((rc = client_reach(c, client_now_ms() + CLIENT_FAILOVER_MS, err, errlen)) ||
+            (rc = client_send(c, req, err, errlen)))
+            goto out_reset;
+        rc = client_run(c, UNTIL_REPLY, 0);
+    }
     if (rc) {
         rc = client_wait_error(c, rc, err, errlen);
         goto out_reset;
@@ -337,7 +419,8 @@ int client_sleep(client_t *c, uint64_t ms, char *err, size_t errlen)
 {
     int rc = client_run(c, UNTIL_TIMER, ms);
 
-    if (rc == 0 && c->closed)
+    /* With several controllers, the next call finds the leader again. */
+    if (rc == 0 && c->closed && !c->ha)
         rc = SKIFF_ECLOSED;
     if (rc)
         return client_wait_error(c, rc, err, errlen);
@@ -348,6 +431,7 @@ int client_sleep(client_t *c, uint64_t ms, char *err, size_t errlen)
 
 static int client_hello(client_t *c, const char *token, char *err, size_t len)
 {
+    int sent;
     Envelope req = PB_ENVELOPE_INIT, *reply = NULL;
     Hello hello = PB_HELLO_INIT;
     int rc;
@@ -357,7 +441,7 @@ static int client_hello(client_t *c, const char *token, char *err, size_t len)
     hello.version = (char *)SKIFF_VERSION;
     req.msg_case = MSG_HELLO;
     req.hello = &hello;
-    rc = client_call(c, &req, MSG_HELLO_REPLY, &reply, err, len);
+    rc = client_call_once(c, &req, MSG_HELLO_REPLY, &reply, err, len, &sent);
     if (rc == SKIFF_EAUTH) {
         size_t n = strlen(err);
         snprintf(err + n, len - n, " (check --token-file, SKIFF_TOKEN_FILE or SKIFF_TOKEN)");
@@ -370,19 +454,106 @@ static int client_hello(client_t *c, const char *token, char *err, size_t len)
     return rc;
 }
 
-client_t *client_connect(const char *host, const char *token, char *err, size_t errlen)
+/* Closes the conn there is, and waits until it is gone. */
+static void client_drop(client_t *c)
+{
+    if (c->conn)
+        conn_close(c->conn, 0);
+    while (c->conn)
+        uv_run(&c->loop, UV_RUN_ONCE);
+    if (c->reply) {
+        wire_free(c->reply);
+        c->reply = NULL;
+    }
+}
+
+/* Connects to host and says hello. */
+static int client_open(client_t *c, const char *host, char *err, size_t errlen)
 {
     conn_limits_t limits = { 0 };
-    client_t *c = calloc(1, sizeof(*c));
+    uint64_t wait = c->ha ? CLIENT_HA_CONNECT_TIMEOUT_MS : CLIENT_CONNECT_TIMEOUT_MS;
     int rc;
+
+    client_drop(c);
+    snprintf(c->host, sizeof(c->host), "%s", host);
+    c->connect_status = 0;
+    c->closed = 0;
+    c->close_err = 0;
+    c->conn = conn_create(&c->loop, &client_ops, &limits, c);
+    if (!c->conn)
+        return client_fail(err, errlen, -ENOMEM, "out of memory");
+    rc = conn_connect(c->conn, host);
+    if (rc) {
+        conn_close(c->conn, 0);
+        client_drop(c);
+        return client_fail(err, errlen, rc, "invalid controller address %s (ADDRESS:PORT)", host);
+    }
+    rc = client_run(c, UNTIL_CONNECTED, wait);
+    if (rc == 0 && c->connect_status < 0)
+        rc = c->connect_status;
+    if (rc == -EINTR)
+        return client_fail(err, errlen, rc, "interrupted");
+    if (rc == SKIFF_ETIMEDOUT)
+        return client_fail(err, errlen, rc, "cannot connect to the controller at %s: timed out "
+                           "after %ds", host, (int)(wait / 1000));
+    if (rc)
+        return client_fail(err, errlen, rc, "cannot connect to the controller at %s: %s%s", host,
+                           client_strerror(rc),
+                           rc == UV_ECONNREFUSED ? " (is skiff-controller running?)" : "");
+    return client_hello(c, c->token, err, errlen);
+}
+
+/* Finds a controller that takes a hello: the leader a Redirect named
+ * first, then the hosts in turn, round after round until the deadline.
+ * Returns 0, or the last attempt's code (-EINTR at once). */
+static int client_reach(client_t *c, uint64_t deadline, char *err, size_t len)
+{
+    char first[WIRE_HOSTPORT_MAX];
+    int rc = SKIFF_EUNAVAILABLE;
+
+    snprintf(first, sizeof(first), "%s", c->redirect);
+    c->redirect[0] = '\0';
+    if (*first) {
+        rc = client_open(c, first, err, len);
+        if (rc == 0 || rc == -EINTR || rc == SKIFF_EAUTH)
+            return rc;
+    }
+    for (;;) {
+        for (size_t k = 0; k < c->n_hosts; k++) {
+            size_t i = (c->next_host + k) % c->n_hosts;
+            rc = client_open(c, c->hosts[i], err, len);
+            if (rc == 0 || rc == -EINTR || rc == SKIFF_EAUTH) {
+                c->next_host = i;
+                return rc;
+            }
+        }
+        if (client_now_ms() + CLIENT_RETRY_PAUSE_MS >= deadline)
+            return rc;
+        /* Nobody took it: an election may be under way. */
+        client_drop(c);
+        if ((rc = client_run(c, UNTIL_TIMER, CLIENT_RETRY_PAUSE_MS)))
+            return client_fail(err, len, rc, "interrupted");
+    }
+}
+
+client_t *client_connect(const char *hosts, const char *token, char *err, size_t errlen)
+{
+    client_t *c = calloc(1, sizeof(*c));
 
     if (!c) {
         client_fail(err, errlen, -ENOMEM, "out of memory");
         return NULL;
     }
-    snprintf(c->host, sizeof(c->host), "%s", host);
-    if (uv_loop_init(&c->loop)) {
+    if (wire_parse_hostlist(hosts, 0, c->hosts, CLIENT_MAX_HOSTS, &c->n_hosts)) {
+        client_fail(err, errlen, SKIFF_EINVAL, "invalid controller address %s (ADDRESS:PORT)",
+                    hosts);
+        free(c);
+        return NULL;
+    }
+    c->ha = c->n_hosts > 1;
+    if (!(c->token = strdup(token)) || uv_loop_init(&c->loop)) {
         client_fail(err, errlen, -ENOMEM, "cannot create an event loop");
+        free(c->token);
         free(c);
         return NULL;
     }
@@ -392,42 +563,11 @@ client_t *client_connect(const char *host, const char *token, char *err, size_t 
     c->sigint.data = c;
     uv_signal_start(&c->sigint, client_on_sigint, SIGINT);
     uv_unref((uv_handle_t *)&c->sigint);
-    c->conn = conn_create(&c->loop, &client_ops, &limits, c);
-    if (!c->conn) {
-        client_fail(err, errlen, -ENOMEM, "out of memory");
-        goto out_close;
+    if (client_reach(c, client_now_ms() + (c->ha ? CLIENT_FAILOVER_MS : 0), err, errlen)) {
+        client_close(c);
+        return NULL;
     }
-    rc = conn_connect(c->conn, host);
-    if (rc) {
-        client_fail(err, errlen, rc, "invalid controller address %s (ADDRESS:PORT)", host);
-        conn_close(c->conn, 0);
-        goto out_close;
-    }
-    rc = client_run(c, UNTIL_CONNECTED, CLIENT_CONNECT_TIMEOUT_MS);
-    if (rc == 0 && c->connect_status < 0)
-        rc = c->connect_status;
-    if (rc == -EINTR) {
-        client_fail(err, errlen, rc, "interrupted");
-        goto out_close;
-    }
-    if (rc == SKIFF_ETIMEDOUT) {
-        client_fail(err, errlen, rc, "cannot connect to the controller at %s: timed out after %ds",
-                    host, CLIENT_CONNECT_TIMEOUT_MS / 1000);
-        goto out_close;
-    }
-    if (rc) {
-        client_fail(err, errlen, rc, "cannot connect to the controller at %s: %s%s", host,
-                    client_strerror(rc),
-                    rc == UV_ECONNREFUSED ? " (is skiff-controller running?)" : "");
-        goto out_close;
-    }
-    if (client_hello(c, token, err, errlen))
-        goto out_close;
     return c;
-
-out_close:
-    client_close(c);
-    return NULL;
 }
 
 void client_close(client_t *c)
@@ -441,5 +581,9 @@ void client_close(client_t *c)
     uv_run(&c->loop, UV_RUN_DEFAULT);
     wire_free(c->reply);
     uv_loop_close(&c->loop);
+    if (c->token) {
+        memset(c->token, 0, strlen(c->token));
+        free(c->token);
+    }
     free(c);
 }

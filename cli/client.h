@@ -19,12 +19,25 @@
 
 #define CLIENT_CONNECT_TIMEOUT_MS 5000
 #define CLIENT_REQUEST_TIMEOUT_MS 30000
+/* With several controllers: how long to look for the leader (an election
+ * takes about the leader lease); an attempt on a controller that does not
+ * answer gives up sooner, for the next one. */
+#define CLIENT_FAILOVER_MS 20000
+#define CLIENT_HA_CONNECT_TIMEOUT_MS 2000
+#define CLIENT_HA_REQUEST_TIMEOUT_MS 5000
+#define CLIENT_RETRY_PAUSE_MS 250
 
 typedef struct client client_t;
 
 /* Connects to "HOST:PORT" and authenticates with the admin token. Returns
- * the client, or NULL with err set (unreachable, refused token, timeout). */
-client_t *client_connect(const char *host, const char *token, char *err, size_t errlen);
+ * the client, or NULL with err set (unreachable, refused token, timeout).
+ * hosts may be a list, "A:P,B:P,C:P" (a port left out is 7400): the
+ * controllers of a cluster on etcd, tried in turn, round after round for
+ * up to CLIENT_FAILOVER_MS. A follower's Redirect (to any request) sends
+ * the client to the leader, and the request goes again there; with several
+ * controllers, a request that may go twice (reads, scale, node update) goes
+ * again after a lost connection or a silent controller. */
+client_t *client_connect(const char *hosts, const char *token, char *err, size_t errlen);
 
 /* Sends req (its id is set here) and waits for the reply with the same id.
  * Returns 0 and *reply (wire_free it), whose message is reply_case;

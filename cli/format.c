@@ -334,6 +334,37 @@ int fmt_nodes(FILE *out, Node *const *nodes, size_t n, const fmt_opts_t *o)
     return fmt_print_table(out, t, rc);
 }
 
+/* ---------------------------------------------------------- controllers */
+
+static int fmt_cmp_controller(const void *a, const void *b)
+{
+    return strcmp((*(ControllerInfo *const *)a)->address, (*(ControllerInfo *const *)b)->address);
+}
+
+int fmt_controllers(FILE *out, ControllerInfo *const *cs, size_t n, const fmt_opts_t *o)
+{
+    static const char *const headers[] = { "ADDRESS", "ROLE", "STORE" };
+    ControllerInfo **sorted;
+    table_t *t;
+    int rc = 0;
+
+    if (o->json)
+        return fmt_json(out, (void *const *)cs, n);
+    sorted = (ControllerInfo **)fmt_sorted((void *const *)cs, n, fmt_cmp_controller);
+    if (!sorted)
+        return -ENOMEM;
+    if (!(t = table_create(3, headers))) {
+        free(sorted);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *row[] = { sorted[i]->address, sorted[i]->role, sorted[i]->store };
+        rc = table_add(t, row);
+    }
+    free(sorted);
+    return fmt_print_table(out, t, rc);
+}
+
 /* --------------------------------------------------------------- stacks */
 
 static int fmt_cmp_stack(const void *a, const void *b)

@@ -1,5 +1,6 @@
 /* format: the CLI's listings, as Docker prints them, from the messages the
- * controller sends: `service ls`, `service ps`, `node ls`, `stack ls`, and
+ * controller sends: `service ls`, `service ps`, `node ls`, `stack ls`,
+ * `controller ls`, and
  * their `--format json` (one JSON array, pbjson's form).
  *
  * Pure: messages and the current time in, text out to a FILE. The messages
@@ -29,6 +30,8 @@ typedef struct fmt_opts {
 int fmt_services(FILE *out, Service *const *svcs, size_t n, const fmt_opts_t *o);
 int fmt_tasks(FILE *out, Task *const *tasks, size_t n, const fmt_opts_t *o);
 int fmt_nodes(FILE *out, Node *const *nodes, size_t n, const fmt_opts_t *o);
+/* `skiff controller ls`: ADDRESS, ROLE (leader, follower), STORE. */
+int fmt_controllers(FILE *out, ControllerInfo *const *cs, size_t n, const fmt_opts_t *o);
 /* Stacks, from all services: NAME and SERVICES. */
 int fmt_stacks(FILE *out, Service *const *svcs, size_t n, const fmt_opts_t *o);
 

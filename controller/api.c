@@ -16,6 +16,9 @@
 
 typedef int (*api_fn)(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env);
 
+/* What a service's row holds besides its two specs. */
+#define API_ROW_HEADROOM 8192
+
 /* ---------------------------------------------------------------- helpers */
 
 static void api_reply_service(ctl_t *ctl, peer_t *p, uint64_t id, service_t *svc)
@@ -90,6 +93,14 @@ static int api_check_spec(ctl_t *ctl, peer_t *p, uint64_t id, ServiceSpec *spec,
     }
     if (spec_validate(spec, &ctl->cfg.spec_limits, err, sizeof(err))) {
         ctl_send_error(ctl, p, id, ERR_INVALID, "%s", err);
+        return 1;
+    }
+    /* A service's row holds its spec and the previous one. */
+    if (protobuf_c_message_get_packed_size(&spec->base) >
+        (ctl->store->ops->max_value - API_ROW_HEADROOM) / 2) {
+        ctl_send_error(ctl, p, id, ERR_INVALID, "spec: %zu bytes, more than the %s store takes "
+                       "(%zu)", protobuf_c_message_get_packed_size(&spec->base),
+                       ctl->store->ops->kind, (ctl->store->ops->max_value - API_ROW_HEADROOM) / 2);
         return 1;
     }
     HASH_ITER(hh_name, ctl->model.services_by_name, o, tmp) {
@@ -589,6 +600,11 @@ static int api_service_stats(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope 
     return monitor_service_stats(ctl, p, id, env->service_stats);
 }
 
+static int api_controller_list(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
+{
+    return leader_controller_list(ctl, p, id);
+}
+
 /* ------------------------------------------------------------------ table */
 
 static const struct {
@@ -610,6 +626,7 @@ static const struct {
     { MSG_LOGS_REQUEST, api_logs },
     { MSG_EVENTS_REQUEST, api_events },
     { MSG_SERVICE_STATS, api_service_stats },
+    { MSG_CONTROLLER_LIST, api_controller_list },
 };
 
 int api_handle(ctl_t *ctl, peer_t *p, Envelope *env)

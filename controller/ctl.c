@@ -15,7 +15,6 @@
 #include <utlist.h>
 
 #define CTL_TICK_MS 100
-#define CTL_RESTART_GRACE_MS 2000
 #define CTL_CAPACITY_MS 1000   /* the autoscaler and the rebalancer look this often */
 
 static const conn_ops_t ctl_conn_ops;
@@ -121,6 +120,13 @@ static int ctl_hello(ctl_t *ctl, peer_t *p, Envelope *env)
         conn_close(p->conn, 0);
         return 0;
     }
+    if (!ctl->identity_known) {
+        /* A shared store that has not answered yet: no token to check. */
+        conn_send_error(p->conn, env->id, ERR_UNAVAILABLE,
+                        "this controller has not reached its store yet; try again shortly");
+        conn_close(p->conn, 0);
+        return 0;
+    }
     expected = h->role == ROLE_AGENT ? ctl->join_token
              : h->role == ROLE_CLIENT ? ctl->admin_token : NULL;
     if (!expected || !tokens_match(expected, h->token)) {
@@ -132,6 +138,12 @@ static int ctl_hello(ctl_t *ctl, peer_t *p, Envelope *env)
         return 0;
     }
     p->role = h->role;
+    if (!ctl->leading && p->role == ROLE_AGENT) {
+        /* An agent has nothing to do with a follower: to the leader. */
+        leader_redirect(ctl, p, env->id);
+        conn_close(p->conn, 0);
+        return 0;
+    }
     conn_set_frame_timeout(p->conn, p->role == ROLE_AGENT ? (uint64_t)ctl->cfg.agent_timeout_ms : 0);
     hr.cluster_id = ctl->model.cluster_id;
     hr.version = SKIFF_VERSION;
@@ -155,6 +167,8 @@ static int ctl_on_message(conn_t *c, Envelope *env)
     ctl->counters.rpc_code = 0;
     if (p->role == 0)
         rc = ctl_hello(ctl, p, env);
+    else if (!ctl->leading || !ctl->store->ops->leading(ctl->store))
+        rc = leader_follower_message(ctl, p, env);
     else if (p->role == ROLE_AGENT)
         rc = agents_handle(ctl, p, env);
     else
@@ -375,6 +389,15 @@ int ctl_load_events(ctl_t *ctl)
     return 0;
 }
 
+void ctl_follow_stored_events(ctl_t *ctl)
+{
+    uint64_t last_seq = 0;
+
+    if (ctl->events && store_load_events(ctl->store, 0, ctl_on_loaded_event, ctl->events,
+                                         &last_seq) == 0)
+        events_set_next_seq(ctl->events, last_seq + 1);
+}
+
 /* ---------------------------------------------------------------- commit */
 
 /* Moves every change of the model into a batch. Returns it, or NULL when
@@ -412,6 +435,12 @@ static store_batch_t *ctl_seal(ctl_t *ctl)
     }
     for (model_deletion_t *d = m->deletions; d; d = d->next)
         rc |= store_delete(b, d->table, d->id, d->version);
+    for (model_row_t *r = model_rows_take_dirty(m), *next; r; r = next) {
+        next = r->dirty_next;
+        rc |= r->value ? store_put_row(b, r->table, r->key, r->value, r->len)
+                       : store_delete_row(b, r->table, r->key);
+        model_row_sealed(m, r);
+    }
     if (m->meta_dirty) {
         rc |= store_put_meta(b, "cluster_id", m->cluster_id);
         snprintf(num, sizeof(num), "%llu", (unsigned long long)m->assignments_version);
@@ -440,16 +469,6 @@ static store_batch_t *ctl_seal(ctl_t *ctl)
     return b;
 }
 
-static void ctl_commit_work(uv_work_t *w)
-{
-    ctl_t *ctl = w->data;
-
-    ctl->counters.commit_started_ns = uv_hrtime();
-    ctl->commit_rc = store_commit(ctl->store, ctl->batch, ctl->commit_err,
-                                  sizeof(ctl->commit_err));
-    ctl->counters.commit_took_ns = uv_hrtime() - ctl->counters.commit_started_ns;
-}
-
 static void ctl_flush_outbox(ctl_t *ctl, outmsg_t *m)
 {
     while (m) {
@@ -461,24 +480,47 @@ static void ctl_flush_outbox(ctl_t *ctl, outmsg_t *m)
     }
 }
 
-static void ctl_commit_done(uv_work_t *w, int status)
+/* Frees messages that must never leave (their commit failed, or this
+ * controller stepped down before it was acknowledged). */
+void ctl_drop_outbox(outmsg_t *m)
 {
-    ctl_t *ctl = w->data;
-
-    if (status || ctl->commit_rc) {
-        /* The model is ahead of the disk and nothing of it has left: stop
-         * here, and the restart resumes from the last commit. */
-        log_error("store: %s; stopping (the state on disk is whole; restart to resume)",
-                  status ? uv_strerror(status) : ctl->commit_err);
-        exit(1);
+    while (m) {
+        outmsg_t *next = m->next;
+        peer_unref(m->peer);
+        free(m);
+        m = next;
     }
-    store_batch_free(ctl->batch);
-    ctl->batch = NULL;
-    ctl->committing = 0;
-    prom_histogram_observe(&ctl->counters.commit_seconds,
-                           (double)ctl->counters.commit_took_ns / 1e9);
-    ctl_flush_outbox(ctl, ctl->inflight);
+}
+
+static void ctl_commit_done(void *arg, int rc, const char *err)
+{
+    ctl_t *ctl = arg;
+    outmsg_t *m = ctl->inflight;
+
     ctl->inflight = NULL;
+    ctl->committing = 0;
+    if (ctl->commit_term != ctl->term) {
+        /* This controller stepped down meanwhile: what the commit covered
+         * is its successor's to say, from the store. */
+        ctl_drop_outbox(m);
+        return;
+    }
+    if (rc) {
+        ctl_drop_outbox(m);
+        if (!store_shared(ctl->store)) {
+            /* The model is ahead of the disk and nothing of it has left:
+             * stop here, and the restart resumes from the last commit. */
+            log_error("store: %s; stopping (the state on disk is whole; restart to resume)", err);
+            exit(1);
+        }
+        /* Nothing of it has left either; the store may hold part of it,
+         * which whoever leads next reads and reconciles. */
+        leader_step_down(ctl, err);
+        return;
+    }
+    prom_histogram_observe(&ctl->counters.commit_seconds,
+                           (double)(uv_hrtime() - ctl->counters.commit_started_ns) / 1e9);
+    ctl_flush_outbox(ctl, m);
     events_publish(ctl->events, ctl->events_sealed);
     events_pump(ctl->events, model_wall_ms());
     /* Whatever piled up meanwhile goes in the next flush, before the loop
@@ -488,11 +530,16 @@ static void ctl_commit_done(uv_work_t *w, int status)
 static void ctl_flush(uv_prepare_t *h)
 {
     ctl_t *ctl = h->data;
+    store_batch_t *batch;
+    int rc;
 
     if (ctl->committing)
         return;
-    orch_run(ctl);
-    if (!model_has_changes(&ctl->model)) {
+    if (ctl->leading && !ctl->store->ops->leading(ctl->store))
+        leader_step_down(ctl, "the store no longer says this controller leads");
+    if (ctl->leading)
+        orch_run(ctl);
+    if (!ctl->leading || !model_has_changes(&ctl->model)) {
         /* Nothing to write: whatever waits in the outbox can go. */
         outmsg_t *m = ctl->out_head;
         ctl->out_head = NULL;
@@ -500,8 +547,8 @@ static void ctl_flush(uv_prepare_t *h)
         ctl_flush_outbox(ctl, m);
         return;
     }
-    ctl->batch = ctl_seal(ctl);
-    if (!ctl->batch) {
+    batch = ctl_seal(ctl);
+    if (!batch) {
         log_error("store: out of memory sealing a commit; stopping");
         exit(1);
     }
@@ -509,10 +556,17 @@ static void ctl_flush(uv_prepare_t *h)
     ctl->out_head = NULL;
     ctl->out_tail = &ctl->out_head;
     ctl->committing = 1;
-    ctl->work.data = ctl;
-    if (uv_queue_work(ctl->loop, &ctl->work, ctl_commit_work, ctl_commit_done)) {
-        log_error("store: cannot queue a commit; stopping");
-        exit(1);
+    ctl->commit_term = ctl->term;
+    ctl->counters.commit_started_ns = uv_hrtime();
+    if ((rc = store_commit(ctl->store, batch, ctl_commit_done, ctl))) {
+        ctl->committing = 0;
+        ctl_drop_outbox(ctl->inflight);
+        ctl->inflight = NULL;
+        if (!store_shared(ctl->store)) {
+            log_error("store: cannot queue a commit (%s); stopping", skiff_strerror(rc));
+            exit(1);
+        }
+        leader_step_down(ctl, "cannot start a commit");
     }
 }
 
@@ -524,12 +578,18 @@ static void ctl_on_tick(uv_timer_t *t)
     int64_t now = ctl_now(ctl);
     service_t *s, *tmp;
 
+    if (!ctl->leading)
+        return;
     agents_check_heartbeats(ctl);
     events_pump(ctl->events, model_wall_ms()); /* slow readers, until times */
     if (now - ctl->capacity_checked_ms >= CTL_CAPACITY_MS) {
         ctl->capacity_checked_ms = now;
         capacity_autoscale(ctl);
         orch_rebalance(ctl);
+    }
+    if (store_shared(ctl->store) && now - ctl->pinged_ms >= 1000) {
+        ctl->pinged_ms = now;
+        leader_ping_agents(ctl);
     }
     HASH_ITER(hh, ctl->model.services, s, tmp) {
         if (s->wake_ms && s->wake_ms <= now) {
@@ -568,6 +628,9 @@ static void ctl_on_signal(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&ctl->flush, NULL);
     monitor_stop(ctl);
     httpapi_stop(ctl);
+    /* A shared store gives up the leadership at once, for a successor not
+     * to wait for the lease to run out. */
+    store_stop(ctl->store, NULL, NULL);
 }
 
 static void ctl_on_token_change(uv_fs_event_t *h, const char *file, int events, int status)
@@ -585,6 +648,8 @@ int ctl_start(ctl_t *ctl, uv_loop_t *loop)
 
     ctl->loop = loop;
     ctl->out_tail = &ctl->out_head;
+    if (!ctl->cfg.advertise[0])
+        memcpy(ctl->cfg.advertise, ctl->cfg.listen, sizeof(ctl->cfg.advertise));
     if (conn_parse_addr(ctl->cfg.listen, &ss)) {
         log_error("--listen %s: not an IP address and port", ctl->cfg.listen);
         return SKIFF_EINVAL;
@@ -616,19 +681,21 @@ int ctl_start(ctl_t *ctl, uv_loop_t *loop)
     uv_signal_start(&ctl->sigint, ctl_on_signal, SIGINT);
     uv_fs_event_init(loop, &ctl->token_watch);
     ctl->token_watch.data = ctl;
-    if (uv_fs_event_start(&ctl->token_watch, ctl_on_token_change, ctl->cfg.data_dir, 0))
-        log_warn("cannot watch %s for token rotation", ctl->cfg.data_dir);
-    /* After a restart every node gets the heartbeat timeout, plus the time
-     * an agent may wait before it tries again (its backoff reaches 2s), to
-     * come back, counted from now: the loop's clock still shows the time
-     * before the store was loaded. */
-    uv_update_time(loop);
-    for (node_t *n = ctl->model.nodes; n; n = n->hh.next) {
-        n->last_seen_ms = ctl_now(ctl) + CTL_RESTART_GRACE_MS;
-        n->ready_since_ms = n->pb->state == NODE_READY ? ctl_now(ctl) : 0;
+    if (!store_shared(ctl->store)) {
+        /* A shared store holds the tokens: the files are its copies. */
+        if (uv_fs_event_start(&ctl->token_watch, ctl_on_token_change, ctl->cfg.data_dir, 0))
+            log_warn("cannot watch %s for token rotation", ctl->cfg.data_dir);
+        ctl->identity_known = 1;
+        log_info("listening on %s, cluster %s", ctl->cfg.listen, ctl->model.cluster_id);
+        leader_lead(ctl);
+        return 0;
     }
-    for (service_t *s = ctl->model.services; s; s = s->hh.next)
-        orch_mark(s);
-    log_info("listening on %s, cluster %s", ctl->cfg.listen, ctl->model.cluster_id);
+    log_info("listening on %s; store %s", ctl->cfg.listen,
+             ctl->store->ops->describe(ctl->store));
+    if ((rc = ctl->store->ops->start(ctl->store, &ctl->model, &leader_store_events, ctl))) {
+        log_error("store %s: cannot start: %s", ctl->store->ops->describe(ctl->store),
+                  skiff_strerror(rc));
+        return rc;
+    }
     return 0;
 }

@@ -3,11 +3,18 @@
  * One libuv loop does everything. Requests and reports change the model
  * (model.h) and mark what they touched; before the loop waits again,
  * ctl_flush() lets the orchestrator act on what changed (orch.h), then
- * writes every change to SQLite in one transaction on a worker thread.
- * Messages to peers wait in an outbox until the transaction that covers
- * the state they show has committed: nothing leaves the controller that a
- * kill -9 could take back. Reads that change nothing are answered at once
- * when no change is waiting.
+ * commits every change to the store (store.h) in one batch, whose
+ * acknowledgement comes back on the loop. Messages to peers wait in an
+ * outbox until the commit that covers the state they show is acknowledged:
+ * nothing leaves the controller that a kill -9 could take back. Reads that
+ * change nothing are answered at once when no change is waiting.
+ *
+ * Only the controller that leads acts. On SQLite that is always this one;
+ * on a shared store (etcd) the store elects one, and the others follow:
+ * they answer agents and clients with the leader's address (Redirect) and
+ * the controller list, nothing else (leader.c). A leader that loses its
+ * lease, or whose commit the store refuses, steps down at once: its model,
+ * outbox and connections go, and it follows until it is elected again.
  */
 #ifndef SKIFF_CTL_H
 #define SKIFF_CTL_H
@@ -30,6 +37,7 @@ typedef struct ctl ctl_t;
 
 typedef struct ctl_config {
     char listen[128];
+    char advertise[128];           /* the address others are sent to (Redirect) */
     char data_dir[PATH_MAX];
     int64_t heartbeat_timeout_ms;
     int64_t disconnect_grace_ms;   /* a node whose agent's connection closed is down after it */
@@ -54,8 +62,7 @@ typedef struct ctl_counters {
     uint64_t rpc[CTL_RPC_MSGS][CTL_RPC_CODES];
     int rpc_code;                /* the error code of the request being handled */
     prom_histogram_t commit_seconds;
-    uint64_t commit_started_ns;  /* of the commit in flight (worker thread) */
-    uint64_t commit_took_ns;
+    uint64_t commit_started_ns;  /* of the commit in flight */
     uint64_t events_lost;        /* events that could not be recorded */
 } ctl_counters_t;
 
@@ -100,6 +107,17 @@ typedef struct tokens_reread {
     char join[CTL_TOKEN_LEN + 1], admin[CTL_TOKEN_LEN + 1], err[256];
 } tokens_reread_t;
 
+/* The data dir's copies of a shared store's identity, written in the pool. */
+typedef struct tokens_files {
+    uv_work_t work;
+    int busy;
+    int again;  /* changed meanwhile: write once more */
+    int rc;
+    char dir[PATH_MAX];
+    char cluster_id[MODEL_ID_LEN * 2 + 1], join[CTL_TOKEN_LEN + 1], admin[CTL_TOKEN_LEN + 1];
+    char err[PATH_MAX + 64];
+} tokens_files_t;
+
 struct ctl {
     uv_loop_t *loop;
     ctl_config_t cfg;
@@ -116,11 +134,7 @@ struct ctl {
     char join_token[CTL_TOKEN_LEN + 1];
     char admin_token[CTL_TOKEN_LEN + 1];
     /* the commit pipeline */
-    uv_work_t work;
-    store_batch_t *batch;     /* in flight */
-    int committing;
-    int commit_rc;
-    char commit_err[256];
+    int committing;           /* a batch is with the store */
     outmsg_t *out_head, **out_tail;  /* for the next commit */
     outmsg_t *inflight;              /* for the commit in flight */
     store_batch_t *events_batch;     /* events for the next commit */
@@ -142,6 +156,14 @@ struct ctl {
     monitor_t *monitor;
     struct httpapi *httpapi;
     int stopping;
+    /* leadership (leader.c) */
+    int leading;            /* this controller acts */
+    uint64_t term;          /* +1 at every start and end of leading */
+    uint64_t commit_term;   /* the term of the commit in flight */
+    int identity_known;     /* cluster id and tokens are known (from the store) */
+    char leader[128];       /* while following: the leader's address, "" unknown */
+    int64_t pinged_ms;      /* when the agents were last pinged */
+    tokens_files_t token_files;
 };
 
 /* ---- ctl.c */
@@ -153,6 +175,9 @@ int ctl_start(ctl_t *ctl, uv_loop_t *loop);
 /* Makes the events ring and fills it with the stored events (after the
  * store is open). Returns 0 or -ENOMEM. */
 int ctl_load_events(ctl_t *ctl);
+/* On taking the lead of a shared store: events are numbered on from the
+ * highest the store has seen. */
+void ctl_follow_stored_events(ctl_t *ctl);
 
 /* Drops a reference to a peer; the last one frees it. */
 void peer_unref(peer_t *p);
@@ -161,6 +186,9 @@ void peer_unref(peer_t *p);
  * after the commit that covers it. On failure (a slow peer whose queue is
  * full) the peer is closed. */
 void ctl_send(ctl_t *ctl, peer_t *peer, const Envelope *env);
+
+/* Frees outbox messages that must never leave. */
+void ctl_drop_outbox(outmsg_t *m);
 
 /* Replies Error{code, message} to request id. */
 void ctl_send_error(ctl_t *ctl, peer_t *peer, uint64_t id, ErrorCode code, const char *fmt, ...)
@@ -179,6 +207,25 @@ void ctl_emit(ctl_t *ctl, Event *e, const char *fmt, ...) __attribute__((format(
 /* uv_now of the loop, in ms. */
 int64_t ctl_now(const ctl_t *ctl);
 
+/* ---- leader.c: leading, following, and what a follower answers */
+
+/* The store's events (store_events_t) for a shared store. */
+extern const store_events_t leader_store_events;
+/* Starts acting: the model holds the store's state. */
+void leader_lead(ctl_t *ctl);
+/* Stops acting at once (idempotent): connections closed, the model, the
+ * outbox and the batch being made dropped. */
+void leader_step_down(ctl_t *ctl, const char *why);
+/* A message from a peer while this controller does not lead. */
+int leader_follower_message(ctl_t *ctl, peer_t *peer, Envelope *env);
+/* Replies Redirect{leader} to request id. */
+void leader_redirect(ctl_t *ctl, peer_t *peer, uint64_t id);
+/* `skiff controller ls`, answered by any controller. */
+int leader_controller_list(ctl_t *ctl, peer_t *peer, uint64_t id);
+/* Every second while leading on a shared store: an Ok push to each agent,
+ * whose silence tells it that its leader stalled. */
+void leader_ping_agents(ctl_t *ctl);
+
 /* ---- tokens.c */
 
 /* Creates the data dir (0700) and the tokens (0600) on first start, fixes
@@ -188,6 +235,22 @@ int tokens_prepare(ctl_t *ctl, char *err, size_t len);
 /* Makes the cluster id if the store had none, and writes it to
  * <data-dir>/cluster-id. */
 int tokens_cluster_id(ctl_t *ctl, char *err, size_t len);
+/* Creates the data dir (0700) and checks its mode, making no token: a
+ * shared store holds them. */
+int tokens_prepare_dir(const char *dir, char *err, size_t len);
+/* Reads the data dir's cluster id and tokens where there are, for a
+ * shared store that has none yet; "" each where there is none. */
+void tokens_read_existing(const char *dir, char cluster_id[MODEL_ID_LEN * 2 + 1],
+                          char join[CTL_TOKEN_LEN + 1], char admin[CTL_TOKEN_LEN + 1]);
+/* A shared store's identity arrived (or a token changed): writes the
+ * cluster id and tokens into the data dir, in the thread pool, for the
+ * tools and agents on this machine. */
+void tokens_write_files(ctl_t *ctl);
+/* Writes value and a newline to dir/name atomically, mode 0600. */
+int tokens_write_file(const char *dir, const char *name, const char *value, char *err,
+                      size_t len);
+/* A fresh token (64 hex characters). */
+void tokens_new(char out[CTL_TOKEN_LEN + 1]);
 /* Rereads the token files (after a rotation) in the thread pool; the new
  * tokens apply when the reads are done. */
 void tokens_reload(ctl_t *ctl);

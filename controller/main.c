@@ -1,6 +1,8 @@
 /* skiff-controller: flags, start-up, the loop. See ctl.h for the rest. */
 #include "ctl.h"
 #include "duration.h"
+#include "etcd.h"
+#include "migrate.h"
 #include "errors.h"
 #include "log.h"
 #include "pbutil.h"
@@ -12,16 +14,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char usage[] =
     "Usage: skiff-controller [OPTIONS]\n"
+    "       skiff-controller migrate --from sqlite:DIR --to etcd://HOST:PORT[,...] [OPTIONS]\n"
     "\n"
-    "Keeps the desired state of a skiff cluster in SQLite and schedules its\n"
-    "tasks onto the agents that join it.\n"
+    "Keeps the desired state of a skiff cluster in SQLite, or in etcd shared by\n"
+    "several controllers of which one leads, and schedules its tasks onto the\n"
+    "agents that join it.\n"
     "\n"
     "Options:\n"
     "  --listen ADDR:PORT              where agents and clients connect (default 127.0.0.1:7400)\n"
-    "  --data-dir DIR                  state, tokens and cluster id (default /var/lib/skiff)\n"
+    "  --advertise ADDR:PORT           where the other controllers send agents and clients when\n"
+    "                                  this one leads (default: the --listen address)\n"
+    "  --data-dir DIR                  state, tokens and cluster id (default /var/lib/skiff);\n"
+    "                                  with etcd, copies of the cluster id and tokens\n"
+    "  --store sqlite|etcd://HOST:PORT[,HOST:PORT...]\n"
+    "                                  where the state lives (default sqlite: DIR/state.db)\n"
+    "  --store-prefix PREFIX           etcd: the cluster's keys (default /skiff/default/)\n"
+    "  --store-ca FILE, --store-cert FILE, --store-key FILE\n"
+    "                                  etcd: TLS to its client port (https; a client certificate)\n"
+    "  --leader-lease DURATION         etcd: the leader's lease; a dead leader is replaced after\n"
+    "                                  about this long (default 3s)\n"
     "  --heartbeat-timeout DURATION    a node is down after this long without a report (default 3s)\n"
     "  --disconnect-grace DURATION     a node whose agent's connection closed is down after\n"
     "                                  this, unless it reconnects (default 1s)\n"
@@ -40,8 +55,9 @@ static const char usage[] =
     "                                  come back, one at a time (default on)\n"
     "  --rebalance-delay DURATION      how long a node must be ready first (default 30s)\n"
     "  --event-buffer N                events kept for `skiff events --since` (default 50000)\n"
-    "  --rotate-token join|admin       write a new token into the data dir and exit; the running\n"
-    "                                  controller rereads it, connected peers stay connected\n"
+    "  --rotate-token join|admin       write a new token into the data dir (with etcd: into the\n"
+    "                                  store) and exit; the running controllers take it, connected\n"
+    "                                  peers stay connected\n"
     "  --log-level LEVEL               debug, info, warn or error (default info)\n"
     "  --version                       print the version and exit\n"
     "  -h, --help                      print this help and exit\n";
@@ -49,7 +65,8 @@ static const char usage[] =
 enum { OPT_LISTEN = 256, OPT_DATA_DIR, OPT_HB, OPT_HS, OPT_MAX_FRAME, OPT_MAX_PENDING,
        OPT_MAX_CONNS, OPT_MAX_CONNS_ADDR, OPT_MAX_REPLICAS, OPT_ROTATE, OPT_LOG, OPT_VERSION,
        OPT_METRICS, OPT_EVENT_BUFFER, OPT_REBALANCE, OPT_REBALANCE_DELAY, OPT_DISCONNECT,
-       OPT_HTTP };
+       OPT_ADVERTISE, OPT_STORE, OPT_STORE_PREFIX, OPT_STORE_CA, OPT_STORE_CERT, OPT_STORE_KEY,
+       OPT_LEADER_LEASE, OPT_HTTP };
 
 /* In the order of the OPT_ values: an option's name is options[opt - 256]. */
 static const struct option options[] = {
@@ -70,6 +87,13 @@ static const struct option options[] = {
     { "rebalance", required_argument, NULL, OPT_REBALANCE },
     { "rebalance-delay", required_argument, NULL, OPT_REBALANCE_DELAY },
     { "disconnect-grace", required_argument, NULL, OPT_DISCONNECT },
+    { "advertise", required_argument, NULL, OPT_ADVERTISE },
+    { "store", required_argument, NULL, OPT_STORE },
+    { "store-prefix", required_argument, NULL, OPT_STORE_PREFIX },
+    { "store-ca", required_argument, NULL, OPT_STORE_CA },
+    { "store-cert", required_argument, NULL, OPT_STORE_CERT },
+    { "store-key", required_argument, NULL, OPT_STORE_KEY },
+    { "leader-lease", required_argument, NULL, OPT_LEADER_LEASE },
     { "http-listen", required_argument, NULL, OPT_HTTP },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -97,8 +121,26 @@ static int parse_count(const char *s, unsigned long long min, unsigned long long
     return 0;
 }
 
+/* The store flags, checked with the others. */
+typedef struct main_store {
+    const char *endpoints;  /* NULL: sqlite */
+    const char *prefix;
+    const char *ca, *cert, *key;
+    int64_t lease_ms;
+} main_store_t;
+
+static int check_file(const char *flag, const char *path)
+{
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "skiff-controller: invalid value for --%s: \"%s\" (%s)\n", flag, path,
+                strerror(errno));
+        return 2;
+    }
+    return 0;
+}
+
 static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level *level,
-                       const char **rotate)
+                       const char **rotate, main_store_t *st)
 {
     unsigned long long n;
     int64_t ms;
@@ -195,6 +237,51 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
             if (log_level_parse(optarg, level))
                 return bad_value(name, optarg, "debug, info, warn or error");
             break;
+        case OPT_ADVERTISE: {
+            struct sockaddr_storage ss;
+            if (strlen(optarg) >= sizeof(cfg->advertise) || conn_parse_addr(optarg, &ss))
+                return bad_value(name, optarg, "an IP address and port, like 10.0.0.1:7400");
+            snprintf(cfg->advertise, sizeof(cfg->advertise), "%s", optarg);
+            break;
+        }
+        case OPT_STORE: {
+            etcd_config_t ec;
+            char buf[2048], why[256];
+            if (strcmp(optarg, "sqlite") == 0) {
+                st->endpoints = NULL;
+                break;
+            }
+            if (strncmp(optarg, "etcd://", 7) != 0)
+                return bad_value(name, optarg, "sqlite, or etcd://HOST:PORT[,HOST:PORT...]");
+            if (etcd_parse_endpoints(optarg + 7, &ec, buf, sizeof(buf), why, sizeof(why))) {
+                fprintf(stderr, "skiff-controller: invalid value for --store: \"%s\" (%s)\n",
+                        optarg, why);
+                return 2;
+            }
+            st->endpoints = optarg + 7;
+            break;
+        }
+        case OPT_STORE_PREFIX: {
+            size_t plen = strlen(optarg);
+            if (plen < 2 || plen > 200 || optarg[0] != '/' || optarg[plen - 1] != '/' ||
+                strpbrk(optarg, " \t\r\n"))
+                return bad_value(name, optarg, "a key prefix that starts and ends with '/', like "
+                                 "/skiff/prod/");
+            st->prefix = optarg;
+            break;
+        }
+        case OPT_STORE_CA:
+        case OPT_STORE_CERT:
+        case OPT_STORE_KEY:
+            if (check_file(name, optarg))
+                return 2;
+            *(opt == OPT_STORE_CA ? &st->ca : opt == OPT_STORE_CERT ? &st->cert : &st->key) = optarg;
+            break;
+        case OPT_LEADER_LEASE:
+            if (duration_parse(optarg, &st->lease_ms) || st->lease_ms < 1000 ||
+                st->lease_ms > 60000)
+                return bad_value(name, optarg, "a duration from 1s to 1m, like 3s");
+            break;
         case OPT_VERSION:
             printf("skiff-controller %s\n", SKIFF_VERSION);
             exit(0);
@@ -212,7 +299,50 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
     }
     if (cfg->max_pending < cfg->max_frame + 4)
         cfg->max_pending = cfg->max_frame + 4;
+    if (!st->endpoints && (st->ca || st->cert || st->key || st->prefix)) {
+        fprintf(stderr, "skiff-controller: --store-prefix and --store-ca/-cert/-key need "
+                "--store etcd://...\n");
+        return 2;
+    }
+    if ((st->cert != NULL) != (st->key != NULL) || (st->cert && !st->ca)) {
+        fprintf(stderr, "skiff-controller: --store-cert and --store-key go together, with "
+                "--store-ca\n");
+        return 2;
+    }
+    if (!cfg->advertise[0]) {
+        if (st->endpoints && (strncmp(cfg->listen, "0.0.0.0:", 8) == 0 ||
+                              strncmp(cfg->listen, "[::]:", 5) == 0)) {
+            fprintf(stderr, "skiff-controller: --listen %s is every address: give --advertise "
+                    "ADDR:PORT, where the others send agents and clients\n", cfg->listen);
+            return 2;
+        }
+        snprintf(cfg->advertise, sizeof(cfg->advertise), "%s", cfg->listen);
+    }
     return 0;
+}
+
+/* The etcd store, opened with the data dir's identity where it has one. */
+static store_t *open_etcd(uv_loop_t *loop, ctl_t *ctl, const main_store_t *ms, char *err,
+                          size_t len)
+{
+    char cluster[MODEL_ID_LEN * 2 + 1], join[CTL_TOKEN_LEN + 1], admin[CTL_TOKEN_LEN + 1];
+    store_etcd_config_t sc = {
+        .endpoints = ms->endpoints, .prefix = ms->prefix ? ms->prefix : "/skiff/default/",
+        .cacert = ms->ca, .cert = ms->cert, .key = ms->key, .lease_ms = ms->lease_ms,
+        .address = ctl->cfg.advertise,
+    };
+    store_t *st;
+
+    if (tokens_prepare_dir(ctl->cfg.data_dir, err, len))
+        return NULL;
+    tokens_read_existing(ctl->cfg.data_dir, cluster, join, admin);
+    sc.cluster_id = cluster;
+    sc.join_token = join;
+    sc.admin_token = admin;
+    st = store_etcd_open(loop, &sc, err, len);
+    memset(join, 0, sizeof(join));
+    memset(admin, 0, sizeof(admin));
+    return st;
 }
 
 int main(int argc, char **argv)
@@ -220,6 +350,7 @@ int main(int argc, char **argv)
     static ctl_t ctl;
     enum log_level level = LOG_INFO;
     const char *rotate = NULL;
+    main_store_t ms = { .lease_ms = 3000 };
     char err[512], path[PATH_MAX + 16];
     uv_loop_t *loop = uv_default_loop();
     int rc;
@@ -239,7 +370,9 @@ int main(int argc, char **argv)
         .rebalance = 1,
         .rebalance_delay_ms = 30000,
     };
-    if ((rc = parse_flags(argc, argv, &ctl.cfg, &level, &rotate)))
+    if (argc > 1 && strcmp(argv[1], "migrate") == 0)
+        return migrate_main(argc - 1, argv + 1);
+    if ((rc = parse_flags(argc, argv, &ctl.cfg, &level, &rotate, &ms)))
         return rc;
     /* An agent silent for this long is cut off; it reconnects. */
     ctl.cfg.agent_timeout_ms = ctl.cfg.heartbeat_timeout_ms * 10;
@@ -247,6 +380,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code, not death */
     umask(077); /* the database and tokens are for the controller's user only */
     if (rotate) {
+        if (ms.endpoints) {
+            migrate_store_t target = { .endpoints = ms.endpoints,
+                                       .prefix = ms.prefix ? ms.prefix : "/skiff/default/",
+                                       .ca = ms.ca, .cert = ms.cert, .key = ms.key };
+            return migrate_rotate_token(&target, ctl.cfg.data_dir, rotate);
+        }
         if (tokens_rotate(ctl.cfg.data_dir, rotate, err, sizeof(err))) {
             fprintf(stderr, "skiff-controller: %s\n", err);
             return 1;
@@ -255,27 +394,37 @@ int main(int argc, char **argv)
         return 0;
     }
     model_init(&ctl.model);
-    if (tokens_prepare(&ctl, err, sizeof(err))) {
-        log_error("%s", err);
-        return 1;
-    }
-    snprintf(path, sizeof(path), "%s/state.db", ctl.cfg.data_dir);
-    if (!(ctl.store = store_open(path, err, sizeof(err))) ||
-        store_load(ctl.store, &ctl.model, err, sizeof(err)) ||
-        tokens_cluster_id(&ctl, err, sizeof(err))) {
-        log_error("%s", err);
-        rc = 1;
-        goto out_close;
+    if (ms.endpoints) {
+        if (!(ctl.store = open_etcd(loop, &ctl, &ms, err, sizeof(err)))) {
+            log_error("%s", err);
+            return 1;
+        }
+    } else {
+        if (tokens_prepare(&ctl, err, sizeof(err))) {
+            log_error("%s", err);
+            return 1;
+        }
+        snprintf(path, sizeof(path), "%s/state.db", ctl.cfg.data_dir);
+        if (!(ctl.store = store_sqlite_open(loop, path, err, sizeof(err))) ||
+            store_sqlite_load(ctl.store, &ctl.model, err, sizeof(err)) ||
+            tokens_cluster_id(&ctl, err, sizeof(err))) {
+            log_error("%s", err);
+            rc = 1;
+            goto out_close;
+        }
+        log_info("state loaded: %u nodes, %u services, %u tasks",
+                 HASH_COUNT(ctl.model.nodes), HASH_COUNT(ctl.model.services),
+                 HASH_COUNT(ctl.model.tasks));
     }
     if (ctl_load_events(&ctl)) {
         log_error("out of memory");
         rc = 1;
         goto out_close;
     }
-    log_info("state loaded: %u nodes, %u services, %u tasks",
-             HASH_COUNT(ctl.model.nodes), HASH_COUNT(ctl.model.services),
-             HASH_COUNT(ctl.model.tasks));
     if ((rc = ctl_start(&ctl, loop))) {
+        /* The store's handles close on the loop. */
+        store_stop(ctl.store, NULL, NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
         rc = 1;
         goto out_close;
     }

@@ -72,6 +72,16 @@ void model_free(model_t *m)
         HASH_DELETE(hh, m->nodes, n);
         model_free_node(n);
     }
+    model_row_t *r, *rt;
+
+    HASH_ITER(hh, m->rows, r, rt) {
+        HASH_DELETE(hh, m->rows, r);
+        free(r->table);
+        free(r->key);
+        free(r->value);
+        free(r->hkey);
+        free(r);
+    }
     while ((d = m->deletions)) {
         m->deletions = d->next;
         free(d);
@@ -112,7 +122,7 @@ int64_t model_wall_ms(void)
 int model_has_changes(const model_t *m)
 {
     return m->dirty_tasks || m->dirty_services || m->dirty_nodes || m->deletions ||
-           m->spec_puts || m->meta_dirty;
+           m->spec_puts || m->meta_dirty || m->dirty_rows;
 }
 
 void model_touch_task(model_t *m, task_t *t)
@@ -397,6 +407,124 @@ void model_service_prune_specs(model_t *m, service_t *s)
         pb_free(s->specs[i].spec);
     }
     s->n_specs = keep;
+}
+
+/* ------------------------------------------------------- rows by name */
+
+model_row_t *model_row_get(model_t *m, const char *table, const char *key)
+{
+    model_row_t *r = NULL;
+    size_t tl = strlen(table), kl = strlen(key);
+    char *hkey = malloc(tl + kl + 2);
+
+    if (!hkey)
+        return NULL;
+    memcpy(hkey, table, tl);
+    hkey[tl] = '/';
+    memcpy(hkey + tl + 1, key, kl + 1);
+    HASH_FIND(hh, m->rows, hkey, tl + kl + 1, r);
+    free(hkey);
+    return r;
+}
+
+/* The row (table, key), made when there is none; NULL out of memory. */
+static model_row_t *model_row_make(model_t *m, const char *table, const char *key)
+{
+    model_row_t *r = model_row_get(m, table, key);
+    size_t tl = strlen(table), kl = strlen(key);
+
+    if (r)
+        return r;
+    if (!(r = calloc(1, sizeof(*r))))
+        return NULL;
+    r->table = strdup(table);
+    r->key = strdup(key);
+    r->hkey = malloc(tl + kl + 2);
+    if (!r->table || !r->key || !r->hkey) {
+        free(r->table);
+        free(r->key);
+        free(r->hkey);
+        free(r);
+        return NULL;
+    }
+    memcpy(r->hkey, table, tl);
+    r->hkey[tl] = '/';
+    memcpy(r->hkey + tl + 1, key, kl + 1);
+    HASH_ADD_KEYPTR(hh, m->rows, r->hkey, tl + kl + 1, r);
+    return r;
+}
+
+static int model_row_fill(model_row_t *r, const uint8_t *value, size_t len)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, value, len);
+    free(r->value);
+    r->value = copy;
+    r->len = len;
+    return 0;
+}
+
+static void model_row_touch(model_t *m, model_row_t *r)
+{
+    if (r->dirty)
+        return;
+    r->dirty = MODEL_PUT;
+    r->dirty_next = m->dirty_rows;
+    m->dirty_rows = r;
+}
+
+int model_row_set(model_t *m, const char *table, const char *key, const uint8_t *value,
+                  size_t len)
+{
+    model_row_t *r = model_row_make(m, table, key);
+
+    if (!r || model_row_fill(r, value, len))
+        return -ENOMEM;
+    model_row_touch(m, r);
+    return 0;
+}
+
+void model_row_delete(model_t *m, const char *table, const char *key)
+{
+    model_row_t *r = model_row_get(m, table, key);
+
+    if (!r || !r->value)
+        return;
+    free(r->value);
+    r->value = NULL;
+    r->len = 0;
+    model_row_touch(m, r);
+}
+
+int model_row_load(model_t *m, const char *table, const char *key, const uint8_t *value,
+                   size_t len)
+{
+    model_row_t *r = model_row_make(m, table, key);
+
+    return r ? model_row_fill(r, value, len) : -ENOMEM;
+}
+
+model_row_t *model_rows_take_dirty(model_t *m)
+{
+    model_row_t *list = m->dirty_rows;
+
+    m->dirty_rows = NULL;
+    return list;
+}
+
+void model_row_sealed(model_t *m, model_row_t *r)
+{
+    r->dirty = MODEL_CLEAN;
+    if (r->value)
+        return;
+    HASH_DELETE(hh, m->rows, r);
+    free(r->table);
+    free(r->key);
+    free(r->hkey);
+    free(r);
 }
 
 /* ---------------------------------------------------------------- tasks */

@@ -1,11 +1,11 @@
 /* model: the controller's state in memory: nodes, services, tasks, and
  * their indexes.
  *
- * Each object wraps its protobuf message (the fields users see and SQLite
- * stores) with the links the controller needs. SQLite is the model's
+ * Each object wraps its protobuf message (the fields users see and the store
+ * keeps) with the links the controller needs. The store is the model's
  * journal, not its home: every change marks the object dirty, and the
  * controller commits the dirty objects in one transaction before anything
- * that depends on them leaves the process (commit.c). The model does no
+ * that depends on them leaves the process (ctl.c). The model does no
  * I/O.
  *
  * Ownership: the model owns every object and every message in it.
@@ -116,6 +116,20 @@ struct node {
     UT_hash_handle hh_name;  /* model->nodes_by_name */
 };
 
+/* A row of a table the model does not otherwise know (store.h's named
+ * tables: a shared store's tokens, the cluster CA's rows): its bytes, kept
+ * as they are and written back when set. */
+typedef struct model_row {
+    char *table;
+    char *key;
+    uint8_t *value;          /* NULL: deleted in the next commit */
+    size_t len;
+    int dirty;
+    struct model_row *dirty_next;
+    char *hkey;              /* "table/key", the hash key */
+    UT_hash_handle hh;       /* model->rows */
+} model_row_t;
+
 /* A row to delete in the next commit. */
 typedef struct model_deletion {
     int table; /* enum store_table */
@@ -137,6 +151,8 @@ typedef struct model {
     service_t *dirty_services;
     node_t *dirty_nodes;
     model_deletion_t *deletions;
+    model_row_t *rows;            /* named tables' rows, by "table/key" */
+    model_row_t *dirty_rows;
     /* spec versions to write: (service, version) pairs */
     struct model_spec_put {
         service_t *svc;
@@ -191,6 +207,21 @@ int model_service_keep_spec(model_t *m, service_t *s);
 int model_service_load_spec(service_t *s, uint64_t v, ServiceSpec *spec);
 /* Drops the spec versions no task uses any more, but the current one. */
 void model_service_prune_specs(model_t *m, service_t *s);
+
+/* ---- rows of named tables */
+model_row_t *model_row_get(model_t *m, const char *table, const char *key);
+/* Sets a row (a copy of value) for the next commit. 0 or -ENOMEM. */
+int model_row_set(model_t *m, const char *table, const char *key, const uint8_t *value,
+                  size_t len);
+/* Deletes a row in the next commit (nothing when there is none). */
+void model_row_delete(model_t *m, const char *table, const char *key);
+/* Adopts a copy of a row as the store loads it (not for the next commit). */
+int model_row_load(model_t *m, const char *table, const char *key, const uint8_t *value,
+                   size_t len);
+/* Takes the rows to commit off the model: the caller writes them, then
+ * calls model_row_sealed for each (which frees a deleted one). */
+model_row_t *model_rows_take_dirty(model_t *m);
+void model_row_sealed(model_t *m, model_row_t *r);
 
 /* ---- tasks */
 task_t *model_task_by_id(model_t *m, const char *id);

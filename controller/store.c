@@ -1,4 +1,7 @@
-/* store: see store.h. */
+/* store: what both backends share (see store.h): batches of rows in their
+ * generic form with SQLite's columns beside, the check of rows that come
+ * in by name (migrate), and the load of generic rows into the model.
+ */
 #include "store.h"
 #include "errors.h"
 #include "log.h"
@@ -6,358 +9,21 @@
 #include "pbutil.h"
 
 #include <errno.h>
-#include <sqlite3.h>
+#include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Events kept in the events table by default; older ones are pruned at
- * each commit that adds one. */
-#define STORE_EVENTS_KEPT 10000
-
-/* Migration i brings the schema from user_version i to i + 1. Append only. */
-static const char *const store_migrations[] = {
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "CREATE TABLE nodes (id TEXT PRIMARY KEY, name TEXT NOT NULL, state INTEGER,"
-    "  availability INTEGER, data BLOB NOT NULL);"
-    "CREATE TABLE services (id TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER,"
-    "  update_state INTEGER, removed INTEGER NOT NULL DEFAULT 0, data BLOB NOT NULL);"
-    "CREATE TABLE specs (service_id TEXT NOT NULL, version INTEGER NOT NULL,"
-    "  data BLOB NOT NULL, PRIMARY KEY (service_id, version));"
-    "CREATE TABLE tasks (id TEXT PRIMARY KEY, service_id TEXT NOT NULL, slot INTEGER,"
-    "  node_id TEXT, desired INTEGER, state INTEGER, data BLOB NOT NULL);"
-    "CREATE INDEX tasks_service ON tasks (service_id, slot);"
-    "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER,"
-    "  kind TEXT, object TEXT, message TEXT);",
-    /* 2: events carry the whole Event (proto/skiff.proto); seq is its seq */
-    "ALTER TABLE events ADD COLUMN data BLOB;",
+const char *const store_table_names[STORE_ROWS] = {
+    [STORE_META] = "meta", [STORE_NODES] = "nodes", [STORE_SERVICES] = "services",
+    [STORE_SPECS] = "specs", [STORE_TASKS] = "tasks", [STORE_EVENTS] = "events",
 };
-
-#define STORE_SCHEMA_VERSION (int)(sizeof(store_migrations) / sizeof(store_migrations[0]))
-
-enum store_stmt {
-    SQL_PUT_META, SQL_PUT_NODE, SQL_PUT_SERVICE, SQL_PUT_SPEC, SQL_PUT_TASK, SQL_ADD_EVENT,
-    SQL_DEL_NODE, SQL_DEL_SERVICE, SQL_DEL_SPEC, SQL_DEL_TASK, SQL_PRUNE_EVENTS,
-    SQL_BEGIN, SQL_COMMIT, SQL_ROLLBACK, SQL_COUNT
-};
-
-static const char *const store_sql[SQL_COUNT] = {
-    [SQL_PUT_META] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-    [SQL_PUT_NODE] = "INSERT OR REPLACE INTO nodes (id, name, state, availability, data)"
-                     " VALUES (?1, ?2, ?3, ?4, ?6)",
-    [SQL_PUT_SERVICE] = "INSERT OR REPLACE INTO services (id, name, version, update_state,"
-                        " removed, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [SQL_PUT_SPEC] = "INSERT OR REPLACE INTO specs (service_id, version, data) VALUES (?1, ?3, ?6)",
-    [SQL_PUT_TASK] = "INSERT OR REPLACE INTO tasks (id, service_id, slot, node_id, desired,"
-                     " state, data) VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6)",
-    [SQL_ADD_EVENT] = "INSERT OR REPLACE INTO events (seq, time_ms, kind, object, message, data)"
-                      " VALUES (?4, ?3, ?1, ?2, ?7, ?6)",
-    [SQL_DEL_NODE] = "DELETE FROM nodes WHERE id = ?1",
-    [SQL_DEL_SERVICE] = "DELETE FROM services WHERE id = ?1",
-    [SQL_DEL_SPEC] = "DELETE FROM specs WHERE service_id = ?1 AND version = ?3",
-    [SQL_DEL_TASK] = "DELETE FROM tasks WHERE id = ?1",
-    [SQL_PRUNE_EVENTS] = "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?1",
-    [SQL_BEGIN] = "BEGIN IMMEDIATE",
-    [SQL_COMMIT] = "COMMIT",
-    [SQL_ROLLBACK] = "ROLLBACK",
-};
-
-struct store {
-    sqlite3 *db;
-    sqlite3_stmt *stmt[SQL_COUNT];
-    size_t events_kept;
-};
-
-/* One row of a batch. The statement's parameters: ?1 id, ?2 text, ?3 a,
- * ?4 b, ?5 c, ?6 blob, ?7 text2. */
-typedef struct store_row {
-    enum store_stmt stmt;
-    char *id;
-    char *text;
-    char *text2;
-    int64_t a, b, c;
-    uint8_t *blob;
-    size_t len;
-} store_row_t;
 
 struct store_batch {
     store_row_t *rows;
     size_t n, cap;
 };
-
-static int store_fail(char *err, size_t len, sqlite3 *db, const char *what)
-{
-    snprintf(err, len, "%s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
-    return SKIFF_ESTORE;
-}
-
-static int store_migrate(sqlite3 *db, char *err, size_t len)
-{
-    sqlite3_stmt *st;
-    char sql[64];
-    int version = 0;
-
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-        return store_fail(err, len, db, "read schema version");
-    if (sqlite3_step(st) == SQLITE_ROW)
-        version = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    if (version > STORE_SCHEMA_VERSION) {
-        snprintf(err, len, "the database has schema version %d; this skiff-controller knows "
-                 "up to %d (downgrade?)", version, STORE_SCHEMA_VERSION);
-        return SKIFF_ESTORE;
-    }
-    for (; version < STORE_SCHEMA_VERSION; version++) {
-        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);
-        if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
-            sqlite3_exec(db, store_migrations[version], NULL, NULL, NULL) != SQLITE_OK ||
-            sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK ||
-            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-            store_fail(err, len, db, "migrate the schema");
-            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            return SKIFF_ESTORE;
-        }
-        log_info("store: schema migrated to version %d", version + 1);
-    }
-    return 0;
-}
-
-store_t *store_open(const char *path, char *err, size_t len)
-{
-    store_t *st = calloc(1, sizeof(*st));
-
-    if (!st) {
-        store_fail(err, len, NULL, "open");
-        return NULL;
-    }
-    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                        SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-        store_fail(err, len, st->db, path);
-        goto out_close;
-    }
-    sqlite3_busy_timeout(st->db, 5000);
-    if (sqlite3_exec(st->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                     "PRAGMA foreign_keys=OFF;", NULL, NULL, NULL) != SQLITE_OK) {
-        store_fail(err, len, st->db, "set WAL mode");
-        goto out_close;
-    }
-    if (store_migrate(st->db, err, len))
-        goto out_close;
-    st->events_kept = STORE_EVENTS_KEPT;
-    for (int i = 0; i < SQL_COUNT; i++) {
-        if (sqlite3_prepare_v3(st->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                               &st->stmt[i], NULL) != SQLITE_OK) {
-            store_fail(err, len, st->db, "prepare");
-            goto out_close;
-        }
-    }
-    return st;
-
-out_close:
-    store_close(st);
-    return NULL;
-}
-
-void store_close(store_t *st)
-{
-    if (!st)
-        return;
-    for (int i = 0; i < SQL_COUNT; i++)
-        sqlite3_finalize(st->stmt[i]);
-    sqlite3_close(st->db);
-    free(st);
-}
-
-int store_get_meta(store_t *st, const char *key, char *out, size_t len)
-{
-    sqlite3_stmt *s;
-    int found = 0;
-
-    if (sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key = ?1", -1, &s, NULL))
-        return 0;
-    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        snprintf(out, len, "%s", (const char *)sqlite3_column_text(s, 0));
-        found = 1;
-    }
-    sqlite3_finalize(s);
-    return found;
-}
-
-void store_set_events_kept(store_t *st, size_t n)
-{
-    st->events_kept = n ? n : STORE_EVENTS_KEPT;
-}
-
-int store_load_events(store_t *st, size_t max, void (*fn)(void *arg, Event *e), void *arg,
-                      uint64_t *last_seq)
-{
-    sqlite3_stmt *s;
-    int rc = 0, step;
-
-    *last_seq = 0;
-    if (sqlite3_prepare_v2(st->db, "SELECT MAX(seq) FROM events", -1, &s, NULL))
-        return SKIFF_ESTORE;
-    if (sqlite3_step(s) == SQLITE_ROW)
-        *last_seq = (uint64_t)sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    if (sqlite3_prepare_v2(st->db, "SELECT data FROM (SELECT seq, data FROM events WHERE data"
-                           " IS NOT NULL ORDER BY seq DESC LIMIT ?1) ORDER BY seq", -1, &s, NULL))
-        return SKIFF_ESTORE;
-    sqlite3_bind_int64(s, 1, (int64_t)max);
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        Event *e = (Event *)protobuf_c_message_unpack(&PB_DESC_Event, NULL,
-                                                      (size_t)sqlite3_column_bytes(s, 0),
-                                                      sqlite3_column_blob(s, 0));
-        if (e)
-            fn(arg, e); /* a row that does not decode is skipped, not fatal */
-    }
-    if (step != SQLITE_DONE)
-        rc = SKIFF_ESTORE;
-    sqlite3_finalize(s);
-    return rc;
-}
-
-/* ------------------------------------------------------------------ load */
-
-typedef int (*store_row_fn)(sqlite3_stmt *s, model_t *m, char *err, size_t len);
-
-static int store_each(store_t *st, const char *sql, store_row_fn fn, model_t *m,
-                      char *err, size_t len)
-{
-    sqlite3_stmt *s;
-    int rc = 0, step;
-
-    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
-        return store_fail(err, len, st->db, "load");
-    while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW)
-        rc = fn(s, m, err, len);
-    if (rc == 0 && step != SQLITE_DONE)
-        rc = store_fail(err, len, st->db, "load");
-    sqlite3_finalize(s);
-    return rc;
-}
-
-static void *store_unpack(const ProtobufCMessageDescriptor *d, sqlite3_stmt *s, int col)
-{
-    return protobuf_c_message_unpack(d, NULL, (size_t)sqlite3_column_bytes(s, col),
-                                     sqlite3_column_blob(s, col));
-}
-
-static int store_load_meta(sqlite3_stmt *s, model_t *m, char *err, size_t len)
-{
-    const char *key = (const char *)sqlite3_column_text(s, 0);
-    const char *value = (const char *)sqlite3_column_text(s, 1);
-
-    if (strcmp(key, "cluster_id") == 0)
-        snprintf(m->cluster_id, sizeof(m->cluster_id), "%s", value);
-    else if (strcmp(key, "assignments_version") == 0)
-        m->assignments_version = strtoull(value, NULL, 10);
-    else if (strcmp(key, "endpoints_version") == 0)
-        m->endpoints_version = strtoull(value, NULL, 10);
-    return 0;
-}
-
-static int store_load_node(sqlite3_stmt *s, model_t *m, char *err, size_t len)
-{
-    Node *pb = store_unpack(&PB_DESC_Node, s, 0);
-
-    if (!pb || !*pb->id || !*pb->name) {
-        pb_free(pb);
-        snprintf(err, len, "load: a node row does not decode");
-        return SKIFF_ESTORE;
-    }
-    if (!model_node_add(m, pb)) {
-        pb_free(pb);
-        return store_fail(err, len, NULL, "load");
-    }
-    return 0;
-}
-
-static int store_load_service(sqlite3_stmt *s, model_t *m, char *err, size_t len)
-{
-    Service *pb = store_unpack(&PB_DESC_Service, s, 0);
-    service_t *svc;
-
-    if (!pb || !*pb->id || !pb->spec || !pb->update_status) {
-        pb_free(pb);
-        snprintf(err, len, "load: a service row does not decode");
-        return SKIFF_ESTORE;
-    }
-    if (!(svc = model_service_add(m, pb))) {
-        pb_free(pb);
-        return store_fail(err, len, NULL, "load");
-    }
-    if (sqlite3_column_int(s, 1))
-        model_service_mark_removed(m, svc);
-    return 0;
-}
-
-static int store_load_spec(sqlite3_stmt *s, model_t *m, char *err, size_t len)
-{
-    service_t *svc = model_service_by_id(m, (const char *)sqlite3_column_text(s, 0));
-    ServiceSpec *spec = store_unpack(&PB_DESC_ServiceSpec, s, 2);
-
-    if (!svc || !spec) {
-        pb_free(spec);
-        log_warn("store: dropping a spec row of an unknown service");
-        return 0;
-    }
-    if (model_service_load_spec(svc, (uint64_t)sqlite3_column_int64(s, 1), spec)) {
-        pb_free(spec);
-        return store_fail(err, len, NULL, "load");
-    }
-    return 0;
-}
-
-static int store_load_task(sqlite3_stmt *s, model_t *m, char *err, size_t len)
-{
-    Task *pb = store_unpack(&PB_DESC_Task, s, 0);
-    service_t *svc = pb ? model_service_by_id(m, pb->service_id) : NULL;
-    node_t *node = pb && *pb->node_id ? model_node_by_id(m, pb->node_id) : NULL;
-
-    if (!pb || !*pb->id || !svc) {
-        pb_free(pb);
-        log_warn("store: dropping a task row without its service");
-        return 0;
-    }
-    if (!model_task_add(m, svc, node, pb)) {
-        pb_free(pb);
-        return store_fail(err, len, NULL, "load");
-    }
-    return 0;
-}
-
-int store_load(store_t *st, model_t *m, char *err, size_t len)
-{
-    int rc;
-
-    rc = store_each(st, "SELECT key, value FROM meta", store_load_meta, m, err, len);
-    if (!rc)
-        rc = store_each(st, "SELECT data FROM nodes", store_load_node, m, err, len);
-    if (!rc)
-        rc = store_each(st, "SELECT data, removed FROM services", store_load_service, m, err,
-                        len);
-    if (!rc)
-        rc = store_each(st, "SELECT service_id, version, data FROM specs", store_load_spec, m,
-                        err, len);
-    if (!rc)
-        rc = store_each(st, "SELECT data FROM tasks ORDER BY service_id, slot, rowid",
-                        store_load_task, m, err, len);
-    /* Loading is not a change: nothing here needs writing back. */
-    for (task_t *t = m->dirty_tasks; t; t = t->dirty_next)
-        t->dirty = MODEL_CLEAN;
-    for (service_t *svc = m->dirty_services; svc; svc = svc->dirty_next)
-        svc->dirty = MODEL_CLEAN;
-    for (node_t *n = m->dirty_nodes; n; n = n->dirty_next)
-        n->dirty = MODEL_CLEAN;
-    m->dirty_tasks = NULL;
-    m->dirty_services = NULL;
-    m->dirty_nodes = NULL;
-    for (node_t *n = m->nodes; n; n = n->hh.next)
-        n->assign_dirty = 1; /* every agent gets its set when it registers */
-    return rc;
-}
 
 /* ----------------------------------------------------------------- batch */
 
@@ -368,6 +34,10 @@ store_batch_t *store_batch_new(void)
 
 static void store_row_free(store_row_t *r)
 {
+    if (r->table == STORE_ROWS)
+        free((char *)r->name);
+    free(r->key);
+    free(r->value);
     free(r->id);
     free(r->text);
     free(r->text2);
@@ -389,7 +59,13 @@ size_t store_batch_size(const store_batch_t *b)
     return b->n;
 }
 
-static store_row_t *store_row_new(store_batch_t *b, enum store_stmt stmt)
+size_t store_batch_rows(const store_batch_t *b, const store_row_t **rows)
+{
+    *rows = b->rows;
+    return b->n;
+}
+
+static store_row_t *store_row_new(store_batch_t *b, enum store_op op, enum store_table table)
 {
     store_row_t *r;
 
@@ -403,24 +79,33 @@ static store_row_t *store_row_new(store_batch_t *b, enum store_stmt stmt)
     }
     r = &b->rows[b->n];
     memset(r, 0, sizeof(*r));
-    r->stmt = stmt;
+    r->op = op;
+    r->table = table;
+    r->name = table < STORE_ROWS ? store_table_names[table] : NULL;
     return r;
 }
 
-/* Fills the row's strings and blob; the row counts only once all is there. */
-static int store_row_fill(store_batch_t *b, store_row_t *r, const char *id, const char *text,
-                          const char *text2, const ProtobufCMessage *msg)
+static int store_dup(char **out, const char *s)
 {
-    r->id = id ? strdup(id) : NULL;
-    r->text = text ? strdup(text) : NULL;
-    r->text2 = text2 ? strdup(text2) : NULL;
-    if (msg) {
-        r->len = protobuf_c_message_get_packed_size(msg);
-        r->blob = malloc(r->len ? r->len : 1);
-        if (r->blob)
-            protobuf_c_message_pack(msg, r->blob);
-    }
-    if ((id && !r->id) || (text && !r->text) || (text2 && !r->text2) || (msg && !r->blob)) {
+    *out = s ? strdup(s) : NULL;
+    return s && !*out;
+}
+
+static uint8_t *store_pack(const ProtobufCMessage *msg, size_t *len)
+{
+    uint8_t *buf;
+
+    *len = protobuf_c_message_get_packed_size(msg);
+    buf = malloc(*len ? *len : 1);
+    if (buf)
+        protobuf_c_message_pack(msg, buf);
+    return buf;
+}
+
+/* The row counts once all of it is there; else it is undone. */
+static int store_row_done(store_batch_t *b, store_row_t *r, int failed)
+{
+    if (failed) {
         store_row_free(r);
         return -ENOMEM;
     }
@@ -430,146 +115,452 @@ static int store_row_fill(store_batch_t *b, store_row_t *r, const char *id, cons
 
 int store_put_node(store_batch_t *b, const Node *n)
 {
-    store_row_t *r = store_row_new(b, SQL_PUT_NODE);
+    store_row_t *r = store_row_new(b, STORE_OP_PUT, STORE_NODES);
 
     if (!r)
         return -ENOMEM;
     r->a = n->state;
     r->b = n->availability;
-    return store_row_fill(b, r, n->id, n->name, NULL, &n->base);
+    r->value = store_pack(&n->base, &r->len);
+    return store_row_done(b, r, store_dup(&r->key, n->id) | store_dup(&r->text, n->name) |
+                                    (r->value == NULL));
 }
 
 int store_put_service(store_batch_t *b, const Service *s, int removed)
 {
-    store_row_t *r = store_row_new(b, SQL_PUT_SERVICE);
+    store_row_t *r = store_row_new(b, STORE_OP_PUT, STORE_SERVICES);
+    ServiceRecord rec = PB_SERVICE_RECORD_INIT;
 
     if (!r)
         return -ENOMEM;
     r->a = (int64_t)s->version;
     r->b = s->update_status ? s->update_status->state : 0;
     r->c = removed;
-    return store_row_fill(b, r, s->id, s->spec->name, NULL, &s->base);
+    rec.service = (Service *)s;
+    rec.removed = removed != 0;
+    r->value = store_pack(&rec.base, &r->len);
+    r->blob = store_pack(&s->base, &r->blob_len);
+    return store_row_done(b, r, store_dup(&r->key, s->id) |
+                                    store_dup(&r->text, s->spec->name) | (r->value == NULL) | (r->blob == NULL));
+}
+
+/* "<service id>/<version>", the version in 20 digits so that keys sort. */
+static char *store_spec_key(const char *service_id, uint64_t version)
+{
+    size_t n = strlen(service_id) + 24;
+    char *key = malloc(n);
+
+    if (key)
+        snprintf(key, n, "%s/%020" PRIu64, service_id, version);
+    return key;
 }
 
 int store_put_spec(store_batch_t *b, const char *service_id, uint64_t version,
                    const ServiceSpec *spec)
 {
-    store_row_t *r = store_row_new(b, SQL_PUT_SPEC);
+    store_row_t *r = store_row_new(b, STORE_OP_PUT, STORE_SPECS);
 
     if (!r)
         return -ENOMEM;
     r->a = (int64_t)version;
-    return store_row_fill(b, r, service_id, NULL, NULL, &spec->base);
+    r->key = store_spec_key(service_id, version);
+    r->value = store_pack(&spec->base, &r->len);
+    return store_row_done(b, r, (r->key == NULL) | store_dup(&r->id, service_id) | (r->value == NULL));
 }
 
 int store_put_task(store_batch_t *b, const Task *t)
 {
-    store_row_t *r = store_row_new(b, SQL_PUT_TASK);
+    store_row_t *r = store_row_new(b, STORE_OP_PUT, STORE_TASKS);
 
     if (!r)
         return -ENOMEM;
     r->a = t->slot;
     r->b = t->desired_state;
     r->c = t->state;
-    return store_row_fill(b, r, t->id, t->service_id, *t->node_id ? t->node_id : NULL,
-                          &t->base);
+    r->value = store_pack(&t->base, &r->len);
+    return store_row_done(b, r, store_dup(&r->key, t->id) | store_dup(&r->text, t->service_id) |
+                                    store_dup(&r->text2, *t->node_id ? t->node_id : NULL) |
+                                    (r->value == NULL));
 }
 
 int store_put_meta(store_batch_t *b, const char *key, const char *value)
 {
-    store_row_t *r = store_row_new(b, SQL_PUT_META);
+    store_row_t *r = store_row_new(b, STORE_OP_PUT, STORE_META);
 
     if (!r)
         return -ENOMEM;
-    return store_row_fill(b, r, key, value, NULL, NULL);
+    r->len = strlen(value);
+    r->value = (uint8_t *)strdup(value);
+    return store_row_done(b, r, store_dup(&r->key, key) | store_dup(&r->text, value) |
+                                    (r->value == NULL));
 }
 
 int store_add_event(store_batch_t *b, const Event *e)
 {
-    store_row_t *r = store_row_new(b, SQL_ADD_EVENT);
+    store_row_t *r = store_row_new(b, STORE_OP_EVENT, STORE_EVENTS);
+    char seq[24];
 
     if (!r)
         return -ENOMEM;
+    snprintf(seq, sizeof(seq), "%020llu", (unsigned long long)e->seq);
     r->a = e->time_ms;
     r->b = (int64_t)e->seq;
-    return store_row_fill(b, r, e->type, e->name, e->message, &e->base);
+    r->value = store_pack(&e->base, &r->len);
+    return store_row_done(b, r, store_dup(&r->key, seq) | store_dup(&r->id, e->type) |
+                                    store_dup(&r->text, e->name) |
+                                    store_dup(&r->text2, e->message) | (r->value == NULL));
 }
 
 int store_delete(store_batch_t *b, enum store_table table, const char *id, uint64_t version)
 {
-    static const enum store_stmt stmts[] = {
-        [STORE_NODES] = SQL_DEL_NODE, [STORE_SERVICES] = SQL_DEL_SERVICE,
-        [STORE_SPECS] = SQL_DEL_SPEC, [STORE_TASKS] = SQL_DEL_TASK,
-    };
     store_row_t *r;
 
-    if (table == STORE_META || table == STORE_EVENTS)
+    if (table == STORE_META || table == STORE_EVENTS || table >= STORE_ROWS)
         return SKIFF_EINVAL;
-    if (!(r = store_row_new(b, stmts[table])))
+    if (!(r = store_row_new(b, STORE_OP_DELETE, table)))
         return -ENOMEM;
     r->a = (int64_t)version;
-    return store_row_fill(b, r, id, NULL, NULL, NULL);
+    r->key = table == STORE_SPECS ? store_spec_key(id, version) : strdup(id);
+    return store_row_done(b, r, (r->key == NULL) | store_dup(&r->id, id));
 }
 
-/* ---------------------------------------------------------------- commit */
+/* --------------------------------------------------------- rows by name */
 
-static int store_exec(store_t *st, enum store_stmt which)
+static int store_name_valid(const char *name)
 {
-    sqlite3_stmt *s = st->stmt[which];
-    int rc = sqlite3_step(s);
+    size_t n = strlen(name);
 
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? 0 : rc;
+    return n >= 1 && n <= 32 && strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
 }
 
-/* Binds a row to its statement: parameter ?N of every statement takes the
- * row's field N (see store_row_t); a statement names only those it uses. */
-static int store_run_row(store_t *st, const store_row_t *r)
+static int store_table_of(const char *name)
 {
-    sqlite3_stmt *s = st->stmt[r->stmt];
-    int count = sqlite3_bind_parameter_count(s);
-    int rc;
-
-    for (int i = 1; i <= count; i++) {
-        switch (i) {
-        case 1: sqlite3_bind_text(s, i, r->id, -1, SQLITE_STATIC); break;
-        case 2: sqlite3_bind_text(s, i, r->text, -1, SQLITE_STATIC); break;
-        case 3: sqlite3_bind_int64(s, i, r->a); break;
-        case 4: sqlite3_bind_int64(s, i, r->b); break;
-        case 5: sqlite3_bind_int64(s, i, r->c); break;
-        case 6: sqlite3_bind_blob(s, i, r->blob, (int)r->len, SQLITE_STATIC); break;
-        case 7: sqlite3_bind_text(s, i, r->text2, -1, SQLITE_STATIC); break;
-        default: sqlite3_bind_null(s, i); break;
-        }
-    }
-    rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    return rc == SQLITE_DONE ? 0 : rc;
+    for (int t = 0; t < STORE_ROWS; t++)
+        if (strcmp(name, store_table_names[t]) == 0)
+            return t;
+    return store_name_valid(name) ? STORE_ROWS : -1;
 }
 
-int store_commit(store_t *st, store_batch_t *b, char *err, size_t len)
+/* Splits a spec key "<id>/<version>". */
+static int store_spec_key_parse(const char *key, char *id, size_t len, uint64_t *version)
 {
-    int events = 0;
+    const char *slash = strrchr(key, '/');
+    char *end;
 
-    if (store_exec(st, SQL_BEGIN))
-        return store_fail(err, len, st->db, "begin");
-    for (size_t i = 0; i < b->n; i++) {
-        events |= b->rows[i].stmt == SQL_ADD_EVENT;
-        if (store_run_row(st, &b->rows[i]))
-            goto out_rollback;
-    }
-    if (events) {
-        sqlite3_bind_int64(st->stmt[SQL_PRUNE_EVENTS], 1, (int64_t)st->events_kept);
-        if (store_exec(st, SQL_PRUNE_EVENTS))
-            goto out_rollback;
-    }
-    if (store_exec(st, SQL_COMMIT))
-        goto out_rollback;
-    return 0;
+    if (!slash || slash == key || (size_t)(slash - key) >= len || !slash[1])
+        return -1;
+    memcpy(id, key, (size_t)(slash - key));
+    id[slash - key] = '\0';
+    *version = strtoull(slash + 1, &end, 10);
+    return *end ? -1 : 0;
+}
 
-out_rollback:
-    store_fail(err, len, st->db, "commit");
-    store_exec(st, SQL_ROLLBACK);
+int store_put_row(store_batch_t *b, const char *table, const char *key, const uint8_t *value,
+                  size_t len)
+{
+    int t = store_table_of(table), rc = SKIFF_EINVAL;
+    store_row_t *r;
+
+    if (t < 0 || !*key)
+        return SKIFF_EINVAL;
+    switch (t) {
+    case STORE_META: {
+        char *text = strndup((const char *)value, len);
+        if (!text)
+            return -ENOMEM;
+        rc = strlen(text) == len ? store_put_meta(b, key, text) : SKIFF_EINVAL;
+        free(text);
+        return rc;
+    }
+    case STORE_NODES: {
+        Node *n = (Node *)protobuf_c_message_unpack(&PB_DESC_Node, NULL, len, value);
+        if (n && *n->id && strcmp(n->id, key) == 0)
+            rc = store_put_node(b, n);
+        pb_free(n);
+        return rc;
+    }
+    case STORE_SERVICES: {
+        ServiceRecord *s = (ServiceRecord *)protobuf_c_message_unpack(&PB_DESC_ServiceRecord, NULL, len, value);
+        if (s && s->service && s->service->spec && strcmp(s->service->id, key) == 0)
+            rc = store_put_service(b, s->service, s->removed);
+        pb_free(s);
+        return rc;
+    }
+    case STORE_SPECS: {
+        ServiceSpec *spec = (ServiceSpec *)protobuf_c_message_unpack(&PB_DESC_ServiceSpec, NULL, len, value);
+        char id[128];
+        uint64_t version;
+        if (spec && store_spec_key_parse(key, id, sizeof(id), &version) == 0)
+            rc = store_put_spec(b, id, version, spec);
+        pb_free(spec);
+        return rc;
+    }
+    case STORE_TASKS: {
+        Task *task = (Task *)protobuf_c_message_unpack(&PB_DESC_Task, NULL, len, value);
+        if (task && strcmp(task->id, key) == 0)
+            rc = store_put_task(b, task);
+        pb_free(task);
+        return rc;
+    }
+    case STORE_EVENTS:
+        return SKIFF_EINVAL; /* numbered by the backend: store_add_event */
+    default:
+        break;
+    }
+    if (!(r = store_row_new(b, STORE_OP_PUT, STORE_ROWS)))
+        return -ENOMEM;
+    r->len = len;
+    r->value = malloc(len ? len : 1);
+    if (r->value)
+        memcpy(r->value, value, len);
+    return store_row_done(b, r, store_dup((char **)&r->name, table) | store_dup(&r->key, key) |
+                                    (r->value == NULL));
+}
+
+int store_delete_row(store_batch_t *b, const char *table, const char *key)
+{
+    int t = store_table_of(table);
+    store_row_t *r;
+
+    if (t < 0 || !*key)
+        return SKIFF_EINVAL;
+    if (t == STORE_SPECS) {
+        char id[128];
+        uint64_t version;
+        if (store_spec_key_parse(key, id, sizeof(id), &version))
+            return SKIFF_EINVAL;
+        return store_delete(b, STORE_SPECS, id, version);
+    }
+    if (t != STORE_ROWS)
+        return store_delete(b, (enum store_table)t, key, 0);
+    if (!(r = store_row_new(b, STORE_OP_DELETE, STORE_ROWS)))
+        return -ENOMEM;
+    return store_row_done(b, r, store_dup((char **)&r->name, table) | store_dup(&r->key, key));
+}
+
+/* --------------------------------------------------------------- loading */
+
+static int store_bad(char *err, size_t len, const char *what, const char *key)
+{
+    snprintf(err, len, "load: %s row %.100s does not decode", what, key);
     return SKIFF_ESTORE;
+}
+
+static int store_nomem(char *err, size_t len)
+{
+    snprintf(err, len, "load: out of memory");
+    return SKIFF_ESTORE;
+}
+
+static int store_load_meta(model_t *m, const char *key, const uint8_t *value, size_t len)
+{
+    char text[sizeof(m->cluster_id)];
+
+    snprintf(text, sizeof(text), "%.*s", (int)(len < sizeof(text) ? len : sizeof(text) - 1),
+             (const char *)value);
+    if (strcmp(key, "cluster_id") == 0)
+        memcpy(m->cluster_id, text, sizeof(text));
+    else if (strcmp(key, "assignments_version") == 0)
+        m->assignments_version = strtoull(text, NULL, 10);
+    else if (strcmp(key, "endpoints_version") == 0)
+        m->endpoints_version = strtoull(text, NULL, 10);
+    return 0;
+}
+
+int store_load_row(model_t *m, enum store_table table, const char *name, const char *key,
+                   const uint8_t *value, size_t len, char *err, size_t errlen)
+{
+    switch (table) {
+    case STORE_META:
+        return store_load_meta(m, key, value, len);
+    case STORE_NODES: {
+        Node *pb = (Node *)protobuf_c_message_unpack(&PB_DESC_Node, NULL, len, value);
+        if (!pb || !*pb->id || !*pb->name || model_node_by_id(m, pb->id) ||
+            model_node_by_name(m, pb->name)) {
+            pb_free(pb);
+            return store_bad(err, errlen, "a node", key);
+        }
+        if (!model_node_add(m, pb)) {
+            pb_free(pb);
+            return store_nomem(err, errlen);
+        }
+        return 0;
+    }
+    case STORE_SERVICES: {
+        ServiceRecord *rec = (ServiceRecord *)protobuf_c_message_unpack(&PB_DESC_ServiceRecord, NULL, len, value);
+        Service *pb = rec ? rec->service : NULL;
+        service_t *svc;
+        if (!pb || !*pb->id || !pb->spec || !pb->update_status || model_service_by_id(m, pb->id) ||
+            (!rec->removed && model_service_by_name(m, pb->spec->name))) {
+            pb_free(rec);
+            return store_bad(err, errlen, "a service", key);
+        }
+        rec->service = NULL;
+        if (!(svc = model_service_add(m, pb))) {
+            pb_free(pb);
+            pb_free(rec);
+            return store_nomem(err, errlen);
+        }
+        if (rec->removed)
+            model_service_mark_removed(m, svc); /* out of the lookups by name */
+        pb_free(rec);
+        return 0;
+    }
+    case STORE_SPECS: {
+        char id[128];
+        uint64_t version;
+        service_t *svc;
+        ServiceSpec *spec;
+        if (store_spec_key_parse(key, id, sizeof(id), &version))
+            return store_bad(err, errlen, "a spec", key);
+        if (!(svc = model_service_by_id(m, id))) {
+            log_warn("store: dropping a spec row of an unknown service");
+            return 0;
+        }
+        if (!(spec = (ServiceSpec *)protobuf_c_message_unpack(&PB_DESC_ServiceSpec, NULL, len, value)))
+            return store_bad(err, errlen, "a spec", key);
+        if (model_service_load_spec(svc, version, spec)) {
+            pb_free(spec);
+            return store_nomem(err, errlen);
+        }
+        return 0;
+    }
+    case STORE_TASKS: {
+        store_task_loader_t *l = store_task_loader_new();
+        int rc = l ? store_task_loader_add(l, value, len, err, errlen) : store_nomem(err, errlen);
+        if (l && !rc)
+            rc = store_task_loader_finish(l, m, err, errlen);
+        store_task_loader_free(l);
+        return rc;
+    }
+    case STORE_EVENTS:
+        return 0;
+    case STORE_ROWS:
+        if (model_row_load(m, name, key, value, len))
+            return store_nomem(err, errlen);
+        return 0;
+    }
+    return 0;
+}
+
+struct store_task_loader {
+    Task **tasks;
+    size_t n, cap;
+};
+
+store_task_loader_t *store_task_loader_new(void)
+{
+    return calloc(1, sizeof(store_task_loader_t));
+}
+
+void store_task_loader_free(store_task_loader_t *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        pb_free(l->tasks[i]);
+    free(l->tasks);
+    free(l);
+}
+
+int store_task_loader_add(store_task_loader_t *l, const uint8_t *value, size_t len, char *err,
+                          size_t errlen)
+{
+    Task *pb = (Task *)protobuf_c_message_unpack(&PB_DESC_Task, NULL, len, value);
+
+    if (!pb || !*pb->id) {
+        pb_free(pb);
+        return store_bad(err, errlen, "a task", "?");
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        Task **grown = realloc(l->tasks, cap * sizeof(*grown));
+        if (!grown) {
+            pb_free(pb);
+            return store_nomem(err, errlen);
+        }
+        l->tasks = grown;
+        l->cap = cap;
+    }
+    l->tasks[l->n++] = pb;
+    return 0;
+}
+
+static int store_task_order(const void *pa, const void *pb)
+{
+    const Task *a = *(Task *const *)pa, *b = *(Task *const *)pb;
+    int c = strcmp(a->service_id, b->service_id);
+
+    if (c)
+        return c;
+    if (a->slot != b->slot)
+        return a->slot < b->slot ? -1 : 1;
+    if (a->created_ms != b->created_ms)
+        return a->created_ms < b->created_ms ? -1 : 1;
+    return strcmp(a->id, b->id);
+}
+
+int store_task_loader_finish(store_task_loader_t *l, model_t *m, char *err, size_t errlen)
+{
+    if (l->n > 1)
+        qsort(l->tasks, l->n, sizeof(*l->tasks), store_task_order);
+    for (size_t i = 0; i < l->n; i++) {
+        Task *pb = l->tasks[i];
+        service_t *svc = model_service_by_id(m, pb->service_id);
+        node_t *node = *pb->node_id ? model_node_by_id(m, pb->node_id) : NULL;
+
+        if (!svc || model_task_by_id(m, pb->id)) {
+            log_warn("store: dropping a task row without its service, or twice");
+            continue;
+        }
+        if (!model_task_add(m, svc, node, pb))
+            return store_nomem(err, errlen);
+        l->tasks[i] = NULL;
+    }
+    return 0;
+}
+
+void store_load_done(model_t *m)
+{
+    for (task_t *t = m->dirty_tasks; t; t = t->dirty_next)
+        t->dirty = MODEL_CLEAN;
+    for (service_t *svc = m->dirty_services; svc; svc = svc->dirty_next)
+        svc->dirty = MODEL_CLEAN;
+    for (node_t *n = m->dirty_nodes; n; n = n->dirty_next)
+        n->dirty = MODEL_CLEAN;
+    m->dirty_tasks = NULL;
+    m->dirty_services = NULL;
+    m->dirty_nodes = NULL;
+    for (node_t *n = m->nodes; n; n = n->hh.next)
+        n->assign_dirty = 1; /* every agent gets its set when it registers */
+}
+
+/* ----------------------------------------------------------- the table */
+
+int store_commit(store_t *st, store_batch_t *b, store_done_fn cb, void *arg)
+{
+    return st->ops->commit(st, b, cb, arg);
+}
+
+void store_stop(store_t *st, void (*done)(void *arg), void *arg)
+{
+    st->ops->stop(st, done, arg);
+}
+
+void store_set_events_kept(store_t *st, size_t n)
+{
+    st->events_kept = n ? n : STORE_EVENTS_KEPT;
+}
+
+int store_load_events(store_t *st, size_t max, void (*fn)(void *arg, Event *e), void *arg,
+                      uint64_t *last_seq)
+{
+    *last_seq = 0;
+    return st->ops->load_events(st, max, fn, arg, last_seq);
+}
+
+void store_close(store_t *st)
+{
+    if (st)
+        st->ops->free(st);
 }

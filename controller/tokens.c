@@ -13,13 +13,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void tokens_hex(char out[CTL_TOKEN_LEN + 1])
+void tokens_new(char out[CTL_TOKEN_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char raw[CTL_TOKEN_LEN / 2];
@@ -39,8 +40,8 @@ static void tokens_hex(char out[CTL_TOKEN_LEN + 1])
 
 /* Writes value and a newline to dir/name atomically (a temporary file, then
  * rename), mode 0600. */
-static int tokens_write(const char *dir, const char *name, const char *value, char *err,
-                        size_t len)
+int tokens_write_file(const char *dir, const char *name, const char *value, char *err,
+                      size_t len)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
     FILE *f;
@@ -131,8 +132,8 @@ static int tokens_ensure(const char *dir, const char *name, char out[CTL_TOKEN_L
 
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     if (access(path, F_OK) != 0) {
-        tokens_hex(out);
-        rc = tokens_write(dir, name, out, err, len);
+        tokens_new(out);
+        rc = tokens_write_file(dir, name, out, err, len);
         if (rc == 0)
             log_info("created %s", path);
         return rc;
@@ -141,16 +142,21 @@ static int tokens_ensure(const char *dir, const char *name, char out[CTL_TOKEN_L
     return rc ? rc : tokens_read(dir, name, out, err, len);
 }
 
+int tokens_prepare_dir(const char *dir, char *err, size_t len)
+{
+    if (mkdir(dir, 0700) && errno != EEXIST) {
+        snprintf(err, len, "--data-dir %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    return tokens_check_mode(dir, 0700, err, len);
+}
+
 int tokens_prepare(ctl_t *ctl, char *err, size_t len)
 {
     const char *dir = ctl->cfg.data_dir;
     int rc;
 
-    if (mkdir(dir, 0700) && errno != EEXIST) {
-        snprintf(err, len, "--data-dir %s: %s", dir, strerror(errno));
-        return -errno;
-    }
-    rc = tokens_check_mode(dir, 0700, err, len);
+    rc = tokens_prepare_dir(dir, err, len);
     if (!rc)
         rc = tokens_ensure(dir, "join-token", ctl->join_token, err, len);
     if (!rc)
@@ -173,13 +179,13 @@ int tokens_cluster_id(ctl_t *ctl, char *err, size_t len)
     if (!ctl->model.cluster_id[0]) {
         if (!tokens_cluster_id_file(ctl)) {
             char fresh[CTL_TOKEN_LEN + 1];
-            tokens_hex(fresh);
+            tokens_new(fresh);
             snprintf(ctl->model.cluster_id, sizeof(ctl->model.cluster_id), "%.*s",
                      MODEL_ID_LEN * 2, fresh);
         }
         ctl->model.meta_dirty = 1;
     }
-    return tokens_write(ctl->cfg.data_dir, "cluster-id", ctl->model.cluster_id, err, len);
+    return tokens_write_file(ctl->cfg.data_dir, "cluster-id", ctl->model.cluster_id, err, len);
 }
 
 /* In the pool: the reads only; ctl is not touched. */
@@ -244,8 +250,70 @@ int tokens_rotate(const char *data_dir, const char *which, char *err, size_t len
         return SKIFF_EINVAL;
     }
     snprintf(name, sizeof(name), "%s-token", which);
-    tokens_hex(token);
-    return tokens_write(data_dir, name, token, err, len);
+    tokens_new(token);
+    return tokens_write_file(data_dir, name, token, err, len);
+}
+
+void tokens_read_existing(const char *dir, char cluster_id[MODEL_ID_LEN * 2 + 1],
+                          char join[CTL_TOKEN_LEN + 1], char admin[CTL_TOKEN_LEN + 1])
+{
+    char err[PATH_MAX + 64];
+
+    if (tokens_read_hex(dir, "cluster-id", cluster_id, MODEL_ID_LEN * 2, err, sizeof(err)))
+        cluster_id[0] = '\0';
+    if (tokens_read(dir, "join-token", join, err, sizeof(err)))
+        join[0] = '\0';
+    if (tokens_read(dir, "admin-token", admin, err, sizeof(err)))
+        admin[0] = '\0';
+}
+
+/* In the pool: the writes only; ctl is not touched. */
+static void tokens_files_work(uv_work_t *w)
+{
+    tokens_files_t *f = w->data;
+
+    f->rc = tokens_write_file(f->dir, "cluster-id", f->cluster_id, f->err, sizeof(f->err));
+    if (f->rc == 0)
+        f->rc = tokens_write_file(f->dir, "join-token", f->join, f->err, sizeof(f->err));
+    if (f->rc == 0)
+        f->rc = tokens_write_file(f->dir, "admin-token", f->admin, f->err, sizeof(f->err));
+}
+
+static void tokens_files_done(uv_work_t *w, int status)
+{
+    tokens_files_t *f = w->data;
+    ctl_t *ctl = (ctl_t *)((char *)f - offsetof(ctl_t, token_files));
+
+    f->busy = 0;
+    if (status)
+        log_warn("the tokens are not written into the data dir: %s", uv_strerror(status));
+    else if (f->rc)
+        log_warn("the tokens are not written into the data dir: %s", f->err);
+    if (f->again && !ctl->stopping) {
+        f->again = 0;
+        tokens_write_files(ctl);
+    }
+}
+
+void tokens_write_files(ctl_t *ctl)
+{
+    tokens_files_t *f = &ctl->token_files;
+    int rc;
+
+    if (f->busy) {
+        f->again = 1;
+        return;
+    }
+    snprintf(f->dir, sizeof(f->dir), "%s", ctl->cfg.data_dir);
+    memcpy(f->cluster_id, ctl->model.cluster_id, sizeof(f->cluster_id));
+    memcpy(f->join, ctl->join_token, sizeof(f->join));
+    memcpy(f->admin, ctl->admin_token, sizeof(f->admin));
+    f->work.data = f;
+    if ((rc = uv_queue_work(ctl->loop, &f->work, tokens_files_work, tokens_files_done))) {
+        log_warn("the tokens are not written into the data dir: %s", uv_strerror(rc));
+        return;
+    }
+    f->busy = 1;
 }
 
 int tokens_match(const char *expected, const char *presented)

@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,4 +164,35 @@ int wire_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
     host[n] = '\0';
     *port = (int)p;
     return 0;
+}
+
+int wire_parse_hostlist(const char *list, int default_port, char (*out)[WIRE_HOSTPORT_MAX],
+                        size_t max, size_t *n)
+{
+    const char *p = list;
+
+    *n = 0;
+    if (!list || !*list)
+        return SKIFF_EINVAL;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        char entry[WIRE_HOSTPORT_MAX], host[WIRE_HOSTPORT_MAX];
+        int port;
+
+        if (len == 0 || len + 8 > sizeof(entry) || *n == max)
+            return SKIFF_EINVAL;
+        memcpy(entry, p, len);
+        entry[len] = '\0';
+        /* ADDR alone, or [V6ADDR] alone: the default port, if there is one */
+        if (default_port > 0 && ((entry[0] == '[' && entry[len - 1] == ']') ||
+                                 (entry[0] != '[' && !strchr(entry, ':'))))
+            snprintf(entry + len, sizeof(entry) - len, ":%d", default_port);
+        if (wire_parse_hostport(entry, host, sizeof(host), &port))
+            return SKIFF_EINVAL;
+        memcpy(out[(*n)++], entry, sizeof(entry));
+        p += len;
+        if (!*p)
+            return 0;
+        p++; /* the comma */
+    }
 }

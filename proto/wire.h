@@ -50,4 +50,14 @@ const char *wire_msg_name(int msg_case);
 /* Splits "HOST:PORT" or "[V6HOST]:PORT". Returns 0 or SKIFF_EINVAL. */
 int wire_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
+#define WIRE_HOSTPORT_MAX 128
+
+/* Splits "A[:P],B[:P],..." (a controller list: --controller, --host) into
+ * at most max "HOST:PORT" entries, default_port where an entry has none
+ * (0: every entry must have its port).
+ * Returns 0 and sets *n, or SKIFF_EINVAL (an empty, too long or bad entry,
+ * or more than max). */
+int wire_parse_hostlist(const char *list, int default_port, char (*out)[WIRE_HOSTPORT_MAX],
+                        size_t max, size_t *n);
+
 #endif

@@ -32,8 +32,8 @@ PACKAGES=(
 	libuv1-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev
 	libsqlite3-dev libjansson-dev libyaml-dev libcmocka-dev uthash-dev
 	libh2o-dev libssl-dev
-	bats jq docker.io busybox-static docker-registry
-	iproute2 procps psmisc curl prometheus
+	bats jq docker.io busybox-static docker-registry etcd-server etcd-client
+	iproute2 procps psmisc curl openssl prometheus
 	libjs-chart.js chromium nodejs python3
 )
 

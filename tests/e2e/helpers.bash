@@ -467,12 +467,14 @@ cluster_stop() {
 		_skiff_pid_is "$pid" skiff-loadgen && _skiff_stop_pid "$pid"
 		rm -f "$f"
 	done
-	# Agents first, so that none restarts a container being removed.
-	for f in "$SKIFF_TEST_DIR"/pids/agent-* "$SKIFF_TEST_DIR"/pids/controller; do
+	# Agents first, so that none restarts a container being removed. The
+	# controllers: the one of cluster_start, and the others of an HA cluster
+	# (pids/controller-<i>, ha_lib.bash).
+	for f in "$SKIFF_TEST_DIR"/pids/agent-* "$SKIFF_TEST_DIR"/pids/controller*; do
 		[ -e "$f" ] || continue
 		pid=$(cat "$f")
 		case $f in
-		*/controller) name=skiff-controller ;;
+		*/controller*) name=skiff-controller ;;
 		*) name=skiff-agent ;;
 		esac
 		if _skiff_pid_is "$pid" "$name"; then
@@ -480,11 +482,11 @@ cluster_stop() {
 			kill -s CONT "$pid" 2>/dev/null || true
 		fi
 	done
-	for f in "$SKIFF_TEST_DIR"/pids/agent-* "$SKIFF_TEST_DIR"/pids/controller; do
+	for f in "$SKIFF_TEST_DIR"/pids/agent-* "$SKIFF_TEST_DIR"/pids/controller*; do
 		[ -e "$f" ] || continue
 		pid=$(cat "$f")
 		case $f in
-		*/controller) name=skiff-controller ;;
+		*/controller*) name=skiff-controller ;;
 		*) name=skiff-agent ;;
 		esac
 		_skiff_pid_is "$pid" "$name" && _skiff_stop_pid "$pid"

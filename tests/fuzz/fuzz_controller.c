@@ -154,7 +154,7 @@ static void fz_open_store(void)
             fz_fail("cannot write the database");
     } else {
         /* The first time: make the schema, and keep the file. */
-        if (!(F.ctl->store = store_open(F.db, err, sizeof(err))))
+        if (!(F.ctl->store = store_sqlite_open(&F.loop, F.db, err, sizeof(err))))
             fz_fail(err);
         store_close(F.ctl->store); /* checkpoints the WAL into the file */
         if (!(f = fopen(F.db, "rb")) || fseek(f, 0, SEEK_END) ||
@@ -164,8 +164,8 @@ static void fz_open_store(void)
             fz_fail("cannot read the database back");
         fclose(f);
     }
-    F.ctl->store = store_open(F.db, err, sizeof(err));
-    if (!F.ctl->store || store_load(F.ctl->store, &F.ctl->model, err, sizeof(err)))
+    F.ctl->store = store_sqlite_open(&F.loop, F.db, err, sizeof(err));
+    if (!F.ctl->store || store_sqlite_load(F.ctl->store, &F.ctl->model, err, sizeof(err)))
         fz_fail(err);
 }
 
@@ -254,7 +254,7 @@ static void fz_reset(void)
         fz_fail("a log stream is left after every connection closed");
     /* The store must load back what was committed. */
     model_init(&fresh);
-    if (store_load(ctl->store, &fresh, err, sizeof(err)))
+    if (store_sqlite_load(ctl->store, &fresh, err, sizeof(err)))
         fz_fail(err);
     if (HASH_COUNT(fresh.nodes) != HASH_COUNT(ctl->model.nodes) ||
         HASH_COUNT(fresh.services) != HASH_COUNT(ctl->model.services) ||

@@ -157,12 +157,13 @@ void h_ctl_start(harness_t *h)
     if (tokens_prepare(ctl, err, sizeof(err)))
         fail_msg("tokens_prepare: %s", err);
     snprintf(path, sizeof(path), "%s/state.db", h->dir);
-    if (!(ctl->store = store_open(path, err, sizeof(err))) ||
-        store_load(ctl->store, &ctl->model, err, sizeof(err)) ||
+    if (!(ctl->store = store_sqlite_open(&h->loop, path, err, sizeof(err))) ||
+        store_sqlite_load(ctl->store, &ctl->model, err, sizeof(err)) ||
         tokens_cluster_id(ctl, err, sizeof(err)) || ctl_load_events(ctl))
         fail_msg("controller start: %s", err);
     for (int attempt = 0; attempt < 10 && rc; attempt++) {
         snprintf(ctl->cfg.listen, sizeof(ctl->cfg.listen), "127.0.0.1:%d", h_free_port());
+        ctl->cfg.advertise[0] = '\0'; /* the --listen address */
         rc = ctl_start(ctl, &h->loop);
         if (rc)
             uv_run(&h->loop, UV_RUN_NOWAIT); /* the listener's close */
@@ -203,7 +204,6 @@ static void h_ctl_free(harness_t *h)
         free(m);
     }
     assert_null(ctl->inflight);
-    assert_null(ctl->batch);
     assert_null(ctl->peers);
     assert_null(ctl->logstreams);
     store_batch_free(ctl->events_batch);

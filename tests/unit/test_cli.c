@@ -236,7 +236,7 @@ static void test_parse_errors(void **state)
         { "skiff service logs --tail x web",
           "invalid value for --tail: \"x\" (a number of lines or all)" },
         { "skiff --host nohost service ls",
-          "invalid value for --host: \"nohost\" (ADDRESS:PORT, e.g. 127.0.0.1:7400)" },
+          "invalid value for --host: \"nohost\" (ADDRESS:PORT, e.g. 127.0.0.1:7400, or a list of them)" },
         { "skiff node update --availability pause n1",
           "invalid value for --availability: \"pause\" (active or drain)" },
         { "skiff node update n1", "\"skiff node update\" requires --availability active|drain" },

@@ -1692,6 +1692,29 @@ static void test_stack_hosts(void **state)
 
 /* TaskList in pages that each fit a frame: every task once, in order, the
  * pages' tasks adding up to the total. */
+/* A controller on SQLite is the one controller, leading: `skiff controller
+ * ls` says so, and the leader pings nobody (agents of a store of one never
+ * watch its silence). */
+static void test_controller_list_sqlite(void **state)
+{
+    harness_t *h = h_new(3000, 100);
+    Envelope req = PB_ENVELOPE_INIT, *r;
+    ControllerList cl = PB_CONTROLLER_LIST_INIT;
+
+    h_client_connect(h);
+    req.msg_case = MSG_CONTROLLER_LIST;
+    req.controller_list = &cl;
+    r = h_expect(h_call(h, &req), MSG_CONTROLLER_LIST_REPLY);
+    assert_int_equal(r->controller_list_reply->n_controllers, 1);
+    assert_string_equal(r->controller_list_reply->controllers[0]->address, h->hostport);
+    assert_string_equal(r->controller_list_reply->controllers[0]->role, "leader");
+    assert_string_equal(r->controller_list_reply->controllers[0]->store, "sqlite: healthy");
+    wire_free(r);
+    assert_true(h->ctl->leading);
+    assert_false(store_shared(h->ctl->store));
+    h_free(h);
+}
+
 static void test_task_list_pages(void **state)
 {
     harness_t *h = cluster(0);
@@ -1791,6 +1814,7 @@ int main(void)
         cmocka_unit_test(test_register_keeps_health),
         cmocka_unit_test(test_tokens_match),
         cmocka_unit_test(test_task_list_pages),
+        cmocka_unit_test(test_controller_list_sqlite),
     };
 
     return cmocka_run_group_tests_name("orch", tests, NULL, NULL);

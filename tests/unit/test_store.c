@@ -3,7 +3,7 @@
  *
  * Each test gets a temporary directory with a fresh state.db path. Batches
  * are built from a model the way the controller's commit does (every
- * object put, plus deletions), committed, and store_load() reads them into
+ * object put, plus deletions), committed, and store_sqlite_load() reads them into
  * a second model, which must equal the first: the same messages, the same
  * links between tasks, services and nodes, the same removed services and
  * meta values. The SQLite file is also read directly where the schema
@@ -20,6 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <uv.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
@@ -30,6 +35,8 @@
 #include "model.h"
 #include "pbutil.h"
 #include "spec.h"
+#include "etcd.h"
+#include "log.h"
 #include "store.h"
 
 typedef struct fixture {
@@ -111,7 +118,7 @@ static store_t *open_captured(const char *path, char *out, size_t len, char *err
     fflush(stderr);
     saved = dup(2);
     dup2(fd, 2);
-    st = store_open(path, err, errlen);
+    st = store_sqlite_open(NULL, path, err, errlen);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
@@ -262,7 +269,7 @@ static void commit_ok(store_t *st, store_batch_t *b)
 {
     char err[256] = "";
 
-    if (store_commit(st, b, err, sizeof(err)) != 0)
+    if (store_sqlite_commit_now(st, b, err, sizeof(err)) != 0)
         fail_msg("commit: %s", err);
     store_batch_free(b);
 }
@@ -272,7 +279,7 @@ static void load_ok(store_t *st, model_t *m)
     char err[256] = "";
 
     model_init(m);
-    if (store_load(st, m, err, sizeof(err)) != 0)
+    if (store_sqlite_load(st, m, err, sizeof(err)) != 0)
         fail_msg("load: %s", err);
 }
 
@@ -419,9 +426,10 @@ static void test_open_creates_schema(void **state)
         fail_msg("store_open: %s", err);
     assert_non_null(strstr(log, "migrated to version 1"));
     assert_non_null(strstr(log, "migrated to version 2"));
+    assert_non_null(strstr(log, "migrated to version 3"));
     store_close(st);
 
-    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 3);
     assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                              " AND name IN ('meta', 'nodes', 'services', 'specs', 'tasks',"
                              " 'events')"), 6);
@@ -446,13 +454,13 @@ static void test_open_creates_schema(void **state)
     assert_string_equal(m.cluster_id, "kept");
     {
         char v[64];
-        assert_int_equal(store_get_meta(st, "cluster_id", v, sizeof(v)), 1);
+        assert_int_equal(store_sqlite_get_meta(st, "cluster_id", v, sizeof(v)), 1);
         assert_string_equal(v, "kept");
-        assert_int_equal(store_get_meta(st, "nothing", v, sizeof(v)), 0);
+        assert_int_equal(store_sqlite_get_meta(st, "nothing", v, sizeof(v)), 0);
     }
     model_free(&m);
     store_close(st);
-    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 3);
 }
 
 static void test_newer_schema_refused(void **state)
@@ -462,10 +470,10 @@ static void test_newer_schema_refused(void **state)
     store_t *st;
 
     sql_exec(fx->path, "CREATE TABLE future (x); PRAGMA user_version = 7;");
-    st = store_open(fx->path, err, sizeof(err));
+    st = store_sqlite_open(NULL, fx->path, err, sizeof(err));
     assert_null(st);
     assert_non_null(strstr(err, "schema version 7"));
-    assert_non_null(strstr(err, "up to 2"));
+    assert_non_null(strstr(err, "up to 3"));
     /* Left as it was. */
     assert_int_equal(sql_int(fx->path, "PRAGMA user_version"), 7);
     assert_int_equal(sql_int(fx->path, "SELECT count(*) FROM sqlite_master WHERE name = 'nodes'"),
@@ -478,7 +486,7 @@ static void test_open_fails_cleanly(void **state)
     char err[256] = "", path[PATH_MAX + 32];
 
     snprintf(path, sizeof(path), "%s/no/such/dir/state.db", fx->dir);
-    assert_null(store_open(path, err, sizeof(err)));
+    assert_null(store_sqlite_open(NULL, path, err, sizeof(err)));
     assert_true(strlen(err) > 0);
 }
 
@@ -488,7 +496,7 @@ static void test_roundtrip(void **state)
 {
     fx_t *fx = *state;
     char err[256] = "";
-    store_t *st = store_open(fx->path, err, sizeof(err));
+    store_t *st = store_sqlite_open(NULL, fx->path, err, sizeof(err));
     model_t a, b;
     store_batch_t *batch;
 
@@ -502,7 +510,7 @@ static void test_roundtrip(void **state)
     store_close(st);
 
     /* A fresh process: open, load. */
-    st = store_open(fx->path, err, sizeof(err));
+    st = store_sqlite_open(NULL, fx->path, err, sizeof(err));
     assert_non_null(st);
     load_ok(st, &b);
     assert_models_equal(&a, &b);
@@ -561,7 +569,7 @@ static void test_updates_and_deletions(void **state)
 {
     fx_t *fx = *state;
     char err[256] = "", id[MODEL_ID_LEN + 1];
-    store_t *st = store_open(fx->path, err, sizeof(err));
+    store_t *st = store_sqlite_open(NULL, fx->path, err, sizeof(err));
     model_t a, b, c;
     service_t *web, *old;
     task_t *t;
@@ -637,7 +645,7 @@ static void test_failed_batch_commits_nothing(void **state)
 {
     fx_t *fx = *state;
     char err[256] = "", id[MODEL_ID_LEN + 1];
-    store_t *st = store_open(fx->path, err, sizeof(err));
+    store_t *st = store_sqlite_open(NULL, fx->path, err, sizeof(err));
     model_t a, b, empty;
     store_batch_t *batch;
     task_t *boom;
@@ -655,7 +663,7 @@ static void test_failed_batch_commits_nothing(void **state)
      * rows on both sides of the failing one. */
     batch = batch_of_model(&a);
     assert_int_equal(add_event(batch, 1, 1, "node", "node-1", "joined"), 0);
-    rc = store_commit(st, batch, err, sizeof(err));
+    rc = store_sqlite_commit_now(st, batch, err, sizeof(err));
     store_batch_free(batch);
     assert_int_equal(rc, SKIFF_ESTORE);
     assert_non_null(strstr(err, "forced failure"));
@@ -681,7 +689,7 @@ static void test_events_pruned(void **state)
 {
     fx_t *fx = *state;
     char err[256] = "", msg[64];
-    store_t *st = store_open(fx->path, err, sizeof(err));
+    store_t *st = store_sqlite_open(NULL, fx->path, err, sizeof(err));
     store_batch_t *batch = store_batch_new();
     const int kept = 10000, extra = 25;
 
@@ -729,7 +737,7 @@ static void test_events_loaded(void **state)
 {
     fx_t *fx = *state;
     char err[256] = "";
-    store_t *st = store_open(fx->path, err, sizeof(err));
+    store_t *st = store_sqlite_open(NULL, fx->path, err, sizeof(err));
     store_batch_t *batch = store_batch_new();
     loaded_t l = { { 0 }, 0 };
     uint64_t last;
@@ -985,6 +993,517 @@ static void test_model_states(void **state)
     model_free(&m);
 }
 
+/* --------------------------------------------- every table, generically */
+
+typedef struct scan_copy {
+    store_batch_t *b;
+    size_t rows;
+    int named;
+} scan_copy_t;
+
+static int copy_row(void *arg, const char *table, const char *key, const uint8_t *value,
+                    size_t len)
+{
+    scan_copy_t *c = arg;
+
+    c->rows++;
+    c->named += strcmp(table, "ca") == 0;
+    assert_int_equal(store_put_row(c->b, table, key, value, len), 0);
+    return 0;
+}
+
+/* What migrate does: every row of one store, scanned, put by name into
+ * another; the copy loads as the same model, named tables included. */
+static void test_scan_copies_every_table(void **state)
+{
+    fx_t *fx = *state;
+    char err[256] = "", path2[PATH_MAX + 32];
+    store_t *st = store_sqlite_open(NULL, fx->path, err, sizeof(err)), *st2;
+    scan_copy_t copy = { 0 };
+    store_batch_t *b;
+    model_t a, c;
+    model_row_t *row;
+
+    assert_non_null(st);
+    build_cluster(&a);
+    b = batch_of_model(&a);
+    assert_int_equal(store_put_row(b, "ca", "cert", (const uint8_t *)"PEM\0bytes", 9), 0);
+    assert_int_equal(add_event(b, 1, 1, "node", "n", "gone"), 0);
+    commit_ok(st, b);
+    /* Bad rows by name are refused. */
+    b = store_batch_new();
+    assert_int_equal(store_put_row(b, "Bad-Name", "k", (const uint8_t *)"v", 1), SKIFF_EINVAL);
+    assert_int_equal(store_put_row(b, "nodes", "k", (const uint8_t *)"\xff\xff", 2), SKIFF_EINVAL);
+    assert_int_equal(store_put_row(b, "events", "1", (const uint8_t *)"{}", 2), SKIFF_EINVAL);
+    assert_int_equal(store_put_row(b, "specs", "noversion", (const uint8_t *)"", 0), SKIFF_EINVAL);
+    assert_int_equal(store_batch_size(b), 0);
+    store_batch_free(b);
+
+    snprintf(path2, sizeof(path2), "%s/copy.db", fx->dir);
+    st2 = store_sqlite_open(NULL, path2, err, sizeof(err));
+    assert_non_null(st2);
+    copy.b = store_batch_new();
+    assert_int_equal(st->ops->scan(st, copy_row, &copy, err, sizeof(err)), 0);
+    assert_int_equal(copy.named, 1);
+    assert_int_equal(copy.rows, store_batch_size(copy.b));
+    commit_ok(st2, copy.b);
+    load_ok(st2, &c);
+    row = model_row_get(&c, "ca", "cert");
+    assert_non_null(row);
+    assert_int_equal(row->len, 9);
+    assert_memory_equal(row->value, "PEM\0bytes", 9);
+    assert_models_equal(&a, &c);
+    /* The events are not copied. */
+    assert_int_equal(sql_int(path2, "SELECT count(*) FROM events"), 0);
+    model_free(&a);
+    model_free(&c);
+    store_close(st);
+    store_close(st2);
+    unlink(path2);
+}
+
+/* ------------------------------------------------------ the etcd backend */
+
+/* A real etcd (one member, etcd-server 3.4) for the group, on free ports in
+ * its own directory. */
+static struct {
+    pid_t pid;
+    char dir[PATH_MAX];
+    char endpoint[64];
+    int started;
+} etcd;
+
+static uv_loop_t eloop;
+
+typedef struct sh {
+    store_t *st;
+    uv_loop_t *loop;
+    model_t m;
+    int identities, leads, lost, fatal, follows;
+    char why[512], following[128], join[72];
+} sh_t;
+
+static void sh_identity(void *arg, const char *cluster, const char *join, const char *admin)
+{
+    sh_t *h = arg;
+
+    h->identities++;
+    snprintf(h->join, sizeof(h->join), "%s", join);
+    snprintf(h->m.cluster_id, sizeof(h->m.cluster_id), "%s", cluster);
+}
+
+static void sh_lead(void *arg)
+{
+    ((sh_t *)arg)->leads++;
+}
+
+static void sh_follow(void *arg, const char *leader)
+{
+    sh_t *h = arg;
+
+    h->follows++;
+    snprintf(h->following, sizeof(h->following), "%s", leader);
+}
+
+static void sh_lost(void *arg, const char *why)
+{
+    sh_t *h = arg;
+
+    h->lost++;
+    snprintf(h->why, sizeof(h->why), "%s", why);
+}
+
+static void sh_fatal(void *arg, const char *why)
+{
+    sh_t *h = arg;
+
+    h->fatal++;
+    snprintf(h->why, sizeof(h->why), "%s", why);
+}
+
+static const store_events_t sh_events = { sh_identity, sh_lead, sh_follow, sh_lost, sh_fatal };
+
+#define RUN_UNTIL(loop, cond, ms)                                                    \
+    do {                                                                             \
+        uint64_t end_ = uv_hrtime() / 1000000 + (ms);                                \
+        while (!(cond)) {                                                            \
+            if (uv_hrtime() / 1000000 > end_)                                        \
+                fail_msg("%d: timed out waiting for %s", __LINE__, #cond);          \
+            uv_run((loop), UV_RUN_ONCE);                                             \
+        }                                                                            \
+    } while (0)
+
+static int free_port(void)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+static void sh_open(sh_t *h, uv_loop_t *loop, const char *prefix, const char *cluster,
+                    const char *address)
+{
+    store_etcd_config_t cfg = { .endpoints = etcd.endpoint, .prefix = prefix, .lease_ms = 3000,
+                                .address = address, .cluster_id = cluster };
+    char err[256];
+
+    memset(h, 0, sizeof(*h));
+    h->loop = loop;
+    model_init(&h->m);
+    if (!(h->st = store_etcd_open(loop, &cfg, err, sizeof(err))))
+        fail_msg("store_etcd_open: %s", err);
+    assert_int_equal(h->st->ops->start(h->st, &h->m, &sh_events, h), 0);
+}
+
+static void sh_done(void *arg)
+{
+    *(int *)arg = 1;
+}
+
+static void sh_close(sh_t *h)
+{
+    int done = 0;
+
+    store_stop(h->st, sh_done, &done);
+    RUN_UNTIL(h->loop, done, 5000);
+    store_close(h->st);
+    model_free(&h->m);
+}
+
+typedef struct committed {
+    int done, rc;
+    char err[256];
+} committed_t;
+
+static void on_committed(void *arg, int rc, const char *err)
+{
+    committed_t *c = arg;
+
+    c->done = 1;
+    c->rc = rc;
+    snprintf(c->err, sizeof(c->err), "%s", err);
+}
+
+static int sh_commit(sh_t *h, store_batch_t *b, char *err, size_t len)
+{
+    committed_t c = { 0 };
+    int rc = store_commit(h->st, b, on_committed, &c);
+
+    if (rc) {
+        snprintf(err, len, "commit refused at once: %d", rc);
+        return rc;
+    }
+    RUN_UNTIL(h->loop, c.done, 10000);
+    snprintf(err, len, "%s", c.err);
+    return c.rc;
+}
+
+/* A call of its own to etcd: a txn, run on loop until it answers. */
+typedef struct answered {
+    int done, rc, succeeded;
+    int64_t count;
+} answered_t;
+
+static void on_admin(void *arg, int rc, const char *err, etcd_answer_t *a)
+{
+    answered_t *r = arg;
+
+    r->done = 1;
+    r->rc = rc;
+    r->succeeded = a->txn.succeeded;
+    r->count = a->txn.n_ranges ? a->txn.ranges[0].count : 0;
+}
+
+static answered_t admin_txn(uv_loop_t *loop, const etcd_txn_t *txn)
+{
+    etcd_config_t cfg = { .endpoints = { etcd.endpoint }, .n_endpoints = 1 };
+    etcd_t *e = etcd_create(loop, &cfg);
+    answered_t r = { 0 };
+    int closed = 0;
+
+    assert_non_null(e);
+    assert_non_null(etcd_txn(e, txn, 5000, on_admin, &r));
+    RUN_UNTIL(loop, r.done, 6000);
+    etcd_close(e, sh_done, &closed);
+    RUN_UNTIL(loop, closed, 5000);
+    assert_int_equal(r.rc, 0);
+    return r;
+}
+
+/* Keys under prefix, as etcd counts them. */
+static int64_t count_keys(uv_loop_t *loop, const char *prefix)
+{
+    char *end = etcd_prefix_end(prefix);
+    etcd_op_t op = { .kind = ETCD_OP_RANGE, .key = prefix, .range_end = end, .count_only = 1 };
+    etcd_txn_t txn = { NULL, 0, &op, 1, NULL, 0 };
+    answered_t r = admin_txn(loop, &txn);
+
+    free(end);
+    return r.count;
+}
+
+static void admin_put(uv_loop_t *loop, const char *key, const char *value)
+{
+    etcd_op_t op = { .kind = ETCD_OP_PUT, .key = key, .value = (const uint8_t *)value,
+                     .len = strlen(value) };
+    etcd_txn_t txn = { NULL, 0, &op, 1, NULL, 0 };
+
+    admin_txn(loop, &txn);
+}
+
+static void admin_delete(uv_loop_t *loop, const char *key)
+{
+    etcd_op_t op = { .kind = ETCD_OP_DELETE, .key = key };
+    etcd_txn_t txn = { NULL, 0, &op, 1, NULL, 0 };
+
+    admin_txn(loop, &txn);
+}
+
+static int etcd_group_setup(void **state)
+{
+    char client[128], peer[128], cluster[160], data[PATH_MAX + 16], logf[PATH_MAX + 16];
+    int cport = free_port(), pport = free_port();
+
+    if (access("/usr/bin/etcd", X_OK) != 0 && system("command -v etcd >/dev/null") != 0)
+        return 0; /* the tests skip (tests/run.sh installs etcd-server) */
+    snprintf(etcd.dir, sizeof(etcd.dir), "/tmp/skiff-test-etcd-XXXXXX");
+    if (!mkdtemp(etcd.dir))
+        return -1;
+    snprintf(client, sizeof(client), "http://127.0.0.1:%d", cport);
+    snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", pport);
+    snprintf(cluster, sizeof(cluster), "t=%s", peer);
+    snprintf(data, sizeof(data), "%s/data", etcd.dir);
+    snprintf(logf, sizeof(logf), "%s/etcd.log", etcd.dir);
+    snprintf(etcd.endpoint, sizeof(etcd.endpoint), "127.0.0.1:%d", cport);
+    etcd.pid = fork();
+    if (etcd.pid == 0) {
+        int fd = open(logf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execlp("etcd", "etcd", "--name", "t", "--data-dir", data, "--listen-client-urls", client,
+               "--advertise-client-urls", client, "--listen-peer-urls", peer,
+               "--initial-advertise-peer-urls", peer, "--initial-cluster", cluster,
+               (char *)NULL);
+        _exit(127);
+    }
+    if (etcd.pid < 0 || uv_loop_init(&eloop))
+        return -1;
+    etcd.started = 1;
+    /* Up when it answers. */
+    for (int i = 0; i < 100; i++) {
+        etcd_config_t cfg = { .endpoints = { etcd.endpoint }, .n_endpoints = 1 };
+        etcd_t *e = etcd_create(&eloop, &cfg);
+        answered_t r = { 0 };
+        int closed = 0;
+        etcd_op_t op = { .kind = ETCD_OP_RANGE, .key = "x" };
+        etcd_txn_t txn = { NULL, 0, &op, 1, NULL, 0 };
+
+        etcd_txn(e, &txn, 500, on_admin, &r);
+        while (!r.done)
+            uv_run(&eloop, UV_RUN_ONCE);
+        etcd_close(e, sh_done, &closed);
+        while (!closed)
+            uv_run(&eloop, UV_RUN_ONCE);
+        if (r.rc == 0)
+            return 0;
+        usleep(100000);
+    }
+    fprintf(stderr, "etcd did not answer; see %s\n", logf);
+    return -1;
+}
+
+static int etcd_group_teardown(void **state)
+{
+    char cmd[PATH_MAX + 16];
+
+    if (!etcd.started)
+        return 0;
+    kill(etcd.pid, SIGTERM);
+    waitpid(etcd.pid, NULL, 0);
+    uv_run(&eloop, UV_RUN_NOWAIT);
+    uv_loop_close(&eloop);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", etcd.dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+#define NEED_ETCD()                                                    \
+    do {                                                               \
+        if (!etcd.started)                                             \
+            skip(); /* no etcd on this machine */                      \
+    } while (0)
+
+/* The same batches on etcd: written, read back by another controller when
+ * it leads, equal; a batch past etcd's limits is split and whole. */
+static void test_etcd_roundtrip(void **state)
+{
+    sh_t a, b;
+    model_t src;
+    store_batch_t *batch;
+    char err[256], id[MODEL_ID_LEN + 1];
+    service_t *web;
+
+    NEED_ETCD();
+    build_cluster(&src);
+    sh_open(&a, &eloop, "/t/round/", src.cluster_id, "127.0.0.1:7401");
+    RUN_UNTIL(&eloop, a.leads == 1, 10000);
+    assert_int_equal(a.identities, 1);
+    assert_string_equal(a.m.cluster_id, src.cluster_id);
+    assert_int_equal(strlen(a.join), 64);
+    assert_int_equal(HASH_COUNT(a.m.nodes), 0);
+    assert_true(a.st->ops->leading(a.st));
+    batch = batch_of_model(&src);
+    assert_int_equal(add_event(batch, 1, 1, "service", "web", "created"), 0);
+    assert_int_equal(store_put_row(batch, "ca", "cert", (const uint8_t *)"PEM", 3), 0);
+    if (sh_commit(&a, batch, err, sizeof(err)))
+        fail_msg("commit: %s", err);
+    /* 600 tasks more, in one batch: five txns at 127 operations. */
+    web = model_service_by_name(&src, "web");
+    batch = store_batch_new();
+    for (int i = 0; i < 600; i++) {
+        task_t *t;
+        fixed_id(id, "d", i);
+        t = add_task(&src, id, web, NULL, (uint32_t)(10 + i), 2, DESIRED_SHUTDOWN, TASK_SHUTDOWN);
+        assert_int_equal(store_put_task(batch, t->pb), 0);
+    }
+    if (sh_commit(&a, batch, err, sizeof(err)))
+        fail_msg("commit of 600 tasks: %s", err);
+    assert_int_equal(count_keys(&eloop, "/t/round/tasks/"), HASH_COUNT(src.tasks));
+    assert_int_equal(count_keys(&eloop, "/t/round/events/"), 1);
+    sh_close(&a); /* gives the leadership up */
+
+    /* Another controller, with no data dir of its own: the cluster's. */
+    sh_open(&b, &eloop, "/t/round/", "", "127.0.0.1:7402");
+    RUN_UNTIL(&eloop, b.leads == 1, 10000);
+    assert_string_equal(b.m.cluster_id, src.cluster_id);
+    assert_models_equal(&src, &b.m);
+    assert_non_null(model_row_get(&b.m, "ca", "cert"));
+    assert_false(model_has_changes(&b.m));
+    sh_close(&b);
+    model_free(&src);
+}
+
+/* Two controllers: one leads, the other follows and names it; the leader
+ * key gone (as when the leader's lease runs out), the follower leads, and
+ * a commit of the old leader, sent before it heard, is refused by etcd. */
+static void test_etcd_election_and_fencing(void **state)
+{
+    uv_loop_t aloop;
+    sh_t a, b;
+    store_batch_t *batch;
+    char err[256];
+    model_t src;
+    Node *n;
+
+    NEED_ETCD();
+    assert_int_equal(uv_loop_init(&aloop), 0);
+    sh_open(&a, &aloop, "/t/fence/", "", "127.0.0.1:7401");
+    RUN_UNTIL(&aloop, a.leads == 1, 10000);
+    sh_open(&b, &eloop, "/t/fence/", "", "127.0.0.1:7402");
+    RUN_UNTIL(&eloop, b.follows > 0 && strcmp(b.following, "127.0.0.1:7401") == 0, 10000);
+    assert_int_equal(b.leads, 0);
+    assert_false(b.st->ops->leading(b.st));
+
+    /* a is stopped (its loop does not run); its key goes. */
+    admin_delete(&eloop, "/t/fence/leader");
+    RUN_UNTIL(&eloop, b.leads == 1, 10000);
+
+    /* a wakes up with a commit to make: etcd refuses it whole. */
+    build_cluster(&src);
+    batch = store_batch_new();
+    n = src.nodes->pb;
+    assert_int_equal(store_put_node(batch, n), 0);
+    assert_int_equal(store_put_meta(batch, "endpoints_version", "999"), 0);
+    assert_int_equal(sh_commit(&a, batch, err, sizeof(err)), SKIFF_ESTORE);
+    assert_non_null(strstr(err, "fenced"));
+    assert_int_equal(count_keys(&eloop, "/t/fence/nodes/"), 0);
+    RUN_UNTIL(&aloop, a.lost == 1, 5000);
+    assert_false(a.st->ops->leading(a.st));
+    RUN_UNTIL(&aloop, strcmp(a.following, "127.0.0.1:7402") == 0, 10000);
+    /* The new leader writes. */
+    batch = store_batch_new();
+    assert_int_equal(store_put_node(batch, n), 0);
+    if (sh_commit(&b, batch, err, sizeof(err)))
+        fail_msg("commit of the new leader: %s", err);
+    assert_int_equal(count_keys(&eloop, "/t/fence/nodes/"), 1);
+    /* A token rotated in the store reaches every controller. */
+    admin_put(&eloop, "/t/fence/tokens/join",
+              "00000000000000000000000000000000000000000000000000000000000000aa");
+    RUN_UNTIL(&eloop, strncmp(b.join, "00000000", 8) == 0, 5000);
+    RUN_UNTIL(&aloop, strncmp(a.join, "00000000", 8) == 0, 5000);
+    sh_close(&a);
+    sh_close(&b);
+    model_free(&src);
+    uv_run(&aloop, UV_RUN_NOWAIT);
+    assert_int_equal(uv_loop_close(&aloop), 0);
+}
+
+static void count_controllers(void *arg, int rc, const char *err,
+                              const store_controller_t *list, size_t n)
+{
+    int *counts = arg;
+
+    assert_int_equal(rc, 0);
+    counts[0] = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        counts[1] += strcmp(list[i].role, "leader") == 0;
+        assert_string_equal(list[i].store, "etcd: healthy");
+    }
+}
+
+static void test_etcd_controller_list(void **state)
+{
+    sh_t a, b;
+    int counts[2] = { 0, 0 };
+
+    NEED_ETCD();
+    sh_open(&a, &eloop, "/t/list/", "", "127.0.0.1:7401");
+    RUN_UNTIL(&eloop, a.leads == 1, 10000);
+    sh_open(&b, &eloop, "/t/list/", "", "127.0.0.1:7402");
+    RUN_UNTIL(&eloop, b.follows > 0 && *b.following, 10000);
+    /* b's registration reaches a's copy */
+    for (int i = 0; i < 50 && counts[0] < 2; i++) {
+        counts[0] = counts[1] = 0;
+        assert_int_equal(a.st->ops->controllers(a.st, count_controllers, counts), 0);
+        uv_run(&eloop, UV_RUN_NOWAIT);
+        usleep(20000);
+    }
+    assert_int_equal(counts[0], 2);
+    assert_int_equal(counts[1], 1);
+    sh_close(&b);
+    sh_close(&a);
+}
+
+/* Another cluster's state, or what is not skiff's: refused, and said why. */
+static void test_etcd_refuses_other_state(void **state)
+{
+    sh_t a, c;
+
+    NEED_ETCD();
+    sh_open(&a, &eloop, "/t/other/", "", "127.0.0.1:7401");
+    RUN_UNTIL(&eloop, a.leads == 1, 10000);
+    sh_close(&a);
+    sh_open(&c, &eloop, "/t/other/", "ffffffffffffffffffffffffffffffff", "127.0.0.1:7403");
+    RUN_UNTIL(&eloop, c.fatal == 1, 10000);
+    assert_non_null(strstr(c.why, "but this data dir belongs to cluster ffff"));
+    assert_int_equal(c.leads, 0);
+    sh_close(&c);
+
+    admin_put(&eloop, "/t/junk/x", "y");
+    sh_open(&c, &eloop, "/t/junk/", "", "127.0.0.1:7403");
+    RUN_UNTIL(&eloop, c.fatal == 1, 10000);
+    assert_non_null(strstr(c.why, "holds 1 key that are not a skiff cluster's"));
+    sh_close(&c);
+    /* Nothing was written there. */
+    assert_int_equal(count_keys(&eloop, "/t/junk/"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1000,7 +1519,20 @@ int main(void)
         cmocka_unit_test(test_model_specs),
         cmocka_unit_test(test_model_task_delete),
         cmocka_unit_test(test_model_states),
+        cmocka_unit_test_setup_teardown(test_scan_copies_every_table, setup, teardown),
     };
+    const struct CMUnitTest etcd_tests[] = {
+        cmocka_unit_test(test_etcd_roundtrip),
+        cmocka_unit_test(test_etcd_election_and_fencing),
+        cmocka_unit_test(test_etcd_controller_list),
+        cmocka_unit_test(test_etcd_refuses_other_state),
+    };
+    int failed;
 
-    return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+    if (getenv("SKIFF_TEST_LOG"))
+        log_init("store", LOG_DEBUG);
+    failed = cmocka_run_group_tests_name("store", tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("store on etcd", etcd_tests, etcd_group_setup,
+                                          etcd_group_teardown);
+    return failed;
 }

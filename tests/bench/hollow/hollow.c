@@ -673,6 +673,7 @@ static int hollow_on_message(conn_t *c, Envelope *env)
         hollow_logs_refuse(n, env->logs_open);
         break;
     case MSG_LOGS_CLOSE:
+    case MSG_OK: /* a leader's ping, on a shared store */
         break;
     case MSG_ERROR:
         log_warn("%s: controller says: %s", n->name, env->error->message);
