@@ -13,8 +13,13 @@
  * behind the ring (its unsent output stays under HTTPAPI_SSE_BUDGET) and is
  * told how many events it lost (an "event: dropped" message).
  *
- * Every /api/ request needs the admin token as "Authorization: Bearer"; the
- * dashboard's static files load without it and ask for it.
+ * Every /api/ request needs the admin token as "Authorization: Bearer"
+ * (curl, scripts) or a dashboard session's cookie (session.c): the page's
+ * login form POSTs the token to /api/v1/login once, which answers with an
+ * HttpOnly, SameSite=Strict cookie and a CSRF token that the page sends as
+ * X-CSRF-Token with every action (every method but GET and HEAD); an
+ * action with the cookie and without that token is refused (403) before it
+ * is looked at. The dashboard's static files load without either.
  */
 #include "ctl.h"
 #include "dash.h"
@@ -25,6 +30,7 @@
 #include "log.h"
 #include "pbjson.h"
 #include "pbutil.h"
+#include "session.h"
 #include "wire.h"
 
 #include <jansson.h>
@@ -75,6 +81,8 @@ typedef struct httpapi {
     series_t *series;
     unsigned gen;
     uv_timer_t sampler;
+    sessions_t sessions;
+    char sessions_token[CTL_TOKEN_LEN + 1]; /* the admin token they were opened with */
 } httpapi_t;
 
 /* A request handed to api.c. The peer comes first: peer_unref frees it. */
@@ -889,27 +897,136 @@ static int httpapi_match(const char *pattern, const char *path, char *arg, size_
     return !*pattern && !*path;
 }
 
-/* Checks the Bearer token; answers 401 and returns -1 when it is not the
- * admin token. */
-static int httpapi_auth(ctl_t *ctl, httpd_req_t *r)
+/* The dashboard's sessions, at the loop's (monotonic) time. They were
+ * opened with the admin token of the moment: when it has changed (its file
+ * was rewritten), every one of them ends. */
+static sessions_t *httpapi_sessions(ctl_t *ctl, int64_t *now)
 {
-    const char *h = httpd_header(r, "Authorization");
+    httpapi_t *a = ctl->httpapi;
 
-    if (h && strncmp(h, "Bearer ", 7) == 0 && tokens_match(ctl->admin_token, h + 7))
+    if (strcmp(a->sessions_token, ctl->admin_token) != 0) {
+        session_clear(&a->sessions);
+        snprintf(a->sessions_token, sizeof(a->sessions_token), "%s", ctl->admin_token);
+    }
+    *now = (int64_t)uv_now(ctl->loop);
+    return &a->sessions;
+}
+
+static void httpapi_refuse(httpd_req_t *r, int status, const char *why, const char *message)
+{
+    log_warn("http: %s: refused %s %s: %s", httpd_peer(r), httpd_method(r), httpd_path(r), why);
+    if (status == 401)
+        httpd_add_header(r, "WWW-Authenticate", "Bearer realm=\"skiff\"");
+    httpd_respond_error(r, status, "%s", message);
+}
+
+/* Who asks: the admin token as "Authorization: Bearer", or a live session's
+ * cookie, which for every method but GET and HEAD also needs the session's
+ * CSRF token in X-CSRF-Token. Answers 401 (or 403: a session without its
+ * CSRF token) and returns -1 otherwise. *s: the session, or NULL. */
+static int httpapi_auth(ctl_t *ctl, httpd_req_t *r, const session_t **s)
+{
+    const char *h = httpd_header(r, "Authorization"), *cookie = httpd_header(r, "Cookie");
+    const char *method = httpd_method(r), *csrf;
+    char id[SESSION_HEX + 1];
+    sessions_t *table;
+    int64_t now;
+
+    *s = NULL;
+    if (h) {
+        if (strncmp(h, "Bearer ", 7) == 0 && tokens_match(ctl->admin_token, h + 7))
+            return 0;
+        httpapi_refuse(r, 401, "wrong token", "authorization: wrong token");
+        return -1;
+    }
+    table = httpapi_sessions(ctl, &now);
+    if (session_cookie_id(cookie, id) != 0) {
+        httpapi_refuse(r, 401, "no token",
+                       "authorization: the admin token is required (Authorization: Bearer TOKEN, "
+                       "or log in at POST /api/v1/login)");
+        return -1;
+    }
+    if (!(*s = session_find(table, id, now))) {
+        httpapi_refuse(r, 401, "unknown or expired session",
+                       "session: unknown or expired (log in again)");
+        return -1;
+    }
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
         return 0;
-    log_warn("http: %s: refused %s %s: %s", httpd_peer(r), httpd_method(r), httpd_path(r),
-             h ? "wrong token" : "no token");
-    httpd_add_header(r, "WWW-Authenticate", "Bearer realm=\"skiff\"");
-    httpd_respond_error(r, 401, h ? "authorization: wrong token"
-                                  : "authorization: the admin token is required "
-                                    "(Authorization: Bearer TOKEN)");
+    csrf = httpd_header(r, "X-CSRF-Token");
+    if (session_csrf_ok(*s, csrf))
+        return 0;
+    httpapi_refuse(r, 403, csrf ? "wrong CSRF token" : "no CSRF token",
+                   csrf ? "csrf: X-CSRF-Token is not this session's"
+                        : "csrf: an action with the session cookie needs its X-CSRF-Token header");
     return -1;
+}
+
+/* POST /api/v1/login {"token": ADMIN_TOKEN}: a session for the dashboard.
+ * The cookie carries its id (the page's script cannot read it), the answer
+ * its CSRF token. A wrong token: 401, and a warning naming the peer. */
+static void httpapi_login(ctl_t *ctl, httpd_req_t *r)
+{
+    static const char *const allowed[] = { "token", NULL };
+    json_t *j = httpapi_body(r, allowed);
+    const session_t *s;
+    sessions_t *table;
+    const char *tok;
+    char cookie[160];
+    int64_t now;
+    int ok;
+
+    if (!j)
+        return;
+    tok = json_string_value(json_object_get(j, "token"));
+    if (!tok || !*tok) {
+        json_decref(j);
+        httpd_respond_error(r, 400, "token: missing (the admin token, as a string)");
+        return;
+    }
+    ok = tokens_match(ctl->admin_token, tok);
+    json_decref(j);
+    if (!ok) {
+        httpapi_refuse(r, 401, "wrong token",
+                       "token: wrong admin token (it is in <data-dir>/admin-token on the "
+                       "controller's host)");
+        return;
+    }
+    table = httpapi_sessions(ctl, &now);
+    if (!(s = session_create(table, now))) {
+        httpd_respond_error(r, 503, "session: no random bytes for its id, try again");
+        return;
+    }
+    snprintf(cookie, sizeof(cookie), "%s=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%lld%s",
+             SESSION_COOKIE, s->id, SESSION_TTL_MS / 1000, httpd_is_tls(r) ? "; Secure" : "");
+    httpd_add_header(r, "Set-Cookie", cookie);
+    httpd_add_header(r, "Cache-Control", "no-store");
+    log_info("http: %s: logged in to the dashboard (%u sessions)", httpd_peer(r),
+             session_count(table, now));
+    httpapi_json(r, 200, json_pack("{s:s, s:I}", "csrf_token", s->csrf, "expires_in_s",
+                                   (json_int_t)(SESSION_TTL_MS / 1000)));
+}
+
+/* POST /api/v1/logout: ends the session of the cookie (authenticated as any
+ * action is) and clears the cookie. */
+static void httpapi_logout(ctl_t *ctl, httpd_req_t *r, const session_t *s)
+{
+    char id[SESSION_HEX + 1];
+
+    if (s) {
+        snprintf(id, sizeof(id), "%s", s->id);
+        session_drop(&ctl->httpapi->sessions, id);
+    }
+    httpd_add_header(r, "Set-Cookie",
+                     SESSION_COOKIE "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    httpapi_json(r, 200, json_pack("{s:b}", "ok", 1));
 }
 
 static void httpapi_on_request(void *arg, httpd_req_t *r)
 {
     ctl_t *ctl = arg;
     const char *path = httpd_path(r), *method = httpd_method(r);
+    const session_t *session;
     char seg[256];
     int path_known = 0;
 
@@ -922,8 +1039,22 @@ static void httpapi_on_request(void *arg, httpd_req_t *r)
         httpapi_static(ctl, r, path);
         return;
     }
-    if (httpapi_auth(ctl, r))
+    if ((strcmp(path, "/api/v1/login") == 0 || strcmp(path, "/api/v1/logout") == 0) &&
+        strcmp(method, "POST") != 0) {
+        httpd_add_header(r, "Allow", "POST");
+        httpd_respond_error(r, 405, "method %s not allowed on %.200s", method, path);
         return;
+    }
+    if (strcmp(path, "/api/v1/login") == 0) { /* the one path without a token */
+        httpapi_login(ctl, r);
+        return;
+    }
+    if (httpapi_auth(ctl, r, &session))
+        return;
+    if (strcmp(path, "/api/v1/logout") == 0) {
+        httpapi_logout(ctl, r, session);
+        return;
+    }
     if (strncmp(path, "/api/v1/", 8) != 0) {
         httpd_respond_error(r, 404, "not found: %.200s (the API is under /api/v1/)", path);
         return;
