@@ -1,8 +1,10 @@
-/* The skiff dashboard: a small single-page app over /api/v1/. The admin
- * token is kept in sessionStorage and sent as "Authorization: Bearer" with
- * every call; live updates come from the /api/v1/events stream (read with
- * fetch, since EventSource cannot send the header), and each event makes
- * the page on screen fetch what it shows again (at most every 2 s). */
+/* The skiff dashboard: a small single-page app over /api/v1/. The login
+ * form POSTs the admin token to /api/v1/login once and forgets it: the
+ * controller answers with a session cookie (HttpOnly, SameSite=Strict: this
+ * script never sees it) and a CSRF token, kept in sessionStorage and sent
+ * as X-CSRF-Token with every action. Live updates come from the
+ * /api/v1/events stream (read with fetch), and each event makes the page on
+ * screen fetch what it shows again (at most every 2 s). */
 'use strict';
 
 const $ = (sel) => document.querySelector(sel);
@@ -17,7 +19,7 @@ const el = (tag, attrs, ...kids) => {
   return e;
 };
 
-let token = sessionStorage.getItem('skiff-token') || '';
+let csrf = sessionStorage.getItem('skiff-csrf') || ''; /* '' when logged out */
 let events = [];          /* the last 500, newest last */
 let stream = null;        /* AbortController of the events stream */
 let refreshTimer = null, lastRefresh = 0;
@@ -29,7 +31,8 @@ class ApiError extends Error {
 }
 
 async function api(method, path, body) {
-  const opt = { method, headers: { Authorization: 'Bearer ' + token } };
+  const opt = { method, headers: {}, credentials: 'same-origin' };
+  if (method !== 'GET') opt.headers['X-CSRF-Token'] = csrf;
   if (body !== undefined) {
     opt.headers['Content-Type'] = 'application/json';
     opt.body = JSON.stringify(body);
@@ -38,7 +41,7 @@ async function api(method, path, body) {
   const text = await res.text();
   let json = null;
   try { json = JSON.parse(text); } catch (e) { /* not JSON */ }
-  if (res.status === 401) { logout('the token was refused: ' + (json && json.error || res.status)); }
+  if (res.status === 401) { loggedOut('logged out: ' + (json && json.error || res.status)); }
   if (!res.ok) throw new ApiError(res.status, json && json.error ? json.error : text || res.statusText);
   return json;
 }
@@ -74,13 +77,22 @@ async function act(text, method, path, body) {
 
 /* ------------------------------------------------------------ login */
 
-function logout(why) {
+/* The session is over (refused, or logged out): back to the form. */
+function loggedOut(why) {
   stopLogs();
-  token = '';
-  sessionStorage.removeItem('skiff-token');
+  csrf = '';
+  sessionStorage.removeItem('skiff-csrf');
   if (stream) stream.abort();
   stream = null;
   showLogin(why || '');
+}
+
+async function logout() {
+  try {
+    await fetch('/api/v1/logout', { method: 'POST', credentials: 'same-origin',
+      headers: { 'X-CSRF-Token': csrf } });
+  } catch (e) { /* the controller is gone: the cookie dies with its session */ }
+  loggedOut('');
 }
 
 function showLogin(msg) {
@@ -93,19 +105,27 @@ function showLogin(msg) {
 
 async function login(ev) {
   ev.preventDefault();
-  token = $('#token').value.trim();
+  const token = $('#token').value.trim();
+  $('#login-error').textContent = '';
   try {
-    const res = await fetch('/api/v1/nodes', { headers: { Authorization: 'Bearer ' + token } });
+    const res = await fetch('/api/v1/login', { method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }) });
+    let json = null;
+    try { json = await res.json(); } catch (e) { /* not JSON */ }
     if (res.status === 401) {
-      token = '';
       $('#login-error').textContent = 'Wrong token: the controller refused it.';
       return;
     }
+    if (!res.ok || !json || !json.csrf_token) {
+      $('#login-error').textContent = 'Login failed: ' + (json && json.error || res.status);
+      return;
+    }
+    csrf = json.csrf_token;
   } catch (e) {
     $('#login-error').textContent = 'The controller does not answer: ' + e.message;
     return;
   }
-  sessionStorage.setItem('skiff-token', token);
+  sessionStorage.setItem('skiff-csrf', csrf);
   $('#token').value = '';
   start();
 }
@@ -124,8 +144,8 @@ async function followEvents() {
   stream = new AbortController();
   const since = events.length ? '' : '?since=15m';
   try {
-    const res = await fetch('/api/v1/events' + since, {
-      headers: { Authorization: 'Bearer ' + token }, signal: stream.signal });
+    const res = await fetch('/api/v1/events' + since, { credentials: 'same-origin', signal: stream.signal });
+    if (res.status === 401) { loggedOut('logged out: the session ended'); return; }
     if (!res.ok) throw new Error('status ' + res.status);
     $('#live').className = 'live on';
     const reader = res.body.getReader();
@@ -145,7 +165,7 @@ async function followEvents() {
   $('#live').className = 'live off';
   const again = stream && !stream.signal.aborted;
   stream = null;
-  if (again && token) setTimeout(followEvents, 2000);
+  if (again && csrf) setTimeout(followEvents, 2000);
 }
 
 function onMessage(text) {
@@ -177,7 +197,7 @@ async function followLogs(service, pre) {
   const me = logTail = { service, abort: new AbortController(), pre };
   try {
     const res = await fetch(`/api/v1/services/${encodeURIComponent(service)}/logs?tail=50&follow=1`, {
-      headers: { Authorization: 'Bearer ' + token }, signal: me.abort.signal });
+      credentials: 'same-origin', signal: me.abort.signal });
     if (!res.ok) throw new Error('status ' + res.status);
     const reader = res.body.getReader();
     const dec = new TextDecoder();
@@ -366,7 +386,7 @@ async function pageEvents(view, again) {
 
 let current = '';
 async function route(again) {
-  if (!token) { showLogin(''); return; }
+  if (!csrf) { showLogin(''); return; }
   const hash = location.hash || '#/cluster';
   const view = $('#view');
   if (hash !== current) { again = false; current = hash; if (!hash.startsWith('#/services/')) stopLogs(); }
@@ -383,9 +403,9 @@ async function route(again) {
 
 window.addEventListener('hashchange', () => route(false));
 /* The service page's charts follow the controller's samples (every 5 s). */
-setInterval(() => { if (token && location.hash.startsWith('#/services/')) refresh(); }, 5000);
+setInterval(() => { if (csrf && location.hash.startsWith('#/services/')) refresh(); }, 5000);
 document.addEventListener('DOMContentLoaded', () => {
   $('#login-form').addEventListener('submit', login);
-  $('#logout').addEventListener('click', () => logout(''));
-  if (token) start(); else showLogin('');
+  $('#logout').addEventListener('click', logout);
+  if (csrf) start(); else showLogin(''); /* a session of this tab: the first call tells if it lives */
 });

@@ -4,7 +4,10 @@
 # --format json, the actions (scale, rollback, drain) change the cluster and
 # the engine, and every bad request is one JSON {"error": ...} with a 4xx
 # status, changing nothing: no token 401, unknown service 404, bad JSON 400,
-# replicas -1 400 naming the field, a 10 MB body 413.
+# replicas -1 400 naming the field, a 10 MB body 413. The dashboard's login:
+# POST login gives an HttpOnly SameSite=Strict session cookie and a CSRF
+# token; with the cookie an action without that token is 403 and changes
+# nothing; logout ends the session.
 #
 # One cluster for the file: a controller with --http-listen and 3 agents.
 
@@ -191,4 +194,72 @@ body_of() { tail -n +2 <<<"$1"; }
 	[ "$(status_of "$(api GET services/aweb)")" = 200 ]
 	[ "$(status_of "$(api GET 'services/aweb/logs?tail=x')")" = 400 ]
 	[ "$(status_of "$(api GET 'services/nosuch/logs')")" = 404 ]
+}
+
+@test "POST login: a session cookie (HttpOnly, SameSite=Strict) and a CSRF token; actions need it; logout ends it" {
+	local jar=$BATS_TEST_TMPDIR/jar hdr=$BATS_TEST_TMPDIR/hdr
+	lc() { curl -s --noproxy '*' --max-time 10 -b "$jar" -c "$jar" "$@"; }
+	# a wrong token: 401 with a clear message, logged with the peer's address, no cookie
+	run lc -o "$BATS_TEST_TMPDIR/b" -w '%{http_code}' -D "$hdr" -X POST -d '{"token":"nope"}' "$API/login"
+	[ "$output" = 401 ]
+	jq -e '.error | test("wrong admin token")' "$BATS_TEST_TMPDIR/b"
+	run grep -ci '^set-cookie' "$hdr"
+	[ "$output" = 0 ]
+	grep -q 'http: 127.0.0.1: refused POST /api/v1/login: wrong token' "$SKIFF_TEST_DIR/controller.log"
+	[ "$(lc -o /dev/null -w '%{http_code}' -X POST -d '{}' "$API/login")" = 400 ]
+	[ "$(lc -o /dev/null -w '%{http_code}' "$API/login")" = 405 ]
+	# the admin token: the cookie's flags, and the CSRF token in the body
+	run lc -o "$BATS_TEST_TMPDIR/b" -w '%{http_code}' -D "$hdr" -X POST \
+		-d "{\"token\":\"$(cat "$SKIFF_TOKEN_FILE")\"}" "$API/login"
+	[ "$output" = 200 ]
+	cookie=$(grep -i '^set-cookie: skiff_session=' "$hdr" | tr -d '\r')
+	echo "$cookie"
+	[[ "$cookie" =~ skiff_session=[0-9a-f]{64}\; ]]
+	[[ "$cookie" == *"; HttpOnly"* && "$cookie" == *"; SameSite=Strict"* && "$cookie" == *"; Path=/"* ]]
+	csrf=$(jq -r .csrf_token "$BATS_TEST_TMPDIR/b")
+	[[ "$csrf" =~ ^[0-9a-f]{64}$ ]]
+	run grep -c "$(cat "$SKIFF_TOKEN_FILE")" "$jar" "$BATS_TEST_TMPDIR/b"
+	[ "$status" -eq 1 ] # the admin token is in neither
+	# reads with the cookie alone
+	[ "$(lc -o /dev/null -w '%{http_code}' "$API/services/aweb")" = 200 ]
+	before=$(skiff service inspect aweb | jq '.[0].spec.replicas')
+	# an action with the cookie and no CSRF token, or a wrong one: 403, nothing changes
+	run lc -o "$BATS_TEST_TMPDIR/b" -w '%{http_code}' -X POST -d '{"replicas":4}' "$API/services/aweb/scale"
+	[ "$output" = 403 ]
+	jq -e '.error | test("X-CSRF-Token")' "$BATS_TEST_TMPDIR/b"
+	run lc -o "$BATS_TEST_TMPDIR/b" -w '%{http_code}' -X POST -H "X-CSRF-Token: ${csrf%?}0" \
+		-d '{"replicas":4}' "$API/services/aweb/scale"
+	[ "$output" = 403 ]
+	run lc -o /dev/null -w '%{http_code}' -X POST -H 'X-CSRF-Token: x' \
+		-d '{"availability":"drain"}' "$API/nodes/$NODE_2/availability"
+	[ "$output" = 403 ]
+	grep -q 'http: 127.0.0.1: refused POST /api/v1/services/aweb/scale: no CSRF token' "$SKIFF_TEST_DIR/controller.log"
+	grep -q 'http: 127.0.0.1: refused POST /api/v1/services/aweb/scale: wrong CSRF token' "$SKIFF_TEST_DIR/controller.log"
+	sleep 1
+	[ "$(skiff service inspect aweb | jq '.[0].spec.replicas')" = "$before" ]
+	[ "$(skiff node inspect "$NODE_2" | jq -r '.[0].availability')" = active ]
+	# with it: done
+	run lc -o "$BATS_TEST_TMPDIR/b" -w '%{http_code}' -X POST -H "X-CSRF-Token: $csrf" \
+		-d "{\"replicas\":$((before + 1))}" "$API/services/aweb/scale"
+	[ "$output" = 200 ]
+	[ "$(skiff service inspect aweb | jq '.[0].spec.replicas')" = $((before + 1)) ]
+	wait_until 30 '[ "$(count_running aweb)" = $((before + 1)) ]'
+	# the Bearer token needs no CSRF token
+	[ "$(status_of "$(api POST services/aweb/scale "{\"replicas\":$before}")")" = 200 ]
+	# the events stream with the cookie
+	run lc -N --max-time 2 "$API/events?since=1h"
+	[[ "$output" == *": skiff events"* ]]
+	# logout: needs the CSRF token too, clears the cookie; the old cookie is refused after
+	[ "$(lc -o /dev/null -w '%{http_code}' -X POST "$API/logout")" = 403 ]
+	cp "$jar" "$BATS_TEST_TMPDIR/old-jar"
+	run lc -o /dev/null -w '%{http_code}' -D "$hdr" -X POST -H "X-CSRF-Token: $csrf" "$API/logout"
+	[ "$output" = 200 ]
+	grep -qi '^set-cookie: skiff_session=;.*Max-Age=0' "$hdr"
+	run curl -s --noproxy '*' -b "$BATS_TEST_TMPDIR/old-jar" -o "$BATS_TEST_TMPDIR/b" -w '%{http_code}' "$API/nodes"
+	[ "$output" = 401 ]
+	jq -e '.error | test("unknown or expired")' "$BATS_TEST_TMPDIR/b"
+	run curl -s --noproxy '*' -b "$BATS_TEST_TMPDIR/old-jar" -o /dev/null -w '%{http_code}' -X POST \
+		-H "X-CSRF-Token: $csrf" -d '{"replicas":1}' "$API/services/aweb/scale"
+	[ "$output" = 401 ]
+	[ "$(skiff service inspect aweb | jq '.[0].spec.replicas')" = "$before" ]
 }

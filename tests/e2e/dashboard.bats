@@ -2,11 +2,16 @@
 # The dashboard (issue 17) in a real browser: Debian's chromium, headless,
 # driven by puppeteer-core (tests/e2e/dashboard/drive.js; the npm package is
 # installed into the build dir when missing, never committed). It logs in
-# (a wrong token is refused), sees 3 ready nodes and a service at 3/3 in the
-# topology, scales it to 5 from the service page and sees 5 running boxes
-# appear without a reload while 5 containers run on the engine, drains a
-# node and sees its boxes move, and saves a screenshot of each page under
-# the test's output folder ($SKIFF_TEST_DIR/screenshots). Also: an events
+# through the form (a wrong token is refused with a message; the session is
+# an HttpOnly SameSite=Strict cookie and the page keeps only its CSRF token;
+# an action without that token answers 403 and changes nothing), sees 3
+# ready nodes and a service at 3/3 in the topology, scales it to 5 from the
+# service page and sees 5 running boxes appear without a reload while 5
+# containers run on the engine, tails its logs live, drains a node and sees
+# its boxes move, sees an autoscaling range and a rolling update's progress
+# bar on the services page, checks the pages fit a 400 px wide phone, logs
+# out (the cookie is refused after), and saves a screenshot of each page
+# under the test's output folder ($SKIFF_TEST_DIR/screenshots). Also: an events
 # stream client that never reads stays bounded and is told what it lost.
 
 load helpers
@@ -48,18 +53,25 @@ teardown() {
 
 @test "the browser logs in, scales a service to 5 from its page, drains a node, all live" {
 	skiff service create -q --name dweb --replicas 3 skiff-test/web:v1 >/dev/null
+	skiff service create -q --name dauto --autoscale-min 1 --autoscale-max 3 --autoscale-target-cpu 80 \
+		skiff-test/web:v1 >/dev/null
 	wait_until 30 '[ "$(count_running dweb)" = 3 ]'
 	drain=$(skiff node ls --format json | jq -r '.[0].name')
 	drain_id=$(skiff node inspect "$drain" | jq -r '.[0].id')
 	run env NODE_PATH="$NPM_DIR/node_modules" timeout 240 node "$SKIFF_REPO/tests/e2e/dashboard/drive.js" \
-		"http://127.0.0.1:$HTTP_PORT/" "$SKIFF_TOKEN_FILE" "$SHOTS" dweb "$drain" "$CLUSTER_ID"
+		"http://127.0.0.1:$HTTP_PORT/" "$SKIFF_TOKEN_FILE" "$SHOTS" dweb "$drain" "$CLUSTER_ID" dauto
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "$(count_running dweb)" = 5 ]
 	[ "$(docker ps -q --filter "label=skiff.cluster=$CLUSTER_ID" --filter "label=skiff.node=$drain_id" | wc -l)" = 0 ]
 	[ "$(skiff node inspect "$drain" | jq -r '.[0].availability')" = drain ]
-	grep -q 'http: 127.0.0.1: refused GET /api/v1/nodes: wrong token' "$SKIFF_TEST_DIR/controller.log"
-	for f in login cluster services cluster-5 service cluster-drained events cluster-phone; do
+	[ "$(skiff service inspect dweb | jq -r '.[0].spec.image')" = skiff-test/web:v2 ]
+	# the wrong token at the login form, and the actions without the CSRF token, are logged
+	grep -q 'http: 127.0.0.1: refused POST /api/v1/login: wrong token' "$SKIFF_TEST_DIR/controller.log"
+	grep -q 'http: 127.0.0.1: refused POST /api/v1/services/dweb/scale: no CSRF token' "$SKIFF_TEST_DIR/controller.log"
+	grep -q 'http: 127.0.0.1: refused POST /api/v1/services/dweb/scale: wrong CSRF token' "$SKIFF_TEST_DIR/controller.log"
+	for f in login cluster services cluster-5 service cluster-drained events services-update \
+		cluster-phone services-phone service-phone; do
 		[ -s "$SHOTS/$f.png" ]
 	done
 	# kept for the README and for people looking at a run

@@ -2,13 +2,17 @@
 // for tests/e2e/dashboard.bats. Prints one line per step ("ok STEP" or
 // "FAIL STEP: why") and exits non-zero at the first failure.
 //
-//   node drive.js URL TOKEN_FILE OUT_DIR SERVICE DRAIN_NODE CLUSTER_ID
+//   node drive.js URL TOKEN_FILE OUT_DIR SERVICE DRAIN_NODE CLUSTER_ID [AUTOSCALED]
+//
+// AUTOSCALED: a service with an autoscaling range of 1-3, shown on the
+// services page. The `skiff` CLI on PATH (SKIFF_HOST, SKIFF_TOKEN_FILE) starts
+// a rolling update of SERVICE, whose progress bar the services page shows.
 'use strict';
 const fs = require('fs');
 const { execSync } = require('child_process');
 const puppeteer = require('puppeteer-core');
 
-const [url, tokenFile, outDir, service, drainNode, clusterId] = process.argv.slice(2);
+const [url, tokenFile, outDir, service, drainNode, clusterId, autoscaled] = process.argv.slice(2);
 const token = fs.readFileSync(tokenFile, 'utf8').trim();
 
 function running(svc, node) {
@@ -39,6 +43,20 @@ async function waitBoxes(page, svc, n, node, timeout) {
   { timeout: timeout || 60000, polling: 250 }, svc, n, node);
 }
 
+// fetch() from the page, with its session cookie: { status, body }.
+const pageFetch = (page, method, path, headers, body) => page.evaluate(async (m, p, h, b) => {
+  const res = await fetch('/api/v1/' + p, { method: m, credentials: 'same-origin', headers: h,
+    body: b === null ? undefined : JSON.stringify(b) });
+  return { status: res.status, body: await res.text() };
+}, method, path, headers || {}, body === undefined ? null : body);
+
+// No horizontal overflow of the page at the viewport's width.
+async function fits(page, width) {
+  const wide = await page.evaluate(() => Math.max(document.documentElement.scrollWidth,
+    document.body.scrollWidth, document.querySelector('main').scrollWidth));
+  if (wide > width) throw new Error(`the page is ${wide} px wide, the screen ${width}`);
+}
+
 async function confirm(page) {
   await page.waitForSelector('#confirm[open]');
   await page.click('#confirm-yes');
@@ -65,6 +83,7 @@ async function confirm(page) {
       await page.type('#token', 'not-the-token');
       await page.click('#login-form button');
       await page.waitForFunction(() => /Wrong token/.test(document.querySelector('#login-error').textContent));
+      if (!(await page.$('#nav[hidden]'))) throw new Error('the navigation shows after a wrong token');
       await page.screenshot({ path: `${outDir}/login.png` });
     });
     await step('the admin token logs in', async () => {
@@ -73,6 +92,30 @@ async function confirm(page) {
       await page.click('#login-form button');
       await page.waitForSelector('#nav:not([hidden])');
       await page.evaluate(() => { window.__noReload = 1; });
+    });
+    await step('the session is an HttpOnly cookie; the page keeps only the CSRF token', async () => {
+      const cookies = await page.cookies();
+      const c = cookies.find((x) => x.name === 'skiff_session');
+      if (!c) throw new Error('no skiff_session cookie: ' + JSON.stringify(cookies.map((x) => x.name)));
+      if (!c.httpOnly || c.sameSite !== 'Strict' || c.path !== '/') throw new Error('cookie flags: ' + JSON.stringify(c));
+      const seen = await page.evaluate(() => ({ cookie: document.cookie, store: JSON.stringify(sessionStorage) }));
+      if (seen.cookie.includes('skiff_session')) throw new Error('the script can read the session cookie');
+      if (seen.store.includes(token)) throw new Error('the admin token is kept in sessionStorage');
+      if (!/skiff-csrf/.test(seen.store)) throw new Error('no CSRF token in sessionStorage: ' + seen.store);
+    });
+    await step('an action without the CSRF token is refused (403) and changes nothing', async () => {
+      for (const headers of [{}, { 'X-CSRF-Token': 'f'.repeat(64) }]) {
+        const r = await pageFetch(page, 'POST', `services/${service}/scale`,
+          Object.assign({ 'Content-Type': 'application/json' }, headers), { replicas: 1 });
+        if (r.status !== 403 || !JSON.parse(r.body).error) throw new Error(`answered ${r.status} ${r.body}`);
+      }
+      const r = await pageFetch(page, 'GET', `services/${service}`);
+      if (r.status !== 200) throw new Error(`GET with the cookie answered ${r.status}`);
+      const replicas = JSON.parse(r.body).spec.replicas;
+      if (replicas !== 3) throw new Error(`replicas are ${replicas}, not 3`);
+      await new Promise((res) => setTimeout(res, 1000));
+      const n = running(service);
+      if (n !== 3) throw new Error(`${n} containers run, not 3`);
     });
     await step('the topology shows 3 ready nodes and the service at 3/3', async () => {
       await page.waitForFunction(() => document.querySelectorAll('.node.ready').length === 3,
@@ -87,6 +130,12 @@ async function confirm(page) {
         const r = document.querySelector(`tr[data-service="${s}"] .replicas`);
         return r && r.textContent.startsWith('3/3');
       }, { timeout: 20000 }, service);
+      if (autoscaled) {
+        await page.waitForFunction((s) => {
+          const r = document.querySelector(`tr[data-service="${s}"] .replicas`);
+          return r && /\(auto 1-3\)/.test(r.textContent);
+        }, { timeout: 20000 }, autoscaled);
+      }
       await page.screenshot({ path: `${outDir}/services.png` });
     });
     await step('the service page scales it to 5, with a confirmation', async () => {
@@ -142,13 +191,48 @@ async function confirm(page) {
       });
       await page.screenshot({ path: `${outDir}/events.png` });
     });
-    await step('the cluster page works on a 400 px wide phone', async () => {
+    await step('a rolling update shows its progress bar on the services page', async () => {
+      execSync(`skiff service update -q --image skiff-test/web:v2 --update-parallelism 1 --update-delay 3s ${service}`);
+      await page.click('#nav-services');
+      await page.waitForFunction((s) => {
+        const r = document.querySelector(`tr[data-service="${s}"] .update`);
+        return r && /updating \d\/5/.test(r.textContent) && r.querySelector('.progress > div');
+      }, { timeout: 20000, polling: 250 }, service);
+      await page.screenshot({ path: `${outDir}/services-update.png` });
+      await page.waitForFunction((s) => {
+        const r = document.querySelector(`tr[data-service="${s}"]`);
+        return r && /completed/.test(r.textContent) && r.querySelector('.replicas').textContent.startsWith('5/5');
+      }, { timeout: 150000, polling: 500 }, service);
+    });
+    await step('the pages work on a 400 px wide phone', async () => {
       await page.setViewport({ width: 400, height: 800 });
       await page.click('#nav-cluster');
       await waitBoxes(page, service, 5);
-      const wide = await page.evaluate(() => document.documentElement.scrollWidth);
-      if (wide > 400) throw new Error(`the page is ${wide} px wide`);
+      await fits(page, 400);
       await page.screenshot({ path: `${outDir}/cluster-phone.png`, fullPage: true });
+      await page.click('#nav-services');
+      await page.waitForSelector(`tr[data-service="${service}"]`);
+      await fits(page, 400);
+      await page.screenshot({ path: `${outDir}/services-phone.png`, fullPage: true });
+      await page.click(`tr[data-service="${service}"] a`);
+      await page.waitForSelector('#scale-replicas');
+      await page.waitForSelector('.charts canvas');
+      await fits(page, 400);
+      await page.screenshot({ path: `${outDir}/service-phone.png`, fullPage: true });
+      await page.setViewport({ width: 1280, height: 800 });
+    });
+    await step('logging out ends the session: the API answers 401 to its cookie', async () => {
+      const before = await page.cookies();
+      await page.click('#logout');
+      await page.waitForSelector('#login:not([hidden]) #token');
+      const r = await pageFetch(page, 'GET', 'nodes');
+      if (r.status !== 401) throw new Error(`GET nodes after logout answered ${r.status}`);
+      // the old cookie, sent again, is refused too: the session is gone
+      await page.setCookie(...before.filter((x) => x.name === 'skiff_session'));
+      const again = await pageFetch(page, 'GET', 'nodes');
+      if (again.status !== 401) throw new Error(`the old cookie answered ${again.status}`);
+      const stored = await page.evaluate(() => JSON.stringify(sessionStorage));
+      if (/skiff-csrf/.test(stored)) throw new Error('the CSRF token is still kept');
     });
     await step('no script error on any page', async () => {
       if (errors.length) throw new Error(errors.join('; '));
