@@ -192,7 +192,7 @@ async function confirm(page) {
       await page.screenshot({ path: `${outDir}/events.png` });
     });
     await step('a rolling update shows its progress bar on the services page', async () => {
-      execSync(`skiff service update -q --image skiff-test/web:v2 --update-parallelism 1 --update-delay 3s ${service}`);
+      execSync(`skiff service update -q -d --image skiff-test/web:v2 --update-parallelism 1 --update-delay 3s ${service}`);
       await page.click('#nav-services');
       await page.waitForFunction((s) => {
         const r = document.querySelector(`tr[data-service="${s}"] .update`);
