@@ -263,3 +263,17 @@ body_of() { tail -n +2 <<<"$1"; }
 	[ "$output" = 401 ]
 	[ "$(skiff service inspect aweb | jq '.[0].spec.replicas')" = "$before" ]
 }
+
+@test "a new admin token ends every dashboard session (the last test: it rotates the token)" {
+	local jar=$BATS_TEST_TMPDIR/jar old
+	old=$(cat "$SKIFF_TOKEN_FILE")
+	curl -s --noproxy '*' -c "$jar" -o /dev/null -X POST -d "{\"token\":\"$old\"}" "$API/login"
+	[ "$(curl -s --noproxy '*' -b "$jar" -o /dev/null -w '%{http_code}' "$API/nodes")" = 200 ]
+	run skiff-controller --rotate-token admin --data-dir "$SKIFF_DATA_DIR"
+	[ "$status" -eq 0 ]
+	wait_until 10 '[ "$(curl -s --noproxy "*" -o /dev/null -w "%{http_code}" -H "Authorization: Bearer $old" "$API/nodes")" = 401 ]'
+	[ "$(curl -s --noproxy '*' -b "$jar" -o /dev/null -w '%{http_code}' "$API/nodes")" = 401 ]
+	[ "$(status_of "$(api GET nodes)")" = 200 ] # the new token, from the file
+	run curl -s --noproxy '*' -o /dev/null -w '%{http_code}' -X POST -d "{\"token\":\"$old\"}" "$API/login"
+	[ "$output" = 401 ]
+}
