@@ -83,7 +83,8 @@ async function confirm(page) {
       await page.type('#token', 'not-the-token');
       await page.click('#login-form button');
       await page.waitForFunction(() => /Wrong token/.test(document.querySelector('#login-error').textContent));
-      if (!(await page.$('#nav[hidden]'))) throw new Error('the navigation shows after a wrong token');
+      if (await page.$eval('#nav', (n) => getComputedStyle(n).display !== 'none'))
+        throw new Error('the navigation shows after a wrong token');
       await page.screenshot({ path: `${outDir}/login.png` });
     });
     await step('the admin token logs in', async () => {
@@ -225,6 +226,8 @@ async function confirm(page) {
       const before = await page.cookies();
       await page.click('#logout');
       await page.waitForSelector('#login:not([hidden]) #token');
+      if (await page.$eval('#nav', (n) => getComputedStyle(n).display !== 'none'))
+        throw new Error('the navigation shows after logout');
       const r = await pageFetch(page, 'GET', 'nodes');
       if (r.status !== 401) throw new Error(`GET nodes after logout answered ${r.status}`);
       // the old cookie, sent again, is refused too: the session is gone
