@@ -249,6 +249,10 @@ static void ctl_deliver(ctl_t *ctl, peer_t *p, const uint8_t *frame, size_t len,
 {
     int rc;
 
+    if (p->local) {
+        p->local(p, frame, len);
+        return;
+    }
     if (!p->conn || conn_is_closing(p->conn))
         return;
     rc = conn_send_frame(p->conn, frame, len);
@@ -264,12 +268,13 @@ void ctl_send(ctl_t *ctl, peer_t *p, const Envelope *env)
     size_t len = wire_frame_size(env);
     outmsg_t *m;
 
-    if (!p->conn || conn_is_closing(p->conn))
+    if (!p->local && (!p->conn || conn_is_closing(p->conn)))
         return;
     if (!ctl->committing && !model_has_changes(&ctl->model) && !ctl->out_head) {
         uint8_t stackbuf[4096], *frame = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
         if (!frame) {
-            conn_close(p->conn, -ENOMEM);
+            if (p->conn)
+                conn_close(p->conn, -ENOMEM);
             return;
         }
         wire_pack(env, frame);
@@ -280,7 +285,8 @@ void ctl_send(ctl_t *ctl, peer_t *p, const Envelope *env)
     }
     m = malloc(sizeof(*m) + len);
     if (!m) {
-        conn_close(p->conn, -ENOMEM);
+        if (p->conn)
+            conn_close(p->conn, -ENOMEM);
         return;
     }
     wire_pack(env, m->frame);
@@ -686,6 +692,7 @@ static void ctl_on_signal(uv_signal_t *sig, int signum)
     uv_prepare_stop(&ctl->flush);
     uv_close((uv_handle_t *)&ctl->flush, NULL);
     monitor_stop(ctl);
+    httpapi_stop(ctl);
     /* A shared store gives up the leadership at once, for a successor not
      * to wait for the lease to run out. */
     store_stop(ctl->store, NULL, NULL);
@@ -722,7 +729,7 @@ int ctl_start(ctl_t *ctl, uv_loop_t *loop)
         uv_close((uv_handle_t *)&ctl->listener, NULL);
         return rc;
     }
-    if ((rc = monitor_start(ctl))) {
+    if ((rc = monitor_start(ctl)) || (rc = httpapi_start(ctl))) {
         uv_close((uv_handle_t *)&ctl->listener, NULL);
         return rc;
     }

@@ -55,6 +55,7 @@ typedef struct ctl_config {
     char metrics_listen[128];      /* "" : no /metrics listener */
     const char *http_tls_cert;     /* --http-tls-cert/-key: HTTPS for the HTTP listeners */
     const char *http_tls_key;
+    char http_listen[128];         /* "" : no HTTP API and dashboard */
     size_t event_buffer;           /* events kept for --since */
     int rebalance;                 /* --rebalance on|off */
     int64_t rebalance_delay_ms;    /* a node must be ready this long to take moved tasks */
@@ -89,6 +90,12 @@ typedef struct peer {
     int refs;
     char addr[64];         /* peer address without the port */
     struct peer *prev, *next;
+    /* An in-process client (the HTTP API, httpapi.c) has no conn: what is
+     * sent to it is handed to local() (a whole frame) when it would have
+     * been written to a connection. */
+    void (*local)(struct peer *p, const uint8_t *frame, size_t len);
+    /* ... and what it has not sent on yet (SIZE_MAX: it is gone). */
+    size_t (*local_pending)(const struct peer *p);
 } peer_t;
 
 /* A frame waiting for the commit that covers it. */
@@ -174,6 +181,7 @@ struct ctl {
     uint64_t events_sealed;   /* the last event in the commit in flight */
     ctl_counters_t counters;
     monitor_t *monitor;
+    struct httpapi *httpapi;
     int stopping;
     /* leadership (leader.c) */
     int leading;            /* this controller acts */
@@ -295,6 +303,10 @@ void tokens_reload(ctl_t *ctl);
 int tokens_rotate(const char *data_dir, const char *which, char *err, size_t len);
 /* A token as SKIFF-1-<CA digest>-<secret>, for which "join" or "admin". */
 void tokens_format(const ctl_t *ctl, const char *which, char out[TOKEN_LEN + 1]);
+/* 1 when presented is the admin token, whole (SKIFF-1-<CA digest>-<secret>,
+ * the CA's digest or, during a rotation, the new one's): the HTTP API's
+ * credential. */
+int tokens_admin_ok(const ctl_t *ctl, const char *presented);
 /* Constant-time comparison of a presented secret with the expected one. */
 int tokens_match(const char *expected, const char *presented);
 
@@ -338,6 +350,12 @@ int monitor_service_stats(ctl_t *ctl, peer_t *peer, uint64_t id, const ServiceSt
 void monitor_peer_gone(ctl_t *ctl, peer_t *peer);
 /* The whole /metrics page, into p. */
 void monitor_metrics_page(ctl_t *ctl, prom_t *p);
+
+/* ---- httpapi.c: the HTTP API and the dashboard (--http-listen) */
+int httpapi_start(ctl_t *ctl);
+void httpapi_stop(ctl_t *ctl);
+/* Its event streams, for /metrics. */
+void httpapi_metrics(ctl_t *ctl, prom_t *p);
 
 /* ---- orch.c: the orchestrator */
 

@@ -174,7 +174,9 @@ void logs_from_agent(ctl_t *ctl, peer_t *agent, Envelope *env)
         logs_maybe_done(ctl, ls);
         return;
     }
-    if (!ls->client->conn || conn_pending(ls->client->conn) > ctl->cfg.max_pending / 2) {
+    if (ls->client->local ? ls->client->local_pending(ls->client) > ctl->cfg.max_pending / 2
+                          : !ls->client->conn ||
+                                conn_pending(ls->client->conn) > ctl->cfg.max_pending / 2) {
         ls->dropped += env->logs_data->data.len;
         return;
     }

@@ -53,6 +53,8 @@ static const char usage[] =
     "  --max-replicas N                largest replica count of a service (default 100000)\n"
     "  --metrics-listen ADDR:PORT      serve Prometheus metrics at http://ADDR:PORT/metrics\n"
     "                                  (off when not given)\n"
+    "  --http-listen ADDR:PORT         serve the HTTP API (/api/v1/) and the dashboard (/)\n"
+    "                                  (off when not given)\n"
     "  --rebalance on|off              move tasks of stateless services onto nodes that join or\n"
     "                                  come back, one at a time (default on)\n"
     "  --rebalance-delay DURATION      how long a node must be ready first (default 30s)\n"
@@ -72,7 +74,7 @@ enum { OPT_LISTEN = 256, OPT_DATA_DIR, OPT_HB, OPT_HS, OPT_MAX_FRAME, OPT_MAX_PE
        OPT_MAX_CONNS, OPT_MAX_CONNS_ADDR, OPT_MAX_REPLICAS, OPT_ROTATE, OPT_LOG, OPT_VERSION,
        OPT_METRICS, OPT_EVENT_BUFFER, OPT_REBALANCE, OPT_REBALANCE_DELAY, OPT_DISCONNECT,
        OPT_ADVERTISE, OPT_STORE, OPT_STORE_PREFIX, OPT_STORE_CA, OPT_STORE_CERT, OPT_STORE_KEY,
-       OPT_LEADER_LEASE, OPT_CERT_EXPIRY, OPT_HTTP_TLS_CERT, OPT_HTTP_TLS_KEY };
+       OPT_LEADER_LEASE, OPT_HTTP, OPT_CERT_EXPIRY, OPT_HTTP_TLS_CERT, OPT_HTTP_TLS_KEY };
 
 /* In the order of the OPT_ values: an option's name is options[opt - 256]. */
 static const struct option options[] = {
@@ -100,6 +102,7 @@ static const struct option options[] = {
     { "store-cert", required_argument, NULL, OPT_STORE_CERT },
     { "store-key", required_argument, NULL, OPT_STORE_KEY },
     { "leader-lease", required_argument, NULL, OPT_LEADER_LEASE },
+    { "http-listen", required_argument, NULL, OPT_HTTP },
     { "cert-expiry", required_argument, NULL, OPT_CERT_EXPIRY },
     { "http-tls-cert", required_argument, NULL, OPT_HTTP_TLS_CERT },
     { "http-tls-key", required_argument, NULL, OPT_HTTP_TLS_KEY },
@@ -169,6 +172,13 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
             if (strlen(optarg) >= sizeof(cfg->metrics_listen) || conn_parse_addr(optarg, &ss))
                 return bad_value(name, optarg, "an IP address and port, like 127.0.0.1:9400");
             snprintf(cfg->metrics_listen, sizeof(cfg->metrics_listen), "%s", optarg);
+            break;
+        }
+        case OPT_HTTP: {
+            struct sockaddr_storage ss;
+            if (strlen(optarg) >= sizeof(cfg->http_listen) || conn_parse_addr(optarg, &ss))
+                return bad_value(name, optarg, "an IP address and port, like 127.0.0.1:8400");
+            snprintf(cfg->http_listen, sizeof(cfg->http_listen), "%s", optarg);
             break;
         }
         case OPT_EVENT_BUFFER:

@@ -406,6 +406,7 @@ static void monitor_self(ctl_t *ctl, prom_t *p)
     prom_family(p, "skiff_events_buffered", "gauge", "Events kept in the ring for --since.");
     prom_sample(p, "skiff_events_buffered", (double)events_count(ctl->events), NULL);
     monitor_readers_metrics(ctl, p);
+    httpapi_metrics(ctl, p);
     prom_family(p, "skiff_events_lost_total", "counter",
                 "Events that could not be recorded (out of memory).");
     prom_sample(p, "skiff_events_lost_total", (double)ctl->counters.events_lost, NULL);

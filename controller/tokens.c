@@ -602,6 +602,21 @@ void tokens_write_files(ctl_t *ctl)
     f->busy = 1;
 }
 
+int tokens_admin_ok(const ctl_t *ctl, const char *presented)
+{
+    token_t t;
+    char why[200];
+    int ok;
+
+    if (!ctl->ca || token_parse(presented, &t, why, sizeof(why)))
+        return 0;
+    ok = tokens_match(ctl->admin_token, t.secret) &&
+         (strcmp(t.digest, ca_digest(ctl->ca)) == 0 ||
+          (*ca_next_digest(ctl->ca) && strcmp(t.digest, ca_next_digest(ctl->ca)) == 0));
+    memset(&t, 0, sizeof(t));
+    return ok;
+}
+
 int tokens_match(const char *expected, const char *presented)
 {
     return token_secret_match(expected, presented);

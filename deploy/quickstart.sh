@@ -27,6 +27,7 @@
 # from there by later runs and by `down`):
 #   SKIFF_QUICKSTART_DIR         the folder                /var/tmp/skiff-quickstart
 #   SKIFF_QUICKSTART_CONTROLLER  the controller's address  127.0.0.1:7400
+#   SKIFF_QUICKSTART_DASHBOARD   the dashboard's address   127.0.0.1:8400
 #   SKIFF_QUICKSTART_NODES       the agents' addresses     "127.0.0.2 127.0.0.3 127.0.0.4"
 #   SKIFF_QUICKSTART_REGISTRY    the registry's address    127.0.0.1:5000
 #   SKIFF_QUICKSTART_STACK       the stack's name          shop
@@ -64,9 +65,11 @@ load_settings() {
 	if [ -s "$DIR/settings" ]; then
 		# shellcheck source=/dev/null
 		. "$DIR/settings"
+		DASHBOARD=${DASHBOARD:-${SKIFF_QUICKSTART_DASHBOARD:-127.0.0.1:8400}}
 		return 0
 	fi
 	CONTROLLER=${SKIFF_QUICKSTART_CONTROLLER:-127.0.0.1:7400}
+	DASHBOARD=${SKIFF_QUICKSTART_DASHBOARD:-127.0.0.1:8400}
 	NODE_ADDRS=${SKIFF_QUICKSTART_NODES:-127.0.0.2 127.0.0.3 127.0.0.4}
 	REGISTRY=${SKIFF_QUICKSTART_REGISTRY:-127.0.0.1:5000}
 	STACK=${SKIFF_QUICKSTART_STACK:-shop}
@@ -83,7 +86,7 @@ save_settings() {
 	[ -s "$DIR/settings" ] && return 0
 	{
 		echo "# skiff quickstart settings, written on the first run"
-		printf '%s=%q\n' CONTROLLER "$CONTROLLER" NODE_ADDRS "$NODE_ADDRS" REGISTRY "$REGISTRY" \
+		printf '%s=%q\n' CONTROLLER "$CONTROLLER" DASHBOARD "$DASHBOARD" NODE_ADDRS "$NODE_ADDRS" REGISTRY "$REGISTRY" \
 			STACK "$STACK" BIN "$BIN" API_PORT "$API_PORT" POSTGRES_PORT "$POSTGRES_PORT" \
 			REDIS_PORT "$REDIS_PORT" MONGO_PORT "$MONGO_PORT"
 	} >"$DIR/settings"
@@ -268,7 +271,8 @@ start_cluster() {
 		say "controller runs (pid $(cat "$DIR/pids/controller"))"
 	else
 		listening "$CONTROLLER" && die "something else listens on $CONTROLLER (set SKIFF_QUICKSTART_CONTROLLER)"
-		spawn controller "$BIN/skiff-controller" --listen "$CONTROLLER" --data-dir "$DIR/data"
+		spawn controller "$BIN/skiff-controller" --listen "$CONTROLLER" --data-dir "$DIR/data" \
+			--http-listen "$DASHBOARD"
 		wait_for 30 controller_ready ||
 			die "the controller is not ready after 30s (log: $DIR/logs/controller.log)"
 		say "controller started (pid $(cat "$DIR/pids/controller"), cluster $(cat "$DIR/data/cluster-id"))"
@@ -343,6 +347,10 @@ next_steps() {
 skiff is running: a controller on $CONTROLLER; nodes node-1..$(node_count) on $NODE_ADDRS
 (node-1 has the label db=true: the databases run there); the shop is stack
 "$STACK", its API on port $p of every node. State and logs: $DIR.
+
+The dashboard: http://$DASHBOARD/ (log in with the admin token, which
+  cat $DIR/data/admin-token
+prints; the HTTP API is under http://$DASHBOARD/api/v1/, see docs/api.md).
 
 Try:
   . $DIR/env.sh

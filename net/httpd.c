@@ -14,12 +14,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <utlist.h>
 
 #define HTTPD_MAX_BODY_DEFAULT (1u << 20)
 #define HTTPD_MAX_CONNS_DEFAULT 1024
 #define HTTPD_REQ_TIMEOUT_DEFAULT 10000
 #define HTTPD_STREAM_PENDING_DEFAULT (1u << 20)
+/* A stream's socket send buffer: small, so that what a client does not take
+ * waits in the stream's own bounded buffer, where the writer sees it,
+ * rather than in megabytes of kernel memory. */
+#define HTTPD_STREAM_SNDBUF (64 << 10)
 
 typedef struct httpd_handler {
     h2o_handler_t super;
@@ -183,6 +188,31 @@ const char *httpd_peer(httpd_req_t *r)
 int httpd_is_tls(httpd_req_t *r)
 {
     return r->scheme == &H2O_URL_SCHEME_HTTPS;
+}
+
+typedef struct httpd_done {
+    void (*done)(void *arg);
+    void *arg;
+} httpd_done_t;
+
+static void httpd_done_dispose(void *p)
+{
+    httpd_done_t *d = p;
+
+    d->done(d->arg);
+}
+
+int httpd_on_done(httpd_req_t *r, void (*done)(void *arg), void *arg)
+{
+    /* h2o_mem_alloc_shared aborts rather than return NULL, as every h2o
+     * allocation does; the code is kept for the contract. */
+    httpd_done_t *d = h2o_mem_alloc_shared(&r->pool, sizeof(*d), httpd_done_dispose);
+
+    if (!d)
+        return -ENOMEM;
+    d->done = done;
+    d->arg = arg;
+    return 0;
 }
 
 /* ------------------------------------------------------------ responses */
@@ -350,6 +380,12 @@ httpd_stream_t *httpd_stream_open(httpd_req_t *r, int status, const char *conten
     httpd_add_header(r, "Cache-Control", "no-cache");
     httpd_add_header(r, "X-Accel-Buffering", "no");
     h2o_start_response(r, &s->gen);
+    if (r->conn->callbacks->get_socket) {
+        h2o_socket_t *sock = r->conn->callbacks->get_socket(r->conn);
+        int fd = sock ? h2o_socket_get_fd(sock) : -1, size = HTTPD_STREAM_SNDBUF;
+        if (fd >= 0)
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)); /* best effort */
+    }
     /* Sends the headers now: an empty first chunk. */
     s->sending = 1;
     h2o_send(r, NULL, 0, H2O_SEND_STATE_IN_PROGRESS);

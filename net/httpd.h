@@ -71,6 +71,12 @@ const char *httpd_peer(httpd_req_t *r);
 /* 1 when the request came over TLS. */
 int httpd_is_tls(httpd_req_t *r);
 
+/* Calls done(arg) once, from the loop, when the request is over and its
+ * strings are freed: answered, or gone with its client before the answer.
+ * For handlers that answer later (after a commit): once done has run, the
+ * request must not be used. Returns 0, or -ENOMEM (then done never runs). */
+int httpd_on_done(httpd_req_t *r, void (*done)(void *arg), void *arg);
+
 /* ---- responses: exactly one per request */
 
 /* Adds a response header; call before httpd_respond or httpd_stream_open. */

@@ -33,7 +33,8 @@ PACKAGES=(
 	libsqlite3-dev libjansson-dev libyaml-dev libcmocka-dev uthash-dev
 	libh2o-dev libssl-dev
 	bats jq docker.io busybox-static docker-registry etcd-server etcd-client
-	iproute2 procps psmisc curl openssl prometheus tcpdump python3
+	iproute2 procps psmisc curl openssl prometheus tcpdump
+	libjs-chart.js chromium nodejs python3
 )
 
 # ---------------------------------------------------------------------------
@@ -52,6 +53,19 @@ else
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -q || die "apt-get update failed"
 	apt-get install -y -q --no-install-recommends "${missing[@]}" || die "apt-get install failed"
+fi
+
+# npm (Debian's, unless nodejs brought its own) and puppeteer-core for the
+# dashboard's browser test, into the build dir (never committed).
+if ! command -v npm >/dev/null 2>&1; then
+	[ "$(id -u)" = 0 ] || die "not root: install npm with: sudo apt-get install npm"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm ||
+		die "apt-get install npm failed"
+fi
+if [ ! -d "$BUILD/e2e-npm/node_modules/puppeteer-core" ]; then
+	mkdir -p "$BUILD/e2e-npm"
+	cp tests/e2e/dashboard/package.json "$BUILD/e2e-npm/"
+	(cd "$BUILD/e2e-npm" && npm install --no-audit --no-fund) || die "npm install puppeteer-core failed"
 fi
 
 # ---------------------------------------------------------------------------

@@ -20,8 +20,9 @@ QUICKSTART=$SKIFF_REPO/deploy/quickstart.sh
 setup_file() {
 	local ports
 	[ "$(id -u)" = 0 ] || skip "the quickstart needs root (apt, dockerd)"
-	ports=$(free_ports 6) || return 1
-	read -r CTL_PORT API_PORT REG_PORT PG_PORT REDIS_PORT MONGO_PORT <<<"$ports"
+	ports=$(free_ports 7) || return 1
+	read -r CTL_PORT API_PORT REG_PORT PG_PORT REDIS_PORT MONGO_PORT DASH_PORT <<<"$ports"
+	export SKIFF_QUICKSTART_DASHBOARD=127.0.0.1:$DASH_PORT
 	export SKIFF_QUICKSTART_DIR=$BATS_FILE_TMPDIR/quickstart
 	export SKIFF_QUICKSTART_CONTROLLER=127.0.0.1:$CTL_PORT
 	export SKIFF_QUICKSTART_REGISTRY=127.0.0.1:$REG_PORT
@@ -164,6 +165,14 @@ header() {
 		"http://127.0.0.3:$SHOP_API_PORT/cart/$cart/items"
 	[ "$output" = 404 ]
 	[ "$(http_get "http://127.0.0.4:$SHOP_API_PORT/cart/$cart" | jq '.items | length')" -eq 1 ]
+}
+
+@test "quickstart.sh prints the dashboard's URL and how to log in; it serves the page and the API" {
+	grep -q "The dashboard: http://$SKIFF_QUICKSTART_DASHBOARD/" "$QS_LOG"
+	grep -q "cat $SKIFF_QUICKSTART_DIR/data/admin-token" "$QS_LOG"
+	curl -fsS --noproxy '*' "http://$SKIFF_QUICKSTART_DASHBOARD/" | grep -q '<title>skiff</title>'
+	curl -fsS --noproxy '*' -H "Authorization: Bearer $(cat "$SKIFF_TOKEN_FILE")" \
+		"http://$SKIFF_QUICKSTART_DASHBOARD/api/v1/services" | jq -e --arg s "${STACK}_api" 'any(.spec.name == $s)'
 }
 
 @test "running quickstart.sh again starts no second cluster" {

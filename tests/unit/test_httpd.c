@@ -43,6 +43,8 @@ typedef struct fixture {
     int stream_closes;
     size_t stream_max;
     int requests;
+    httpd_req_t *later;       /* /later: answered by the test */
+    int dones;                /* httpd_on_done callbacks */
 } fx_t;
 
 typedef struct answer {
@@ -88,6 +90,13 @@ static void on_stream_close(void *arg)
     fx->stream_closes++;
 }
 
+static void on_req_done(void *arg)
+{
+    fx_t *fx = arg;
+
+    fx->dones++;
+}
+
 static void handler(void *arg, httpd_req_t *r)
 {
     fx_t *fx = arg;
@@ -111,6 +120,9 @@ static void handler(void *arg, httpd_req_t *r)
                                        on_stream_close, fx);
         assert_non_null(fx->stream);
         assert_int_equal(httpd_stream_write(fx->stream, "first\n", 6), 0);
+    } else if (strcmp(path, "/later") == 0) {
+        assert_int_equal(httpd_on_done(r, on_req_done, fx), 0);
+        fx->later = r;
     } else if (strcmp(path, "/error") == 0) {
         httpd_respond_error(r, 404, "no such \"thing\": %s", "x\ny");
     } else if (strcmp(path, "/prom") == 0) {
@@ -359,6 +371,25 @@ static void test_body_and_keepalive(void **state)
     assert_int_equal(fx->requests, 21);
 }
 
+/* An answer given later, from the loop; on_done runs once it is over. */
+static void test_answer_later(void **state)
+{
+    fx_t *fx = *state;
+    answer_t a;
+
+    start_request(fx, &a, "GET", "/later", NULL, 0, NULL);
+    RUN_UNTIL(fx, fx->later, 3000);
+    run_for(fx, 50);
+    assert_int_equal(fx->dones, 0);
+    assert_int_equal(a.done, 0);
+    httpd_respond(fx->later, 200, "text/plain", "late", 4);
+    fx->later = NULL;
+    RUN_UNTIL(fx, a.done, 3000);
+    assert_int_equal(a.status, 200);
+    assert_string_equal(a.body, "late");
+    RUN_UNTIL(fx, fx->dones == 1, 3000);
+}
+
 static void test_error_json(void **state)
 {
     fx_t *fx = *state;
@@ -592,6 +623,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_and_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_later, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_too_large, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_connection_limit, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),

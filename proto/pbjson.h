@@ -1,5 +1,6 @@
 /* pbjson: any protobuf-c message as a jansson object, driven by its
- * descriptor, for `inspect` and `--format json`.
+ * descriptor: the JSON of the CLI's `inspect` and `--format json`, and of
+ * the controller's HTTP API (one definition of the field names).
  *
  * Every field is present, under its proto name, in field order: scalars as
  * JSON numbers and booleans, strings as strings, bytes as a string when they
@@ -12,8 +13,8 @@
  * NAME: a duration ("1m30s") or, for the fields that hold times, an RFC 3339
  * time in UTC ("2026-11-27T21:44:47.123Z"; omitted while the time is 0).
  */
-#ifndef SKIFF_CLI_PBJSON_H
-#define SKIFF_CLI_PBJSON_H
+#ifndef SKIFF_PBJSON_H
+#define SKIFF_PBJSON_H
 
 #include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
