@@ -18,7 +18,8 @@
 #                                 (by their skiff.cluster label), the shop's
 #                                 volumes and the folder
 #
-# Everything it starts keeps its state in one folder: controller data, logs,
+# Everything it starts keeps its state in one folder: controller data, each
+# agent's state dir (agent-N: its key and node certificate), logs,
 # pid files, registry storage, and env.sh for your shell. Running it again
 # starts only what is not running (an agent you killed, say) and leaves a
 # deployed stack as it is: it never makes a second cluster.
@@ -287,7 +288,8 @@ start_cluster() {
 			continue
 		fi
 		spawn "agent-$i" "$BIN/skiff-agent" --controller "$CONTROLLER" --name "$name" \
-			--advertise "$addr" --join-token-file "$DIR/data/join-token" "${labels[@]}"
+			--advertise "$addr" --join-token-file "$DIR/data/join-token" \
+			--state-dir "$DIR/agent-$i" "${labels[@]}"
 		say "$name started on $addr${labels:+ (${labels[*]})} (pid $(cat "$DIR/pids/agent-$i"))"
 	done
 	wait_for 60 nodes_ready || {
