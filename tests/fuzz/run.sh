@@ -26,7 +26,8 @@ cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 BUILD=${SKIFF_FUZZ_BUILD_DIR:-build-fuzz}
 JOBS=${SKIFF_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
-ALL=(fuzz_frame fuzz_controller fuzz_compose fuzz_spec fuzz_duration fuzz_engine_json fuzz_flags)
+ALL=(fuzz_frame fuzz_controller fuzz_compose fuzz_spec fuzz_duration fuzz_engine_json fuzz_flags
+	fuzz_pki)
 
 usage() {
 	echo "usage: tests/fuzz/run.sh SECONDS [TARGET...]   targets: ${ALL[*]}" >&2
