@@ -331,13 +331,22 @@ async function pageService(view, name, again) {
   const c = charts[s.id] = charts[s.id] || {};
   c.samples = series.samples.map((x) => ({ t: x.time_ms, rps: x.connections_per_second,
     conns: x.active_connections, cpu: x.cpu_percent, mem: x.memory_bytes / 1048576 }));
-  const scaleInput = el('input', { type: 'number', min: '0', value: String(s.spec.replicas), id: 'scale-replicas' });
+  /* A live refresh must not undo what the user is typing: an edited (or
+   * focused) replica count is carried over to the new page. */
+  const oldInput = view.querySelector('#scale-replicas');
+  const keep = oldInput && (oldInput.dataset.edited === '1' || document.activeElement === oldInput);
+  const scaleInput = el('input', { type: 'number', min: '0', id: 'scale-replicas',
+    value: keep ? oldInput.value : String(s.spec.replicas) });
+  if (keep) scaleInput.dataset.edited = '1';
+  scaleInput.addEventListener('input', () => { scaleInput.dataset.edited = '1'; });
+  if (keep && document.activeElement === oldInput) setTimeout(() => scaleInput.focus(), 0);
   const header = [el('h1', {}, `Service ${s.spec.name}`),
     el('p', {}, `${s.spec.image} · replicas ${replicasText(s)} · version ${s.version}`),
     updateProgress(s, tasks),
     el('div', { class: 'actions' }, 'Replicas', scaleInput,
       el('button', { type: 'button', id: 'scale', onclick: () => {
         const n = Number(scaleInput.value);
+        delete scaleInput.dataset.edited; /* the next page shows the count as it is */
         act(`Scale ${s.spec.name} to ${n}?`, 'POST', `services/${ref}/scale`, { replicas: n });
       } }, 'Scale'),
       el('button', { type: 'button', id: 'rollback', onclick: () =>

@@ -145,6 +145,9 @@ async function confirm(page) {
       await page.$eval('#scale-replicas', (e) => { e.value = ''; });
       await page.type('#scale-replicas', '5');
       await page.click('#scale');
+      /* The dialog names the count typed, whatever refreshes came between. */
+      await page.waitForFunction(() => /to 5\?/.test(document.querySelector('#confirm').textContent),
+        { timeout: 5000 });
       await confirm(page);
       await page.waitForFunction(() => /done: Scale/.test(document.querySelector('#toast').textContent),
         { timeout: 20000 });
