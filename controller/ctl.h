@@ -303,6 +303,9 @@ void tokens_reload(ctl_t *ctl);
 int tokens_rotate(const char *data_dir, const char *which, char *err, size_t len);
 /* A token as SKIFF-1-<CA digest>-<secret>, for which "join" or "admin". */
 void tokens_format(const ctl_t *ctl, const char *which, char out[TOKEN_LEN + 1]);
+/* The digest of <dir>/ca.pem (the CA the tokens name). Returns 0, or a
+ * negative code with err set (no ca.pem: start a controller first). */
+int tokens_ca_digest(const char *dir, char digest[PKI_DIGEST_HEX + 1], char *err, size_t len);
 /* 1 when presented is the admin token, whole (SKIFF-1-<CA digest>-<secret>,
  * the CA's digest or, during a rotation, the new one's): the HTTP API's
  * credential. */

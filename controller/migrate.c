@@ -483,6 +483,8 @@ int migrate_rotate_token(const migrate_store_t *to, const char *data_dir, const 
 {
     mig_t m = { 0 };
     char token[CTL_TOKEN_LEN + 1], err[PATH_MAX + 64], name[32], *ck = NULL, *tk = NULL;
+    char full[TOKEN_LEN + 1] = "";
+    token_t whole;
     etcd_cmp_t cmp = { .target = ETCD_CMP_CREATE, .result = ETCD_GREATER, .number = 0 };
     etcd_op_t put = { .kind = ETCD_OP_PUT };
     etcd_txn_t txn = { &cmp, 1, &put, 1, NULL, 0 };
@@ -511,7 +513,17 @@ int migrate_rotate_token(const migrate_store_t *to, const char *data_dir, const 
         goto out_close;
     }
     snprintf(name, sizeof(name), "%s-token", which);
-    if (tokens_write_file(data_dir, name, token, err, sizeof(err))) {
+    /* The file holds the whole token: the CA's digest (from the ca.pem
+     * that the data dir's controller wrote) and the new secret. */
+    if (tokens_ca_digest(data_dir, whole.digest, err, sizeof(err)) == 0) {
+        memcpy(whole.secret, token, sizeof(whole.secret));
+        token_format(&whole, full);
+    }
+    if (!*full) {
+        rc = mig_fail("the new token is in the store, but not in %s: %s", data_dir, err);
+        goto out_close;
+    }
+    if (tokens_write_file(data_dir, name, full, err, sizeof(err))) {
         rc = mig_fail("the new token is in the store, but not in %s: %s", data_dir, err);
         goto out_close;
     }
@@ -520,6 +532,8 @@ int migrate_rotate_token(const migrate_store_t *to, const char *data_dir, const 
     rc = 0;
 out_close:
     memset(token, 0, sizeof(token));
+    memset(full, 0, sizeof(full));
+    memset(&whole, 0, sizeof(whole));
     free(ck);
     free(tk);
     mig_close(&m);

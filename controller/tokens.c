@@ -44,7 +44,9 @@ int tokens_write_file(const char *dir, const char *name, const char *value, char
     int fd;
 
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+    /* Of this process: a controller and `--rotate-token` may write the
+     * same file at once (on etcd, the controller hears of the new token). */
+    snprintf(tmp, sizeof(tmp), "%s/.%s.%ld.tmp", dir, name, (long)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || !(f = fdopen(fd, "w"))) {
         snprintf(err, len, "%s: %s", tmp, strerror(errno));
@@ -467,7 +469,7 @@ void tokens_reload(ctl_t *ctl)
 }
 
 /* The digest of dir/ca.pem, the CA the tokens name. */
-static int tokens_ca_digest(const char *dir, char digest[PKI_DIGEST_HEX + 1], char *err,
+int tokens_ca_digest(const char *dir, char digest[PKI_DIGEST_HEX + 1], char *err,
                             size_t len)
 {
     char path[PATH_MAX + 32], why[256];

@@ -96,6 +96,20 @@ web_create() {
 	cmp "$SKIFF_DATA_DIR/admin-token" "$SKIFF_TEST_DIR/data-2/admin-token"
 	cmp "$SKIFF_DATA_DIR/join-token" "$SKIFF_TEST_DIR/data-3/join-token"
 	cmp "$SKIFF_DATA_DIR/cluster-id" "$SKIFF_TEST_DIR/data-2/cluster-id"
+	# The same CA on every controller, and in the tokens.
+	cmp "$SKIFF_DATA_DIR/ca.pem" "$SKIFF_TEST_DIR/data-3/ca.pem"
+	[ ! -e "$SKIFF_TEST_DIR/data-2/ca-key.pem" ]
+	[[ "$(cat "$SKIFF_DATA_DIR/admin-token")" == "SKIFF-1-$(openssl x509 -in "$SKIFF_DATA_DIR/ca.pem" -outform DER | sha256sum | cut -c1-64)-"* ]]
+	# A token rotated in the store: the whole token in the file, and every
+	# controller takes it.
+	run skiff-controller --rotate-token admin --store "etcd://$ETCD_ENDPOINTS" \
+		--store-prefix "$HA_PREFIX" --data-dir "$SKIFF_TEST_DIR/data-2"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$(cat "$SKIFF_TEST_DIR/data-2/admin-token")" == SKIFF-1-* ]]
+	wait_until 15 "cmp '$SKIFF_DATA_DIR/admin-token' '$SKIFF_TEST_DIR/data-2/admin-token'"
+	export SKIFF_TOKEN_FILE=$SKIFF_TEST_DIR/data-2/admin-token
+	wait_until 15 skiff node ls
 	# The agents went to the leader.
 	for i in 1 2 3; do
 		grep -q 'registered as node' "$SKIFF_TEST_DIR/agent-$i.log"
