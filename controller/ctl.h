@@ -50,6 +50,7 @@ typedef struct ctl_config {
     spec_limits_t spec_limits;
     char metrics_listen[128];      /* "" : no /metrics listener */
     char http_listen[128];         /* "" : no HTTP API and dashboard */
+    char docker_listen[128];       /* "" : no Docker Engine API (loopback only) */
     size_t event_buffer;           /* events kept for --since */
     int rebalance;                 /* --rebalance on|off */
     int64_t rebalance_delay_ms;    /* a node must be ready this long to take moved tasks */
@@ -155,6 +156,7 @@ struct ctl {
     ctl_counters_t counters;
     monitor_t *monitor;
     struct httpapi *httpapi;
+    struct httpd *dockerapi;  /* the Docker Engine API's listener, or NULL */
     int stopping;
     /* leadership (leader.c) */
     int leading;            /* this controller acts */
@@ -288,6 +290,12 @@ int httpapi_start(ctl_t *ctl);
 void httpapi_stop(ctl_t *ctl);
 /* Its event streams, for /metrics. */
 void httpapi_metrics(ctl_t *ctl, prom_t *p);
+
+/* ---- dockerapi.c: the Docker Engine API's Swarm endpoints (--docker-api-listen) */
+int dockerapi_start(ctl_t *ctl);
+void dockerapi_stop(ctl_t *ctl);
+/* 1 when listen ("ADDR:PORT") is a loopback address. */
+int dockerapi_loopback(const char *listen);
 
 /* ---- orch.c: the orchestrator */
 

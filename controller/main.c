@@ -51,6 +51,9 @@ static const char usage[] =
     "                                  (off when not given)\n"
     "  --http-listen ADDR:PORT         serve the HTTP API (/api/v1/) and the dashboard (/)\n"
     "                                  (off when not given)\n"
+    "  --docker-api-listen ADDR:PORT   serve the Docker Engine API's Swarm endpoints, for the\n"
+    "                                  docker CLI (DOCKER_HOST=tcp://ADDR:PORT); loopback only\n"
+    "                                  (off when not given)\n"
     "  --rebalance on|off              move tasks of stateless services onto nodes that join or\n"
     "                                  come back, one at a time (default on)\n"
     "  --rebalance-delay DURATION      how long a node must be ready first (default 30s)\n"
@@ -66,7 +69,7 @@ enum { OPT_LISTEN = 256, OPT_DATA_DIR, OPT_HB, OPT_HS, OPT_MAX_FRAME, OPT_MAX_PE
        OPT_MAX_CONNS, OPT_MAX_CONNS_ADDR, OPT_MAX_REPLICAS, OPT_ROTATE, OPT_LOG, OPT_VERSION,
        OPT_METRICS, OPT_EVENT_BUFFER, OPT_REBALANCE, OPT_REBALANCE_DELAY, OPT_DISCONNECT,
        OPT_ADVERTISE, OPT_STORE, OPT_STORE_PREFIX, OPT_STORE_CA, OPT_STORE_CERT, OPT_STORE_KEY,
-       OPT_LEADER_LEASE, OPT_HTTP };
+       OPT_LEADER_LEASE, OPT_HTTP, OPT_DOCKER };
 
 /* In the order of the OPT_ values: an option's name is options[opt - 256]. */
 static const struct option options[] = {
@@ -95,6 +98,7 @@ static const struct option options[] = {
     { "store-key", required_argument, NULL, OPT_STORE_KEY },
     { "leader-lease", required_argument, NULL, OPT_LEADER_LEASE },
     { "http-listen", required_argument, NULL, OPT_HTTP },
+    { "docker-api-listen", required_argument, NULL, OPT_DOCKER },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -168,6 +172,16 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
             if (strlen(optarg) >= sizeof(cfg->http_listen) || conn_parse_addr(optarg, &ss))
                 return bad_value(name, optarg, "an IP address and port, like 127.0.0.1:8400");
             snprintf(cfg->http_listen, sizeof(cfg->http_listen), "%s", optarg);
+            break;
+        }
+        case OPT_DOCKER: {
+            struct sockaddr_storage ss;
+            if (strlen(optarg) >= sizeof(cfg->docker_listen) || conn_parse_addr(optarg, &ss))
+                return bad_value(name, optarg, "an IP address and port, like 127.0.0.1:2375");
+            if (!dockerapi_loopback(optarg))
+                return bad_value(name, optarg, "a loopback address: without TLS the Docker API "
+                                 "listens on loopback only");
+            snprintf(cfg->docker_listen, sizeof(cfg->docker_listen), "%s", optarg);
             break;
         }
         case OPT_EVENT_BUFFER:
