@@ -56,6 +56,7 @@ struct dcall {
     int timestamps;         /* logs: prefix the time */
     httpd_stream_t *stream; /* logs: open from the first LogsData on */
     int stream_over;
+    int logs_ended;         /* logs: logs.c sent LogsClose and forgot the stream */
 };
 
 /* ------------------------------------------------------------ answers */
@@ -142,7 +143,8 @@ static void dcall_stream_closed(void *arg)
 
     c->stream = NULL;
     c->stream_over = 1;
-    logs_peer_gone(c->peer.ctl, &c->peer);
+    if (!c->logs_ended) /* the client went first: the agents stop sending */
+        logs_peer_gone(c->peer.ctl, &c->peer);
     peer_unref(&c->peer);
 }
 
@@ -187,8 +189,8 @@ static void dcall_on_done(void *arg)
     free(c->tasks.tasks);
     c->tasks.tasks = NULL;
     c->tasks.n_tasks = 0;
-    if (c->msg_case == MSG_LOGS_REQUEST && !c->stream)
-        logs_peer_gone(c->peer.ctl, &c->peer);
+    if (c->msg_case == MSG_LOGS_REQUEST && !c->stream && !c->stream_over && !c->logs_ended)
+        logs_peer_gone(c->peer.ctl, &c->peer); /* gone before the stream opened */
     peer_unref(&c->peer);
 }
 
@@ -809,6 +811,8 @@ static void logs_answer(dcall_t *c, const Envelope *env)
     const char *tid;
     task_t *t;
 
+    if (env->msg_case == MSG_LOGS_CLOSE)
+        c->logs_ended = 1; /* logs.c frees its stream after this call */
     if (!c->stream && !c->stream_over) {
         if (env->msg_case != MSG_LOGS_DATA && env->msg_case != MSG_LOGS_CLOSE) {
             if (!dapi_failed(c, env))
