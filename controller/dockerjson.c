@@ -892,12 +892,13 @@ int dockerjson_filters(const char *s, json_t **out, char *err, size_t errlen)
             bad = 1;
         }
         if (bad || json_object_set_new(norm, k, vals)) {
+            snprintf(err, errlen, bad ? "filters: %.64s: must be an object of values or a list"
+                                      : "out of memory%.0s", k); /* before k is freed */
             if (!bad)
-                vals = NULL;
+                vals = NULL; /* json_object_set_new took it */
             json_decref(vals);
             json_decref(norm);
             json_decref(j);
-            snprintf(err, errlen, "filters: %.64s: must be an object of values or a list", k);
             return -1;
         }
     }
