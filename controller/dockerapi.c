@@ -406,6 +406,42 @@ static void route_networks_list(ctl_t *ctl, httpd_req_t *r, const char *arg)
     dapi_json(r, 200, json_array());
 }
 
+/* POST /networks/create: `docker stack deploy` makes its stack's default
+ * network, which skiff has already (a stack's services reach each other by
+ * name); any other network is refused. Nothing is stored. */
+static void route_network_create(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    json_t *j = dapi_body(r);
+    const char *name, *ns;
+    char want[160];
+
+    (void)ctl;
+    (void)arg;
+    if (!j)
+        return;
+    name = json_string_value(json_object_get(j, "Name"));
+    ns = json_string_value(json_object_get(json_object_get(j, "Labels"), DOCKERJSON_STACK_LABEL));
+    snprintf(want, sizeof(want), "%s_default", ns ? ns : "");
+    if (!name || !ns || !*ns || strcmp(name, want)) {
+        json_decref(j);
+        dapi_error(r, 400, "skiff has no networks: a stack's services reach each other by name "
+                   "(only a stack's default network is taken, as a no-op)");
+        return;
+    }
+    dapi_json(r, 201, json_pack("{s:s, s:s}", "Id", name, "Warning", "skiff: no network made; "
+                                "the stack's services reach each other by name"));
+    json_decref(j);
+}
+
+/* skiff has no secrets or configs yet: the lists are empty, so that
+ * `docker stack rm` finds nothing to remove. */
+static void route_empty_list(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    (void)ctl;
+    (void)arg;
+    dapi_json(r, 200, json_array());
+}
+
 static void route_distribution(ctl_t *ctl, httpd_req_t *r, const char *arg)
 {
     (void)ctl;
@@ -912,6 +948,35 @@ static int dapi_task_current(ctl_t *ctl, const Task *t)
            (spec && spec_same_but_replicas(spec, mt->svc->pb->spec));
 }
 
+/* label=K or K=V: a task's labels are its service's (on its containers),
+ * and com.docker.stack.namespace its stack, as `docker stack ps` asks. */
+static int dapi_task_labels(ctl_t *ctl, const json_t *f, const Task *t)
+{
+    json_t *labels = json_object_get(f, "label"), *x;
+    task_t *mt;
+    size_t i;
+
+    if (!json_array_size(labels))
+        return 1;
+    if (!(mt = model_task_by_id(&ctl->model, t->id)))
+        return 0;
+    json_array_foreach(labels, i, x) {
+        const ServiceSpec *s = mt->svc->pb->spec;
+        const char *want = json_string_value(x), *eq = strchr(want, '=');
+        size_t klen = eq ? (size_t)(eq - want) : strlen(want);
+        int found = *s->stack && strlen(DOCKERJSON_STACK_LABEL) == klen &&
+                    strncmp(want, DOCKERJSON_STACK_LABEL, klen) == 0 &&
+                    (!eq || strcmp(eq + 1, s->stack) == 0);
+        for (size_t k = 0; k < s->n_labels && !found; k++)
+            found = strlen(s->labels[k]->key) == klen &&
+                    strncmp(s->labels[k]->key, want, klen) == 0 &&
+                    (!eq || strcmp(s->labels[k]->value, eq + 1) == 0);
+        if (!found)
+            return 0;
+    }
+    return 1;
+}
+
 static int dapi_task_match(ctl_t *ctl, const json_t *f, const Task *t)
 {
     char name[96];
@@ -928,7 +993,7 @@ static int dapi_task_match(ctl_t *ctl, const json_t *f, const Task *t)
         return 0;
     if (json_object_get(f, "_up-to-date") && !dapi_task_current(ctl, t))
         return 0;
-    return 1;
+    return dapi_task_labels(ctl, f, t);
 }
 
 static void tasks_answer(dcall_t *c, const Envelope *env)
@@ -971,7 +1036,7 @@ out:
 static void route_tasks(ctl_t *ctl, httpd_req_t *r, const char *arg)
 {
     static const char *const allowed[] = { "id", "name", "service", "node", "desired-state",
-                                           "_up-to-date", NULL };
+                                           "_up-to-date", "label", NULL };
     Envelope env = PB_ENVELOPE_INIT;
     json_t *f, *ds;
     dcall_t *c;
@@ -1039,6 +1104,9 @@ static const struct {
     { "GET", "/tasks/*", route_task },
     { "GET", "/networks", route_networks_list },
     { "GET", "/networks/*", route_networks },
+    { "POST", "/networks/create", route_network_create },
+    { "GET", "/secrets", route_empty_list },
+    { "GET", "/configs", route_empty_list },
 };
 
 static int dapi_match(const char *pattern, const char *path, char *arg, size_t len)

@@ -283,7 +283,7 @@ static int dj_mounts(dj_t *d, const json_t *c, ServiceSpec *s)
 static int dj_container(dj_t *d, const json_t *c, ServiceSpec *s)
 {
     static const char *const known[] = { "Image", "Command", "Args", "Env", "User", "Healthcheck",
-                                         "Mounts", "StopGracePeriod", NULL };
+                                         "Mounts", "StopGracePeriod", "Labels", NULL };
     const char *path = "Spec.TaskTemplate.ContainerSpec";
     const json_t *h;
     int bad = 0;
@@ -373,7 +373,7 @@ static int dj_update(dj_t *d, const json_t *u, const char *path, UpdateConfig *u
 static int dj_task_template(dj_t *d, const json_t *t, ServiceSpec *s)
 {
     static const char *const known[] = { "ContainerSpec", "Resources", "RestartPolicy",
-                                         "Placement", "ForceUpdate", "Runtime", NULL };
+                                         "Placement", "ForceUpdate", "Runtime", "Networks", NULL };
     static const char *const placement[] = { "Constraints", NULL };
     const char *path = "Spec.TaskTemplate";
     const json_t *x;
@@ -494,6 +494,45 @@ static int dj_spec(dj_t *d, const json_t *j, ServiceSpec *s)
     return bad ? -1 : 0;
 }
 
+/* What `docker stack deploy` adds to a stack's service: the stack's label
+ * on its containers, and the stack's default network with the service's
+ * short name as alias. skiff does both already (its containers carry the
+ * stack, and a stack's services reach each other by name through the
+ * balancers), so these are taken when they say just that. */
+static int dj_stack_parts(dj_t *d, const json_t *tt, const ServiceSpec *s)
+{
+    const json_t *c = json_object_get(tt, "ContainerSpec");
+    json_t *labels = json_object_get(c, "Labels"), *nets = json_object_get(tt, "Networks"), *x;
+    const char *k, *shortname = *s->stack ? s->name + strlen(s->stack) + 1 : s->name;
+    char want[160];
+    size_t i;
+
+    json_object_foreach(labels, k, x) {
+        if (strcmp(k, DOCKERJSON_STACK_LABEL) || !*s->stack ||
+            !json_is_string(x) || strcmp(json_string_value(x), s->stack))
+            return dj_fail(d, "Spec.TaskTemplate.ContainerSpec", "Labels: not supported by skiff "
+                           "(a service's Labels are set on its containers too)");
+    }
+    if (!nets || dj_zero(nets))
+        return 0;
+    snprintf(want, sizeof(want), "%s_default", s->stack);
+    if (!json_is_array(nets))
+        return dj_fail(d, "Spec.TaskTemplate", "Networks: must be a list");
+    json_array_foreach(nets, i, x) {
+        json_t *aliases = json_object_get(x, "Aliases"), *a;
+        const char *target = json_string_value(json_object_get(x, "Target"));
+        size_t k2;
+        if (!*s->stack || !target || strcmp(target, want))
+            return dj_fail(d, "Spec.TaskTemplate", "Networks: not supported by skiff (a stack's "
+                           "services reach each other by name; there are no other networks)");
+        json_array_foreach(aliases, k2, a)
+            if (!json_is_string(a) || strcmp(json_string_value(a), shortname))
+                return dj_fail(d, "Spec.TaskTemplate", "Networks[%zu].Aliases: only the "
+                               "service's own name is supported", i);
+    }
+    return 0;
+}
+
 ServiceSpec *dockerjson_spec_from(const json_t *j, const ServiceSpec *base, char *err,
                                   size_t errlen)
 {
@@ -532,10 +571,12 @@ ServiceSpec *dockerjson_spec_from(const json_t *j, const ServiceSpec *base, char
     for (size_t i = 0; i < s->n_labels; i++) {
         const char *ns = s->labels[i]->value;
         size_t n = strlen(ns);
-        if (strcmp(s->labels[i]->key, "com.docker.stack.namespace") == 0 && n &&
+        if (strcmp(s->labels[i]->key, DOCKERJSON_STACK_LABEL) == 0 && n &&
             strncmp(s->name, ns, n) == 0 && s->name[n] == '_' && pb_set_str(&s->stack, ns))
             goto out_nomem;
     }
+    if (dj_stack_parts(&d, json_object_get(j, "TaskTemplate"), s))
+        goto out_free;
     return s;
 
 out_nomem:

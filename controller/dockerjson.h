@@ -19,6 +19,9 @@
 
 #include "skiff_pb.h"
 
+/* The label `docker stack deploy` puts on a stack's objects. */
+#define DOCKERJSON_STACK_LABEL "com.docker.stack.namespace"
+
 /* A Docker ServiceSpec (the body of POST /services/create or /update) as a
  * new skiff spec (free with pb_free). base: the service's current spec for
  * an update, whose skiff-only settings (HTTP probe, expose, drain delay,

@@ -147,7 +147,8 @@ static void test_refused(void **state)
           "Spec.TaskTemplate.ContainerSpec: Hostname: not supported by skiff" },
         { NULL, "{\"Name\":\"a\",\"TaskTemplate\":{\"ContainerSpec\":{\"Image\":\"x\"},"
                 "\"Networks\":[{\"Target\":\"n\"}]}}",
-          "Spec.TaskTemplate: Networks: not supported by skiff" },
+          "Spec.TaskTemplate: Networks: not supported by skiff (a stack's services reach each "
+          "other by name; there are no other networks)" },
         { NULL, "{\"Name\":\"a\",\"TaskTemplate\":{\"ContainerSpec\":{\"Image\":\"x\"}},"
                 "\"EndpointSpec\":{\"Mode\":\"dnsrr\"}}",
           "Spec.EndpointSpec: Mode: skiff balances every service (\"vip\"); \"dnsrr\" is not "
@@ -228,17 +229,33 @@ static void test_update_keeps_skiff_fields(void **state)
     pb_free(base);
 }
 
+/* What `docker stack deploy` sends: the stack's label on the service and its
+ * containers, and the stack's default network with the short name as alias. */
 static void test_stack_label(void **state)
 {
     char err[256];
     ServiceSpec *s = parse("{\"Name\":\"shop_db\",\"Labels\":{\"com.docker.stack.namespace\":"
-                           "\"shop\"},\"TaskTemplate\":{\"ContainerSpec\":{\"Image\":\"x\"}}}",
+                           "\"shop\"},\"TaskTemplate\":{\"ContainerSpec\":{\"Image\":\"x\","
+                           "\"Labels\":{\"com.docker.stack.namespace\":\"shop\"}},\"Networks\":"
+                           "[{\"Target\":\"shop_default\",\"Aliases\":[\"db\"]}]}}",
                            NULL, err, sizeof(err));
 
     (void)state;
-    assert_non_null(s);
+    if (!s)
+        fail_msg("%s", err);
     assert_string_equal(s->stack, "shop");
     pb_free(s);
+    s = parse("{\"Name\":\"shop_db\",\"Labels\":{\"com.docker.stack.namespace\":\"shop\"},"
+              "\"TaskTemplate\":{\"ContainerSpec\":{\"Image\":\"x\"},\"Networks\":"
+              "[{\"Target\":\"shop_backend\"}]}}", NULL, err, sizeof(err));
+    assert_null(s);
+    assert_string_equal(err, "Spec.TaskTemplate: Networks: not supported by skiff (a stack's "
+                             "services reach each other by name; there are no other networks)");
+    s = parse("{\"Name\":\"db\",\"TaskTemplate\":{\"ContainerSpec\":{\"Image\":\"x\","
+              "\"Labels\":{\"a\":\"b\"}}}}", NULL, err, sizeof(err));
+    assert_null(s);
+    assert_string_equal(err, "Spec.TaskTemplate.ContainerSpec: Labels: not supported by skiff (a "
+                             "service's Labels are set on its containers too)");
 }
 
 static void test_service_task_node(void **state)
