@@ -185,3 +185,42 @@ dk() {
 	run dk service inspect web
 	[ "$status" -ne 0 ]
 }
+
+@test "docker stack deploy, services, ps, rm" {
+	local api_port
+	api_port=$(free_port)
+	cat >"$BATS_TEST_TMPDIR/stack.yml" <<-EOF
+	version: "3.8"
+	services:
+	  api:
+	    image: skiff-test/web:v1
+	    ports:
+	      - "$api_port:8080"
+	    deploy:
+	      replicas: 2
+	  db:
+	    image: skiff-test/web:v2
+	EOF
+	run dk stack deploy --detach=true --resolve-image never -c "$BATS_TEST_TMPDIR/stack.yml" dshop
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"Creating service dshop_api"* ]]
+	wait_until 60 '[ "$(count_running dshop_api)" -eq 2 ] && [ "$(count_running dshop_db)" -eq 1 ]'
+	run dk stack services dshop --format '{{.Name}} {{.Replicas}}'
+	echo "$output"
+	[[ "$output" == *"dshop_api 2/2"* ]]
+	[[ "$output" == *"dshop_db 1/1"* ]]
+	run dk stack ps dshop --filter desired-state=running --format '{{.Name}}'
+	[ "${#lines[@]}" -eq 3 ]
+	# skiff's own view: one stack, its services reach each other by name
+	run skiff stack ls
+	[[ "$output" == *dshop* ]]
+	c=$(service_containers dshop_api | head -n1)
+	docker exec "$c" cat /etc/hosts | grep -qw db
+	wait_until 10 http_get "http://127.0.0.3:$api_port/"
+	run dk stack rm dshop
+	[ "$status" -eq 0 ]
+	wait_until 60 '[ "$(count_running dshop_api)" -eq 0 ] && [ "$(count_running dshop_db)" -eq 0 ]'
+	run dk stack ls
+	[[ "$output" != *dshop* ]]
+}
