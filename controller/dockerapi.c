@@ -553,8 +553,8 @@ static void route_node_update(ctl_t *ctl, httpd_req_t *r, const char *arg)
     json_object_foreach(j, k, v) {
         if (strcmp(k, "Labels") && strcmp(k, "Role") && strcmp(k, "Availability") &&
             strcmp(k, "Name")) {
-            json_decref(j);
             dapi_error(r, 400, "Spec: %.64s: not supported by skiff", k);
+            json_decref(j); /* after: k is j's */
             return;
         }
     }
@@ -580,9 +580,9 @@ static void route_node_update(ctl_t *ctl, httpd_req_t *r, const char *arg)
     }
     avail = json_string_value(json_object_get(j, "Availability"));
     if (avail && strcmp(avail, "active") && strcmp(avail, "drain")) {
-        json_decref(j);
         dapi_error(r, 400, "Spec.Availability: skiff takes \"active\" or \"drain\", not "
                    "\"%.32s\"", avail);
+        json_decref(j); /* after: avail is j's */
         return;
     }
     req.node = node->pb->id;
@@ -794,6 +794,23 @@ static void route_service_update(ctl_t *ctl, httpd_req_t *r, const char *arg)
         return;
     }
     req.service = svc->pb->id;
+    if (req.spec->replicas != svc->pb->spec->replicas &&
+        spec_same_but_replicas(req.spec, svc->pb->spec)) {
+        /* `docker service scale`: skiff's scale (its event, the autoscale range) */
+        ServiceScale sc = PB_SERVICE_SCALE_INIT;
+        if (req.version != svc->pb->version) {
+            dapi_error(r, 409, "update out of sequence: service %s changed since version %llu "
+                       "was read", svc->pb->spec->name, (unsigned long long)req.version);
+        } else if ((c = dcall_new(ctl, r, update_answer, NULL))) {
+            sc.service = svc->pb->id;
+            sc.replicas = req.spec->replicas;
+            env.msg_case = MSG_SERVICE_SCALE;
+            env.service_scale = &sc;
+            dcall_send(c, &env);
+        }
+        pb_free(req.spec);
+        return;
+    }
     if ((c = dcall_new(ctl, r, update_answer, NULL))) {
         env.msg_case = MSG_SERVICE_UPDATE;
         env.service_update = &req;
@@ -1049,9 +1066,9 @@ static void route_tasks(ctl_t *ctl, httpd_req_t *r, const char *arg)
         const char *v = json_string_value(ds);
         if (strcmp(v, "running") && strcmp(v, "shutdown") && strcmp(v, "remove") &&
             strcmp(v, "accepted")) {
-            json_decref(f);
             dapi_error(r, 400, "filters: desired-state: \"%.32s\" is not one of running, "
                        "shutdown, accepted", v);
+            json_decref(f); /* after: v is f's */
             return;
         }
     }
@@ -1075,6 +1092,222 @@ static void route_task(ctl_t *ctl, httpd_req_t *r, const char *arg)
         return;
     }
     dapi_json(r, 200, dockerjson_task(t->pb));
+}
+
+/* -------------------------------------------------------------- events */
+
+#define DAPI_EVENTS_BUDGET (64u << 10)  /* unsent output a reader may have */
+#define DAPI_EVENTS_MAX_PENDING (DAPI_EVENTS_BUDGET + (256u << 10))
+
+/* A /events reader: skiff's events ring (the one of `skiff events`) as
+ * Docker's stream of JSON messages, one a line. A client that does not read
+ * lags behind the ring with at most DAPI_EVENTS_BUDGET unsent, and loses
+ * what leaves the ring meanwhile. */
+typedef struct devents {
+    httpd_stream_t *stream;  /* NULL once over */
+    events_reader_t *reader; /* NULL once the ring ended it */
+    json_t *actions;         /* filters' "event" values, or NULL */
+    int busy, gone;
+} devents_t;
+
+static void devents_free(devents_t *d)
+{
+    if (d->reader)
+        events_reader_close(d->reader);
+    json_decref(d->actions);
+    free(d);
+}
+
+static void devents_on_close(void *arg)
+{
+    devents_t *d = arg;
+
+    d->stream = NULL;
+    if (d->busy)
+        d->gone = 1;
+    else
+        devents_free(d);
+}
+
+/* SKIFF_ECLOSED once the stream is over (then d is freed). */
+static int devents_write(devents_t *d, const char *text, size_t len)
+{
+    int rc;
+
+    if (!d->stream)
+        return SKIFF_ECLOSED;
+    d->busy = 1;
+    rc = httpd_stream_write(d->stream, text, len);
+    d->busy = 0;
+    if (d->gone) {
+        d->reader = NULL; /* the ring closes it on the error returned */
+        devents_free(d);
+        return SKIFF_ECLOSED;
+    }
+    return rc;
+}
+
+static int devents_send(void *arg, const Event *e)
+{
+    devents_t *d = arg;
+    json_t *attrs, *j;
+    char *text;
+    int rc;
+
+    if (!d->stream)
+        return SKIFF_ECLOSED;
+    if (httpd_stream_pending(d->stream) > DAPI_EVENTS_BUDGET)
+        return SKIFF_ELIMIT;
+    if (d->actions && json_array_size(d->actions)) {
+        json_t *wrap = json_pack("{s:O}", "event", d->actions);
+        int match = wrap && dockerjson_filter_match(wrap, "event", e->action, 0);
+        json_decref(wrap);
+        if (!match)
+            return 0;
+    }
+    attrs = json_pack("{s:s}", "name", e->name);
+    for (size_t i = 0; attrs && i < e->n_attributes; i++)
+        if (json_object_set_new(attrs, e->attributes[i]->key,
+                                json_string(e->attributes[i]->value))) {
+            json_decref(attrs);
+            attrs = NULL;
+        }
+    if (attrs && *e->service)
+        json_object_set_new(attrs, "service", json_string(e->service));
+    if (attrs && *e->node)
+        json_object_set_new(attrs, "node", json_string(e->node));
+    j = attrs ? json_pack("{s:s, s:s, s:{s:s, s:o}, s:s, s:I, s:I}", "Type", e->type, "Action",
+                          e->action, "Actor", "ID", e->id, "Attributes", attrs, "scope", "swarm",
+                          "time", (json_int_t)(e->time_ms / 1000), "timeNano",
+                          (json_int_t)e->time_ms * 1000000)
+              : NULL;
+    text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    if (!text)
+        return SKIFF_ELIMIT; /* out of memory: again at the next pump */
+    {
+        size_t n = strlen(text);
+        char *line = realloc(text, n + 2);
+        if (!line) {
+            free(text);
+            return SKIFF_ELIMIT;
+        }
+        line[n] = '\n';
+        line[n + 1] = '\0';
+        rc = devents_write(d, line, n + 1);
+        free(line);
+    }
+    return rc == SKIFF_ECLOSED ? rc : 0;
+}
+
+static int devents_dropped(void *arg, uint64_t count)
+{
+    (void)arg;
+    (void)count; /* Docker's stream has no word for it: the reader just lags */
+    return 0;
+}
+
+static void devents_end(void *arg)
+{
+    devents_t *d = arg;
+
+    d->reader = NULL; /* the ring frees it */
+    if (d->stream)
+        httpd_stream_end(d->stream); /* on_close frees d */
+}
+
+static const events_reader_ops_t devents_ops = {
+    .send = devents_send,
+    .dropped = devents_dropped,
+    .end = devents_end,
+};
+
+/* ?since= and ?until=: Unix seconds, with a fraction or not (the docker CLI
+ * turns "10m" and dates into those). */
+static int dapi_event_time(httpd_req_t *r, const char *name, int64_t *ms)
+{
+    const char *s = httpd_query(r, name);
+    char *end;
+    double v;
+
+    *ms = 0;
+    if (!s || !*s)
+        return 0;
+    v = strtod(s, &end);
+    if (*end || v < 0 || v > 1e11) {
+        dapi_error(r, 400, "%s: not Unix seconds: %.64s", name, s);
+        return -1;
+    }
+    *ms = (int64_t)(v * 1000);
+    return 0;
+}
+
+/* Copies a filter's values into a list of strings for EventsRequest. */
+static int dapi_event_list(const json_t *f, const char *key, char ***out, size_t *n)
+{
+    json_t *vals = json_object_get(f, key), *x;
+    size_t i;
+
+    *out = NULL;
+    *n = 0;
+    if (!json_array_size(vals))
+        return 0;
+    if (!(*out = calloc(json_array_size(vals), sizeof(**out))))
+        return -ENOMEM;
+    json_array_foreach(vals, i, x)
+        (*out)[(*n)++] = (char *)json_string_value(x);
+    return 0;
+}
+
+static void route_events(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    static const char *const allowed[] = { "type", "event", "service", "node", NULL };
+    EventsRequest req = PB_EVENTS_REQUEST_INIT;
+    json_t *f, *x;
+    devents_t *d;
+    size_t i;
+
+    (void)arg;
+    if (dapi_filters(r, allowed, &f))
+        return;
+    json_array_foreach(json_object_get(f, "type"), i, x) {
+        const char *t = json_string_value(x);
+        if (strcmp(t, "service") && strcmp(t, "node") && strcmp(t, "task")) {
+            dapi_error(r, 400, "filters: type: skiff's events are of service, node and task, "
+                       "not \"%.32s\"", t);
+            json_decref(f); /* after: t is f's */
+            return;
+        }
+    }
+    if (dapi_event_time(r, "since", &req.since_ms) || dapi_event_time(r, "until", &req.until_ms)) {
+        json_decref(f);
+        return;
+    }
+    if (dapi_event_list(f, "type", &req.types, &req.n_types) ||
+        dapi_event_list(f, "service", &req.services, &req.n_services) ||
+        dapi_event_list(f, "node", &req.nodes, &req.n_nodes) ||
+        !(d = calloc(1, sizeof(*d)))) {
+        free(req.types);
+        free(req.services);
+        free(req.nodes);
+        json_decref(f);
+        dapi_error(r, 500, "out of memory");
+        return;
+    }
+    d->actions = json_incref(json_object_get(f, "event"));
+    d->stream = httpd_stream_open(r, 200, "application/json", DAPI_EVENTS_MAX_PENDING,
+                                  devents_on_close, d);
+    if (!d->stream) {
+        devents_free(d);
+    } else if (!(d->reader = events_follow(ctl->events, &req, &devents_ops, d))) {
+        httpd_stream_end(d->stream); /* out of memory: an empty stream */
+    } else if (!ctl->committing) {
+        events_pump(ctl->events, model_wall_ms());
+    }
+    free(req.types);
+    free(req.services);
+    free(req.nodes);
+    json_decref(f);
 }
 
 /* -------------------------------------------------------------- router */
@@ -1102,6 +1335,7 @@ static const struct {
     { "GET", "/services/*/logs", route_service_logs },
     { "GET", "/tasks", route_tasks },
     { "GET", "/tasks/*", route_task },
+    { "GET", "/events", route_events },
     { "GET", "/networks", route_networks_list },
     { "GET", "/networks/*", route_networks },
     { "POST", "/networks/create", route_network_create },

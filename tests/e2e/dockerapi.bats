@@ -9,7 +9,8 @@
 load helpers
 
 setup_file() {
-	export DAPI_PORT WEB_PORT DOCKER_CLI
+	export DAPI_PORT WEB_PORT DOCKER_CLI T0
+	T0=$(date +%s)
 	DAPI_PORT=$(free_port)
 	WEB_PORT=$(free_port)
 	DOCKER_CLI=/usr/local/bin/docker
@@ -223,4 +224,27 @@ dk() {
 	wait_until 60 '[ "$(count_running dshop_api)" -eq 0 ] && [ "$(count_running dshop_db)" -eq 0 ]'
 	run dk stack ls
 	[[ "$output" != *dshop* ]]
+}
+
+@test "docker events: skiff's events, filtered by type and action, and followed" {
+	run dk events --since "$T0" --until "$(date +%s)" --filter type=service \
+		--format '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"service create web"* ]]
+	[[ "$output" == *"service remove web"* ]]
+	[[ "$output" != *"task "* ]]
+	run dk events --since "$T0" --until "$(date +%s)" --filter event=scale --format '{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.to}}'
+	[ "$output" = "scale web 3" ]
+	# followed: an event that happens while the CLI waits
+	(dk events --filter type=node --format '{{.Action}} {{.Actor.Attributes.name}}' >"$BATS_TEST_TMPDIR/ev" 2>&1 &
+	 echo $! >"$BATS_TEST_TMPDIR/ev.pid")
+	sleep 1
+	dk node update --availability drain "$(node_name 3)" >/dev/null
+	wait_until 10 grep -q "$(node_name 3)" "$BATS_TEST_TMPDIR/ev"
+	kill "$(cat "$BATS_TEST_TMPDIR/ev.pid")" 2>/dev/null || true
+	dk node update --availability active "$(node_name 3)" >/dev/null
+	run dk events --filter type=container --until 1
+	[ "$status" -ne 0 ]
+	[[ "$output" == *'filters: type: skiff'*'not "container"'* ]]
 }
