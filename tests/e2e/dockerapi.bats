@@ -213,11 +213,12 @@ dk() {
 	[[ "$output" == *"dshop_db 1/1"* ]]
 	run dk stack ps dshop --filter desired-state=running --format '{{.Name}}'
 	[ "${#lines[@]}" -eq 3 ]
-	# skiff's own view: one stack, its services reach each other by name
+	# skiff's own view: one stack, its services reach each other by name (the
+	# CLI makes api first: db's containers know it)
 	run skiff stack ls
 	[[ "$output" == *dshop* ]]
-	c=$(service_containers dshop_api | head -n1)
-	docker exec "$c" cat /etc/hosts | grep -qw db
+	c=$(service_containers dshop_db | head -n1)
+	docker exec "$c" cat /etc/hosts | grep -Eq '[[:space:]]api([[:space:]]|$)'
 	wait_until 10 http_get "http://127.0.0.3:$api_port/"
 	run dk stack rm dshop
 	[ "$status" -eq 0 ]
