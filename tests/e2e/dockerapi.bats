@@ -206,6 +206,7 @@ dk() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"Creating service dshop_api"* ]]
+	local deployed=$output
 	wait_until 60 '[ "$(count_running dshop_api)" -eq 2 ] && [ "$(count_running dshop_db)" -eq 1 ]'
 	run dk stack services dshop --format '{{.Name}} {{.Replicas}}'
 	echo "$output"
@@ -213,12 +214,16 @@ dk() {
 	[[ "$output" == *"dshop_db 1/1"* ]]
 	run dk stack ps dshop --filter desired-state=running --format '{{.Name}}'
 	[ "${#lines[@]}" -eq 3 ]
-	# skiff's own view: one stack, its services reach each other by name (the
-	# CLI makes api first: db's containers know it)
+	# skiff's own view: one stack, whose services reach each other by name (the
+	# one made second knows the first: names are given when containers are made)
+	local first second
+	first=$(grep -o 'Creating service dshop_[a-z]*' <<<"$deployed" | head -n1 | sed 's/.*dshop_//')
+	second=api
+	[ "$first" = api ] && second=db
 	run skiff stack ls
 	[[ "$output" == *dshop* ]]
-	c=$(service_containers dshop_db | head -n1)
-	docker exec "$c" cat /etc/hosts | grep -Eq '[[:space:]]api([[:space:]]|$)'
+	c=$(service_containers "dshop_$second" | head -n1)
+	docker exec "$c" cat /etc/hosts | grep -Eq "[[:space:]]$first([[:space:]]|\$)"
 	wait_until 10 http_get "http://127.0.0.3:$api_port/"
 	run dk stack rm dshop
 	[ "$status" -eq 0 ]

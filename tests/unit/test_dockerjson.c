@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "ctl.h"
 #include "dockerjson.h"
 #include "pbutil.h"
 #include "spec.h"
@@ -365,6 +366,20 @@ static void test_filters(void **state)
     assert_null(f);
 }
 
+/* --docker-api-listen takes loopback addresses only (no TLS yet). */
+static void test_loopback(void **state)
+{
+    (void)state;
+    assert_true(dockerapi_loopback("127.0.0.1:2375"));
+    assert_true(dockerapi_loopback("127.9.8.7:1"));
+    assert_true(dockerapi_loopback("[::1]:2375"));
+    assert_false(dockerapi_loopback("0.0.0.0:2375"));
+    assert_false(dockerapi_loopback("10.0.0.1:2375"));
+    assert_false(dockerapi_loopback("[::]:2375"));
+    assert_false(dockerapi_loopback("128.0.0.1:2375"));
+    assert_false(dockerapi_loopback("nonsense"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_stack_label),
         cmocka_unit_test(test_service_task_node),
         cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
