@@ -533,6 +533,25 @@ static int dj_stack_parts(dj_t *d, const json_t *tt, const ServiceSpec *s)
     return 0;
 }
 
+/* dockerjson_spec shows a stack's service with the stack's label, which a
+ * service made by `skiff stack deploy` does not have: coming back in an
+ * update, it is not a new label. */
+static void dj_drop_shown_stack_label(ServiceSpec *s, const ServiceSpec *base)
+{
+    for (size_t i = 0; i < base->n_labels; i++)
+        if (strcmp(base->labels[i]->key, DOCKERJSON_STACK_LABEL) == 0)
+            return; /* a real label */
+    for (size_t i = 0; i < s->n_labels; i++) {
+        if (strcmp(s->labels[i]->key, DOCKERJSON_STACK_LABEL) == 0 &&
+            strcmp(s->labels[i]->value, base->stack) == 0) {
+            pb_free(s->labels[i]);
+            memmove(s->labels + i, s->labels + i + 1, (s->n_labels - i - 1) * sizeof(*s->labels));
+            s->n_labels--;
+            return;
+        }
+    }
+}
+
 ServiceSpec *dockerjson_spec_from(const json_t *j, const ServiceSpec *base, char *err,
                                   size_t errlen)
 {
@@ -577,6 +596,8 @@ ServiceSpec *dockerjson_spec_from(const json_t *j, const ServiceSpec *base, char
     }
     if (dj_stack_parts(&d, json_object_get(j, "TaskTemplate"), s))
         goto out_free;
+    if (base && *base->stack)
+        dj_drop_shown_stack_label(s, base);
     return s;
 
 out_nomem:
@@ -671,6 +692,9 @@ json_t *dockerjson_spec(const ServiceSpec *s)
 
     rc = rc || dj_set(j, "Name", json_string(s->name)) ||
          dj_set(j, "Labels", dj_label_map(s->labels, s->n_labels)) ||
+         (*s->stack && !json_object_get(json_object_get(j, "Labels"), DOCKERJSON_STACK_LABEL) &&
+          dj_set(json_object_get(j, "Labels"), DOCKERJSON_STACK_LABEL,
+                 json_string(s->stack))) || /* `docker stack ls` finds skiff's stacks */
          dj_set(c, "Image", json_string(s->image));
     if (!rc && s->n_entrypoint)
         rc = dj_set(c, "Command", dj_str_array(s->entrypoint, s->n_entrypoint));

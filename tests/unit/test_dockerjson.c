@@ -217,6 +217,20 @@ static void test_update_keeps_skiff_fields(void **state)
     assert_non_null(base->expose);
     memcpy(base->expose, expose, sizeof(expose));
     base->n_expose = 1;
+    {
+        /* the stack shows as Docker's label, which does not come back as a new one */
+        json_t *shown = dockerjson_spec(base);
+        assert_non_null(shown);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(shown, "Labels"),
+                                                              DOCKERJSON_STACK_LABEL)), "shop");
+        s = dockerjson_spec_from(shown, base, err, sizeof(err));
+        json_decref(shown);
+        if (!s)
+            fail_msg("%s", err);
+        assert_int_equal(s->n_labels, 0);
+        assert_true(pb_equal(s, base));
+        pb_free(s);
+    }
     s = parse("{\"Name\":\"shop_api\",\"TaskTemplate\":{\"ContainerSpec\":{\"Image\":\"y:2\"}}}",
               base, err, sizeof(err));
     assert_non_null(s);
