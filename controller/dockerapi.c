@@ -614,6 +614,29 @@ static void route_node_delete(ctl_t *ctl, httpd_req_t *r, const char *arg)
 
 /* ------------------------------------------------------------ services */
 
+/* label=K or K=V, every one of them: the service's labels, and
+ * com.docker.stack.namespace its stack (as dockerjson shows it). */
+static int dapi_labels_match(const json_t *f, const ServiceSpec *s)
+{
+    json_t *labels = json_object_get(f, "label"), *x;
+    size_t i;
+
+    json_array_foreach(labels, i, x) {
+        const char *want = json_string_value(x), *eq = strchr(want, '=');
+        size_t klen = eq ? (size_t)(eq - want) : strlen(want);
+        int found = *s->stack && strlen(DOCKERJSON_STACK_LABEL) == klen &&
+                    strncmp(want, DOCKERJSON_STACK_LABEL, klen) == 0 &&
+                    (!eq || strcmp(eq + 1, s->stack) == 0);
+        for (size_t k = 0; k < s->n_labels && !found; k++)
+            found = strlen(s->labels[k]->key) == klen &&
+                    strncmp(s->labels[k]->key, want, klen) == 0 &&
+                    (!eq || strcmp(s->labels[k]->value, eq + 1) == 0);
+        if (!found)
+            return 0;
+    }
+    return 1;
+}
+
 static int dapi_service_match(const json_t *f, const Service *s)
 {
     const char *mode = json_object_get(f, "mode") ? "replicated" : NULL;
@@ -622,24 +645,7 @@ static int dapi_service_match(const json_t *f, const Service *s)
         !dockerjson_filter_match(f, "name", s->spec->name, 1) ||
         (mode && !dockerjson_filter_match(f, "mode", mode, 0)))
         return 0;
-    /* label=K or label=K=V, every one of them */
-    {
-        json_t *labels = json_object_get(f, "label"), *x;
-        size_t i;
-        json_array_foreach(labels, i, x) {
-            const char *want = json_string_value(x), *eq = strchr(want, '=');
-            size_t klen = eq ? (size_t)(eq - want) : strlen(want);
-            int found = 0;
-            for (size_t k = 0; k < s->spec->n_labels && !found; k++) {
-                const Label *l = s->spec->labels[k];
-                found = strlen(l->key) == klen && strncmp(l->key, want, klen) == 0 &&
-                        (!eq || strcmp(l->value, eq + 1) == 0);
-            }
-            if (!found)
-                return 0;
-        }
-    }
-    return 1;
+    return dapi_labels_match(f, s->spec);
 }
 
 static void services_answer(dcall_t *c, const Envelope *env)
@@ -969,29 +975,13 @@ static int dapi_task_current(ctl_t *ctl, const Task *t)
  * and com.docker.stack.namespace its stack, as `docker stack ps` asks. */
 static int dapi_task_labels(ctl_t *ctl, const json_t *f, const Task *t)
 {
-    json_t *labels = json_object_get(f, "label"), *x;
     task_t *mt;
-    size_t i;
 
-    if (!json_array_size(labels))
+    if (!json_array_size(json_object_get(f, "label")))
         return 1;
     if (!(mt = model_task_by_id(&ctl->model, t->id)))
         return 0;
-    json_array_foreach(labels, i, x) {
-        const ServiceSpec *s = mt->svc->pb->spec;
-        const char *want = json_string_value(x), *eq = strchr(want, '=');
-        size_t klen = eq ? (size_t)(eq - want) : strlen(want);
-        int found = *s->stack && strlen(DOCKERJSON_STACK_LABEL) == klen &&
-                    strncmp(want, DOCKERJSON_STACK_LABEL, klen) == 0 &&
-                    (!eq || strcmp(eq + 1, s->stack) == 0);
-        for (size_t k = 0; k < s->n_labels && !found; k++)
-            found = strlen(s->labels[k]->key) == klen &&
-                    strncmp(s->labels[k]->key, want, klen) == 0 &&
-                    (!eq || strcmp(s->labels[k]->value, eq + 1) == 0);
-        if (!found)
-            return 0;
-    }
-    return 1;
+    return dapi_labels_match(f, mt->svc->pb->spec);
 }
 
 static int dapi_task_match(ctl_t *ctl, const json_t *f, const Task *t)

@@ -230,6 +230,21 @@ dk() {
 	wait_until 60 '[ "$(count_running dshop_api)" -eq 0 ] && [ "$(count_running dshop_db)" -eq 0 ]'
 	run dk stack ls
 	[[ "$output" != *dshop* ]]
+	# a stack skiff deployed is one in docker's eyes too
+	cat >"$BATS_TEST_TMPDIR/sk.yml" <<-EOF
+	services:
+	  one:
+	    image: skiff-test/web:v1
+	EOF
+	skiff stack deploy -d -c "$BATS_TEST_TMPDIR/sk.yml" skst >/dev/null
+	run dk stack services skst --format '{{.Name}}'
+	[ "$output" = skst_one ]
+	run dk service update -d --env-add X=1 skst_one
+	[ "$status" -eq 0 ]
+	run dk service inspect --format '{{len .Spec.Labels}} {{.Spec.TaskTemplate.ContainerSpec.Env}}' skst_one
+	[ "$output" = "1 [X=1]" ]
+	run dk stack rm skst
+	[ "$status" -eq 0 ]
 }
 
 @test "docker events: skiff's events, filtered by type and action, and followed" {
