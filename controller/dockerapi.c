@@ -306,31 +306,39 @@ static void route_ping(ctl_t *ctl, httpd_req_t *r, const char *arg)
     httpd_respond(r, 200, "text/plain; charset=utf-8", "OK", 2);
 }
 
-static void dapi_uname(char *kernel, size_t len)
-{
-    FILE *f = fopen("/proc/sys/kernel/osrelease", "r"); /* a tiny procfs read */
+/* What /version and /info tell of this machine, read once at start (not on
+ * the loop for every request). */
+static struct {
+    char kernel[128];
+    char host[256];
+    long ncpu;
+} dapi_host;
 
-    snprintf(kernel, len, "unknown");
+static void dapi_host_read(void)
+{
+    FILE *f = fopen("/proc/sys/kernel/osrelease", "r");
+
+    snprintf(dapi_host.kernel, sizeof(dapi_host.kernel), "unknown");
     if (f) {
-        if (fgets(kernel, (int)len, f))
-            kernel[strcspn(kernel, "\n")] = '\0';
+        if (fgets(dapi_host.kernel, (int)sizeof(dapi_host.kernel), f))
+            dapi_host.kernel[strcspn(dapi_host.kernel, "\n")] = '\0';
         fclose(f);
     }
+    if (gethostname(dapi_host.host, sizeof(dapi_host.host) - 1))
+        snprintf(dapi_host.host, sizeof(dapi_host.host), "skiff");
+    dapi_host.ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 }
 
 static void route_version(ctl_t *ctl, httpd_req_t *r, const char *arg)
 {
-    char kernel[128];
-
     (void)ctl;
     (void)arg;
-    dapi_uname(kernel, sizeof(kernel));
     dapi_json(r, 200, json_pack("{s:[{s:s, s:s}], s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
                                 "Components", "Name", "skiff-controller", "Version",
                                 SKIFF_VERSION, "Version", "skiff-" SKIFF_VERSION, "ApiVersion",
                                 DOCKERAPI_VERSION, "MinAPIVersion", "1.24", "GitCommit", "skiff",
                                 "GoVersion", "none (C)", "Os", "linux", "Arch", "amd64",
-                                "KernelVersion", kernel));
+                                "KernelVersion", dapi_host.kernel));
 }
 
 static json_t *dapi_cluster(ctl_t *ctl)
@@ -357,20 +365,18 @@ static void dapi_self_id(ctl_t *ctl, char *out, size_t len)
 
 static void route_info(ctl_t *ctl, httpd_req_t *r, const char *arg)
 {
-    char kernel[128], host[256] = "skiff", self[64];
+    char self[64];
     unsigned nodes = HASH_COUNT(ctl->model.nodes);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
     (void)arg;
-    dapi_uname(kernel, sizeof(kernel));
-    gethostname(host, sizeof(host) - 1);
     dapi_self_id(ctl, self, sizeof(self));
     dapi_json(r, 200,
               json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:{s:s, s:s, "
                         "s:s, s:b, s:s, s:[{s:s, s:s}], s:i, s:i, s:o*}}",
-                        "ID", ctl->model.cluster_id, "Name", host, "ServerVersion",
+                        "ID", ctl->model.cluster_id, "Name", dapi_host.host, "ServerVersion",
                         "skiff-" SKIFF_VERSION, "OperatingSystem", "skiff", "OSType", "linux",
-                        "Architecture", "x86_64", "KernelVersion", kernel, "NCPU", (int)ncpu,
+                        "Architecture", "x86_64", "KernelVersion", dapi_host.kernel, "NCPU",
+                        (int)dapi_host.ncpu,
                         "Containers", 0, "Images", 0, "MemTotal", 0, "Swarm", "NodeID", self,
                         "NodeAddr", ctl->cfg.advertise, "LocalNodeState", "active",
                         "ControlAvailable", 1, "Error", "", "RemoteManagers", "NodeID", self,
@@ -1435,6 +1441,7 @@ int dockerapi_start(ctl_t *ctl)
                   "listens on loopback only)", ctl->cfg.docker_listen);
         return SKIFF_EINVAL;
     }
+    dapi_host_read();
     ctl->dockerapi = httpd_start(ctl->loop, &hc, dapi_on_request, ctl, err, sizeof(err));
     if (!ctl->dockerapi) {
         log_error("--docker-api-listen %s", err);
