@@ -693,6 +693,7 @@ static void ctl_on_signal(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&ctl->flush, NULL);
     monitor_stop(ctl);
     httpapi_stop(ctl);
+    dockerapi_stop(ctl);
     /* A shared store gives up the leadership at once, for a successor not
      * to wait for the lease to run out. */
     store_stop(ctl->store, NULL, NULL);
@@ -729,7 +730,7 @@ int ctl_start(ctl_t *ctl, uv_loop_t *loop)
         uv_close((uv_handle_t *)&ctl->listener, NULL);
         return rc;
     }
-    if ((rc = monitor_start(ctl)) || (rc = httpapi_start(ctl))) {
+    if ((rc = monitor_start(ctl)) || (rc = httpapi_start(ctl)) || (rc = dockerapi_start(ctl))) {
         uv_close((uv_handle_t *)&ctl->listener, NULL);
         return rc;
     }

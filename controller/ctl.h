@@ -56,6 +56,9 @@ typedef struct ctl_config {
     const char *http_tls_cert;     /* --http-tls-cert/-key: HTTPS for the HTTP listeners */
     const char *http_tls_key;
     char http_listen[128];         /* "" : no HTTP API and dashboard */
+    char docker_listen[128];       /* "" : no Docker Engine API */
+    int docker_tls;                /* --docker-api-tls: TLS, client certificates of the CA;
+                                    * without it the Docker API is loopback only */
     size_t event_buffer;           /* events kept for --since */
     int rebalance;                 /* --rebalance on|off */
     int64_t rebalance_delay_ms;    /* a node must be ready this long to take moved tasks */
@@ -182,6 +185,7 @@ struct ctl {
     ctl_counters_t counters;
     monitor_t *monitor;
     struct httpapi *httpapi;
+    struct httpd *dockerapi;  /* the Docker Engine API's listener, or NULL */
     int stopping;
     /* leadership (leader.c) */
     int leading;            /* this controller acts */
@@ -359,6 +363,12 @@ int httpapi_start(ctl_t *ctl);
 void httpapi_stop(ctl_t *ctl);
 /* Its event streams, for /metrics. */
 void httpapi_metrics(ctl_t *ctl, prom_t *p);
+
+/* ---- dockerapi.c: the Docker Engine API's Swarm endpoints (--docker-api-listen) */
+int dockerapi_start(ctl_t *ctl);
+void dockerapi_stop(ctl_t *ctl);
+/* 1 when listen ("ADDR:PORT") is a loopback address. */
+int dockerapi_loopback(const char *listen);
 
 /* ---- orch.c: the orchestrator */
 

@@ -92,6 +92,7 @@ typedef struct hcall {
     int msg_case;      /* what was asked */
     httpd_stream_t *stream; /* logs: open from the first LogsData on */
     int stream_over;
+    int logs_ended;         /* logs: logs.c sent LogsClose and forgets the stream */
 } hcall_t;
 
 /* ------------------------------------------------------------ answers */
@@ -194,7 +195,8 @@ static void hcall_stream_closed(void *arg)
 
     c->stream = NULL;
     c->stream_over = 1;
-    logs_peer_gone(c->peer.ctl, &c->peer); /* the agents stop sending */
+    if (!c->logs_ended) /* the client went first: the agents stop sending */
+        logs_peer_gone(c->peer.ctl, &c->peer);
     peer_unref(&c->peer);
 }
 
@@ -206,6 +208,8 @@ static void hcall_logs(hcall_t *c, const Envelope *env)
     json_t *j;
     size_t len;
 
+    if (env->msg_case == MSG_LOGS_CLOSE)
+        c->logs_ended = 1; /* logs.c frees its stream after this call */
     if (!c->stream && !c->stream_over) {
         if (env->msg_case == MSG_ERROR) {
             httpapi_answer(c->req, env);
@@ -281,7 +285,7 @@ static void hcall_on_done(void *arg)
     hcall_t *c = arg;
 
     c->req = NULL;
-    if (c->msg_case == MSG_LOGS_REQUEST && !c->stream)
+    if (c->msg_case == MSG_LOGS_REQUEST && !c->stream && !c->stream_over && !c->logs_ended)
         logs_peer_gone(c->peer.ctl, &c->peer); /* gone before the stream opened */
     peer_unref(&c->peer);
 }

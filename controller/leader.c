@@ -112,6 +112,8 @@ static void leader_on_identity(void *arg, const char *cluster_id, const char *jo
             log_warn("CA: %s; not taking connections yet", err);
         else
             log_info("CA sha256 %s, from the store", ca_digest(ctl->ca));
+        if (ctl->ca && ctl->cfg.docker_tls && dockerapi_start(ctl))
+            log_error("the Docker API does not listen");
     }
     tokens_write_files(ctl);
 }

@@ -55,6 +55,11 @@ static const char usage[] =
     "                                  (off when not given)\n"
     "  --http-listen ADDR:PORT         serve the HTTP API (/api/v1/) and the dashboard (/)\n"
     "                                  (off when not given)\n"
+    "  --docker-api-listen ADDR:PORT   serve the Docker Engine API's Swarm endpoints, for the\n"
+    "                                  docker CLI (DOCKER_HOST=tcp://ADDR:PORT); loopback only\n"
+    "                                  unless --docker-api-tls (off when not given)\n"
+    "  --docker-api-tls                the Docker API over TLS, a client certificate of the\n"
+    "                                  cluster CA required (skiff cluster client-cert DIR)\n"
     "  --rebalance on|off              move tasks of stateless services onto nodes that join or\n"
     "                                  come back, one at a time (default on)\n"
     "  --rebalance-delay DURATION      how long a node must be ready first (default 30s)\n"
@@ -74,7 +79,8 @@ enum { OPT_LISTEN = 256, OPT_DATA_DIR, OPT_HB, OPT_HS, OPT_MAX_FRAME, OPT_MAX_PE
        OPT_MAX_CONNS, OPT_MAX_CONNS_ADDR, OPT_MAX_REPLICAS, OPT_ROTATE, OPT_LOG, OPT_VERSION,
        OPT_METRICS, OPT_EVENT_BUFFER, OPT_REBALANCE, OPT_REBALANCE_DELAY, OPT_DISCONNECT,
        OPT_ADVERTISE, OPT_STORE, OPT_STORE_PREFIX, OPT_STORE_CA, OPT_STORE_CERT, OPT_STORE_KEY,
-       OPT_LEADER_LEASE, OPT_HTTP, OPT_CERT_EXPIRY, OPT_HTTP_TLS_CERT, OPT_HTTP_TLS_KEY };
+       OPT_LEADER_LEASE, OPT_HTTP, OPT_CERT_EXPIRY, OPT_HTTP_TLS_CERT, OPT_HTTP_TLS_KEY,
+       OPT_DOCKER, OPT_DOCKER_TLS };
 
 /* In the order of the OPT_ values: an option's name is options[opt - 256]. */
 static const struct option options[] = {
@@ -106,6 +112,8 @@ static const struct option options[] = {
     { "cert-expiry", required_argument, NULL, OPT_CERT_EXPIRY },
     { "http-tls-cert", required_argument, NULL, OPT_HTTP_TLS_CERT },
     { "http-tls-key", required_argument, NULL, OPT_HTTP_TLS_KEY },
+    { "docker-api-listen", required_argument, NULL, OPT_DOCKER },
+    { "docker-api-tls", no_argument, NULL, OPT_DOCKER_TLS },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -181,6 +189,16 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
             snprintf(cfg->http_listen, sizeof(cfg->http_listen), "%s", optarg);
             break;
         }
+        case OPT_DOCKER: {
+            struct sockaddr_storage ss;
+            if (strlen(optarg) >= sizeof(cfg->docker_listen) || conn_parse_addr(optarg, &ss))
+                return bad_value(name, optarg, "an IP address and port, like 127.0.0.1:2375");
+            snprintf(cfg->docker_listen, sizeof(cfg->docker_listen), "%s", optarg);
+            break;
+        }
+        case OPT_DOCKER_TLS:
+            cfg->docker_tls = 1;
+            break;
         case OPT_EVENT_BUFFER:
             if (parse_count(optarg, 16, 10000000, &n))
                 return bad_value(name, optarg, "a number from 16 to 10000000");
@@ -326,6 +344,16 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
                 "--store etcd://...\n");
         return 2;
     }
+    if (*cfg->docker_listen && !cfg->docker_tls && !dockerapi_loopback(cfg->docker_listen)) {
+        fprintf(stderr, "skiff-controller: invalid value for --docker-api-listen: \"%s\" (a "
+                "loopback address: without --docker-api-tls the Docker API listens on loopback "
+                "only)\n", cfg->docker_listen);
+        return 2;
+    }
+    if (cfg->docker_tls && !*cfg->docker_listen) {
+        fprintf(stderr, "skiff-controller: --docker-api-tls needs --docker-api-listen\n");
+        return 2;
+    }
     if ((cfg->http_tls_cert != NULL) != (cfg->http_tls_key != NULL)) {
         fprintf(stderr, "skiff-controller: --http-tls-cert and --http-tls-key go together\n");
         return 2;
@@ -439,6 +467,8 @@ int main(int argc, char **argv)
     ctl.cfg.agent_timeout_ms = ctl.cfg.heartbeat_timeout_ms * 10;
     add_server_name(&ctl.cfg, ctl.cfg.listen);
     add_server_name(&ctl.cfg, ctl.cfg.advertise);
+    add_server_name(&ctl.cfg, ctl.cfg.http_listen);
+    add_server_name(&ctl.cfg, ctl.cfg.docker_listen);
     log_init("controller", level);
     signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error code, not death */
     umask(077); /* the database and tokens are for the controller's user only */
