@@ -3,19 +3,23 @@
 # (/usr/local/bin/docker) pointed at skiff with DOCKER_HOST drives a skiff
 # cluster of real agents, and what it makes really runs on the engine.
 #
-# One cluster for the file: a controller with --docker-api-listen and 3
-# agents; the tests run in order, on one service "web".
+# One cluster for the file: a controller with --docker-api-listen and
+# --docker-api-tls, and 3 agents; the docker CLI talks TLS with a client
+# certificate of the cluster CA (--tlsverify, `skiff cluster client-cert`).
+# The tests run in order, on one service "web".
 
 load helpers
 
 setup_file() {
-	export DAPI_PORT WEB_PORT DOCKER_CLI T0
+	export DAPI_PORT WEB_PORT DOCKER_CLI T0 DCERT
 	T0=$(date +%s)
 	DAPI_PORT=$(free_port)
 	WEB_PORT=$(free_port)
 	DOCKER_CLI=/usr/local/bin/docker
 	[ -x "$DOCKER_CLI" ] || DOCKER_CLI=$(command -v docker)
-	cluster_start 3 --docker-api-listen "127.0.0.1:$DAPI_PORT"
+	cluster_start 3 --docker-api-listen "127.0.0.1:$DAPI_PORT" --docker-api-tls
+	DCERT=$BATS_FILE_TMPDIR/docker-cert
+	skiff cluster client-cert "$DCERT" >/dev/null
 }
 
 teardown_file() {
@@ -27,13 +31,19 @@ teardown() {
 	true
 }
 
-# dk ARGS...: the docker CLI against skiff (the engine itself is `docker`).
-dk() {
-	DOCKER_HOST=tcp://127.0.0.1:$DAPI_PORT timeout 120 "$DOCKER_CLI" "$@"
+# dcurl ARGS...: curl with the client certificate.
+dcurl() {
+	curl --noproxy '*' --cacert "$DCERT/ca.pem" --cert "$DCERT/cert.pem" --key "$DCERT/key.pem" "$@"
 }
 
-@test "the listener says it is loopback only, and a non-loopback address is refused" {
-	grep -q "docker api: listening on 127.0.0.1:$DAPI_PORT, loopback only" \
+# dk ARGS...: the docker CLI against skiff (the engine itself is `docker`).
+dk() {
+	DOCKER_HOST=tcp://127.0.0.1:$DAPI_PORT DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$DCERT \
+		timeout 120 "$DOCKER_CLI" "$@"
+}
+
+@test "the listener says it serves TLS; without TLS a non-loopback address is refused" {
+	grep -q "docker api: listening on 127.0.0.1:$DAPI_PORT over TLS" \
 		"$SKIFF_TEST_DIR/controller.log"
 	run "$SKIFF_BIN/skiff-controller" --docker-api-listen 0.0.0.0:2375 --data-dir "$BATS_TEST_TMPDIR/d"
 	[ "$status" -eq 2 ]
@@ -49,9 +59,9 @@ dk() {
 	[ "$status" -eq 0 ]
 	[ "$output" = "active true $CLUSTER_ID 3 1" ]
 	# the ping, unversioned and versioned, with the Api-Version header
-	curl -fsS --noproxy '*' -I "http://127.0.0.1:$DAPI_PORT/_ping" | grep -qi '^Api-Version: 1.41'
-	[ "$(curl -fsS --noproxy '*' "http://127.0.0.1:$DAPI_PORT/v1.41/_ping")" = OK ]
-	run curl -sS --noproxy '*' "http://127.0.0.1:$DAPI_PORT/v1.12/version"
+	dcurl -fsS -I "https://127.0.0.1:$DAPI_PORT/_ping" | grep -qi '^Api-Version: 1.41'
+	[ "$(dcurl -fsS "https://127.0.0.1:$DAPI_PORT/v1.41/_ping")" = OK ]
+	run dcurl -sS "https://127.0.0.1:$DAPI_PORT/v1.12/version"
 	[[ "$output" == '{"message":"client version 1.12 is too old.'* ]]
 }
 
@@ -123,8 +133,8 @@ dk() {
 	local v
 	v=$(dk service inspect --format '{{.Version.Index}}' web)
 	spec=$(dk service inspect --format '{{json .Spec}}' web)
-	run curl -sS --noproxy '*' -X POST -H 'Content-Type: application/json' -d "$spec" \
-		-w ' %{http_code}' "http://127.0.0.1:$DAPI_PORT/v1.41/services/web/update?version=$((v - 1))"
+	run dcurl -sS -X POST -H 'Content-Type: application/json' -d "$spec" \
+		-w ' %{http_code}' "https://127.0.0.1:$DAPI_PORT/v1.41/services/web/update?version=$((v - 1))"
 	[[ "$output" == '{"message":"update out of sequence'*' 409' ]]
 	[ "$(dk service inspect --format '{{.Version.Index}}' web)" = "$v" ]
 }
