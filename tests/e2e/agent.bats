@@ -340,7 +340,8 @@ now_ms() {
 	run skiff-agent --label nolabel --join-token-file "$SKIFF_JOIN_TOKEN_FILE"
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"--label"* ]]
-	run env -u SKIFF_JOIN_TOKEN skiff-agent
+	# No token and no certificate in its state dir: it cannot join.
+	run env -u SKIFF_JOIN_TOKEN timeout 20 skiff-agent --state-dir "$BATS_TEST_TMPDIR/empty"
 	[ "$status" -eq 2 ]
 	[[ "$output" == *"join token"* ]]
 	run skiff-agent --frobnicate
