@@ -8,8 +8,8 @@
  * they would from the network.
  *
  * The peers speak TLS as the real ones do, with proto/tls.h's memory-BIO
- * sessions over their blocking-free sockets (the controller's loop runs
- * between the steps of a handshake): the client and the raw TLS peer trust
+ * sessions over non-blocking sends and reads of their sockets (the
+ * controller's loop runs between the steps of a handshake): the client and the raw TLS peer trust
  * the controller by the CA digest of the tokens (pinned) and show no
  * certificate; agents A and B show their node certificates. A and B join
  * once per process, at start (NodeJoin with the join token's secret, a
@@ -19,7 +19,8 @@
  * is the template every input starts from, and the CA is reloaded from it
  * each time (ca_reload), so that a certificate revoked by one input (a
  * node removed) is good again in the next. Joining once keeps the target
- * fast: per input it costs three handshakes, no key generation.
+ * fast: an input costs a handshake per connection it opens, and no key
+ * generation or join of its own.
  *
  * The input is a list of records: one byte op, a 2-byte little-endian
  * length, then that many bytes.
