@@ -1,23 +1,47 @@
 /* fuzz_controller: the controller's message handling, end to end, in
  * process: a ctl_t started as skiff-controller starts it (a temporary data
- * dir with its tokens, a SQLite store, a listener on 127.0.0.1), and fake
- * peers that connect to it over loopback TCP and send what the input says.
- * Nothing in controller/ is changed or bypassed for this: the bytes go
- * through conn.c, wire.c, the handshake, agents.c, api.c, logs.c, the
- * orchestrator and the commit pipeline, as they would from the network.
+ * dir with its tokens and CA, a SQLite store, a listener on 127.0.0.1), and
+ * fake peers that connect to it over loopback TCP and send what the input
+ * says. Nothing in controller/ is changed or bypassed for this: the bytes
+ * go through conn.c, TLS 1.3 (tls.c), wire.c, the handshake, certs.c,
+ * agents.c, api.c, logs.c, the orchestrator and the commit pipeline, as
+ * they would from the network.
+ *
+ * The peers speak TLS as the real ones do, with proto/tls.h's memory-BIO
+ * sessions over non-blocking sends and reads of their sockets (the
+ * controller's loop runs between the steps of a handshake): the client and the raw TLS peer trust
+ * the controller by the CA digest of the tokens (pinned) and show no
+ * certificate; agents A and B show their node certificates. A and B join
+ * once per process, at start (NodeJoin with the join token's secret, a
+ * real P-256 certificate request and the names "n1" and "n2", the names
+ * the seed corpus registers with); the database after those joins (the
+ * CA's root and its two certificate records, the nodes n1 and n2, down)
+ * is the template every input starts from, and the CA is reloaded from it
+ * each time (ca_reload), so that a certificate revoked by one input (a
+ * node removed) is good again in the next. Joining once keeps the target
+ * fast: an input costs a handshake per connection it opens, and no key
+ * generation or join of its own.
  *
  * The input is a list of records: one byte op, a 2-byte little-endian
  * length, then that many bytes.
- *   op & 3 == 0  an Envelope from the client (said hello with the admin token)
- *   op & 3 == 1  an Envelope from agent A (said hello with the join token)
- *   op & 3 == 2  an Envelope from agent B (the same; may take A's name)
- *   op & 3 == 3  raw bytes on a connection that said nothing yet
+ *   op & 3 == 0  an Envelope from the client (said hello with the admin
+ *                token's secret)
+ *   op & 3 == 1  an Envelope from agent A (said hello with its certificate,
+ *                node n1)
+ *   op & 3 == 2  an Envelope from agent B (the same, node n2; it may
+ *                register with n1's name, which is refused)
+ *   op & 3 == 3  raw bytes on a connection that said nothing yet: inside
+ *                TLS after a handshake without a certificate (frames,
+ *                hellos and joins before any credential); with op & 0x40,
+ *                in plaintext on a connection of its own (the refusal of
+ *                a peer that does not speak TLS)
  *   op & 0x80    then let the controller settle: run until its commit is
  *                done and its replies and pushes are out
- * A record of length 0 closes that connection; the next record for it
- * connects again (an agent that comes back, a second client).
+ * A record of length 0 closes that connection (close_notify first); the
+ * next record for it connects again (an agent that comes back, a second
+ * client).
  * An Envelope that does not unpack is skipped (fuzz_frame and the raw
- * connection cover broken frames). A task_id "#N" in a TaskStatus becomes
+ * connections cover broken frames). A task_id "#N" in a TaskStatus becomes
  * the id of the controller's Nth task, since task ids are random.
  *
  * At the end the client asks for the node list and waits for the answer
@@ -25,9 +49,10 @@
  * controller runs until it is idle with no peers. Checked: nothing
  * crashes, exits (a failed commit stops a controller: that would be a
  * peer stopping it), hangs or trips a sanitizer; every frame the controller
- * sent decodes and fits its maximum; the store then loads back into a fresh
- * model. Then the controller's state is wiped (a fresh model and store,
- * same listener and tokens), so each input starts from an empty cluster and
+ * sent decodes (after TLS) and fits its maximum; the store then loads back
+ * into a fresh model. Then the controller's state is wiped (a fresh model
+ * and store from the template, the CA reloaded from it; the same listener,
+ * tokens and cluster id), so each input starts from the same cluster and
  * leaks show up per input.
  *
  * A custom mutator (at the end) mutates the records, not the raw bytes, so
@@ -51,27 +76,34 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "ca.h"
 #include "ctl.h"
 #include "errors.h"
 #include "log.h"
 #include "pbutil.h"
+#include "pki.h"
 #include "spec.h"
 #include "store.h"
+#include "tls.h"
 #include "wire.h"
 
 #define FZ_CLIENT 0
 #define FZ_AGENT_A 1
 #define FZ_AGENT_B 2
-#define FZ_RAW 3
-#define FZ_CONNS 4
+#define FZ_RAW 3           /* raw bytes inside TLS */
+#define FZ_PLAIN 4         /* raw bytes in plaintext (op & FZ_OP_PLAIN) */
+#define FZ_CONNS 5
+#define FZ_OP_PLAIN 0x40
+#define FZ_JOIN_ID 0x4a4f494eULL
 #define FZ_SYNC_ID 0x5359e4cULL
 #define FZ_MAX_TURNS 200000     /* loop turns before a run counts as hung */
 #define FZ_MAX_IN ((size_t)64 << 20)
 
 typedef struct fz_conn {
     int fd;          /* -1: not connected */
-    int eof;         /* the controller closed it */
-    buf_t in;        /* what the controller sent */
+    int eof;         /* the controller closed it (or the TLS session failed) */
+    tls_t *tls;      /* NULL: plaintext (FZ_PLAIN) */
+    buf_t in;        /* what the controller sent (decrypted) */
 } fz_conn_t;
 
 static struct {
@@ -83,6 +115,8 @@ static struct {
     char cluster_id[MODEL_ID_LEN * 2 + 1];
     struct sockaddr_in addr;
     fz_conn_t conns[FZ_CONNS];
+    SSL_CTX *pin_tls;      /* no certificate; the controller pinned by the CA digest */
+    SSL_CTX *agent_tls[2]; /* A's and B's node certificates, from their joins */
 } F;
 
 static void fz_fail(const char *what)
@@ -126,10 +160,27 @@ static int fz_free_port(void)
     return port;
 }
 
-/* The database of an empty controller, schema made: each run starts from a
- * copy of it, which is much faster than making the schema again. */
+/* The database each run starts from: first that of an empty controller,
+ * schema made; after the joins at start, that with the CA and the nodes
+ * of agents A and B. A copy is much faster than making it again. */
 static uint8_t *fz_template;
 static size_t fz_template_len;
+
+/* Takes the database file (its store closed) as the template. */
+static void fz_take_template(void)
+{
+    FILE *f = fopen(F.db, "rb");
+    long len = 0;
+
+    free(fz_template);
+    fz_template = NULL;
+    if (!f || fseek(f, 0, SEEK_END) || (len = ftell(f)) <= 0 || fseek(f, 0, SEEK_SET) ||
+        !(fz_template = malloc((size_t)len)) ||
+        fread(fz_template, 1, (size_t)len, f) != (size_t)len)
+        fz_fail("cannot read the database back");
+    fz_template_len = (size_t)len;
+    fclose(f);
+}
 
 static void fz_unlink_db(void)
 {
@@ -157,17 +208,14 @@ static void fz_open_store(void)
         if (!(F.ctl->store = store_sqlite_open(&F.loop, F.db, err, sizeof(err))))
             fz_fail(err);
         store_close(F.ctl->store); /* checkpoints the WAL into the file */
-        if (!(f = fopen(F.db, "rb")) || fseek(f, 0, SEEK_END) ||
-            (fz_template_len = (size_t)ftell(f)) == 0 || fseek(f, 0, SEEK_SET) ||
-            !(fz_template = malloc(fz_template_len)) ||
-            fread(fz_template, 1, fz_template_len, f) != fz_template_len)
-            fz_fail("cannot read the database back");
-        fclose(f);
+        fz_take_template();
     }
     F.ctl->store = store_sqlite_open(&F.loop, F.db, err, sizeof(err));
     if (!F.ctl->store || store_sqlite_load(F.ctl->store, &F.ctl->model, err, sizeof(err)))
         fz_fail(err);
 }
+
+static void fz_join_all(void);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -200,13 +248,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fz_fail("out of memory");
     ctl->cfg = (ctl_config_t){
         .heartbeat_timeout_ms = 3000,
+        .disconnect_grace_ms = 1000,
         .handshake_timeout_ms = 5000,
         .agent_timeout_ms = 30000,
         .max_frame = 4 << 20,
         .max_pending = 8 << 20,
         .max_conns = 4096,
         .max_conns_per_addr = 1024,
+        .cert_expiry_ms = 2160LL * 3600000,
         .spec_limits = spec_limits_default,
+        .event_buffer = 50000,
+        .rebalance = 1,
+        .rebalance_delay_ms = 30000,
     };
     ctl->cfg.spec_limits.max_replicas = 16;
     snprintf(ctl->cfg.data_dir, sizeof(ctl->cfg.data_dir), "%s", F.dir);
@@ -214,7 +267,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (tokens_prepare(ctl, err, sizeof(err)))
         fz_fail(err);
     fz_open_store();
-    if (tokens_cluster_id(ctl, err, sizeof(err)) || ctl_load_events(ctl))
+    if (tokens_cluster_id(ctl, err, sizeof(err)) || tokens_ca(ctl, err, sizeof(err)) ||
+        ctl_load_events(ctl))
         fz_fail(err);
     memcpy(F.cluster_id, ctl->model.cluster_id, sizeof(F.cluster_id));
     for (int attempt = 0; attempt < 20 && rc; attempt++) {
@@ -235,12 +289,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     uv_signal_stop(&ctl->sigint);
     for (int i = 0; i < FZ_CONNS; i++)
         F.conns[i].fd = -1;
+    {
+        tls_policy_t policy = { .server = 0, .peer_cert = TLS_PEER_REQUIRED,
+                                .peer_role = PKI_ROLE_CONTROLLER };
+        snprintf(policy.pin, sizeof(policy.pin), "%s", ca_digest(ctl->ca));
+        if (!(F.pin_tls = tls_ctx_new(&policy, NULL, err, sizeof(err))))
+            fz_fail(err);
+    }
+    fz_join_all();
     return 0;
 }
 
-/* Wipes the controller's state between inputs: a fresh model and store;
- * the listener, tokens and cluster id stay. Only when it is idle. */
-static void fz_reset(void)
+/* Wipes the controller's state between inputs: a fresh model and store
+ * from the template (or, retemplate, the state now becomes the template),
+ * the CA reloaded from it; the listener, tokens and cluster id stay. Only
+ * when it is idle. */
+static void fz_wipe(int retemplate)
 {
     ctl_t *ctl = F.ctl;
     model_t fresh;
@@ -264,6 +328,8 @@ static void fz_reset(void)
 
     store_close(ctl->store);
     ctl->store = NULL;
+    if (retemplate)
+        fz_take_template();
     store_batch_free(ctl->events_batch);
     ctl->events_batch = NULL;
     model_free(&ctl->model);
@@ -276,9 +342,42 @@ static void fz_reset(void)
     fz_open_store();
     memcpy(ctl->model.cluster_id, F.cluster_id, sizeof(F.cluster_id));
     ctl->model.meta_dirty = 1;
+    /* The roots and records of the template: what an input revoked or
+     * issued is forgotten with the rest. */
+    if (ca_reload(ctl->ca, F.cluster_id, &ctl->model, NULL, 0, err, sizeof(err)))
+        fz_fail(err);
+    if (ca_dirty(ctl->ca))
+        fz_fail("the CA of the template is not the one in the store");
+}
+
+static void fz_reset(void)
+{
+    fz_wipe(0);
 }
 
 /* -------------------------------------------------------- fake peers */
+
+/* Keeps plaintext the controller sent (after TLS, or as it came). */
+static void fz_keep(fz_conn_t *c, const void *p, size_t n)
+{
+    if (buf_append(&c->in, p, n, FZ_MAX_IN) != 0)
+        fz_fail("the controller sent more than 64 MiB to one peer");
+}
+
+/* What the session decrypted so far, once its handshake is done; the end
+ * of the session (close_notify, an alert) is the end of the connection. */
+static void fz_drain(fz_conn_t *c)
+{
+    char tmp[16384];
+    long n;
+
+    if (!c->tls || !tls_done(c->tls))
+        return;
+    while ((n = tls_read(c->tls, tmp, sizeof(tmp))) > 0)
+        fz_keep(c, tmp, (size_t)n);
+    if (n < 0)
+        c->eof = 1;
+}
 
 /* Reads what the controller sent on c, until it would block. */
 static void fz_read(fz_conn_t *c)
@@ -289,8 +388,12 @@ static void fz_read(fz_conn_t *c)
     while (c->fd >= 0 && !c->eof) {
         n = recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
         if (n > 0) {
-            if (buf_append(&c->in, tmp, (size_t)n, FZ_MAX_IN) != 0)
-                fz_fail("the controller sent more than 64 MiB to one peer");
+            if (!c->tls)
+                fz_keep(c, tmp, (size_t)n);
+            else if (tls_feed(c->tls, tmp, (size_t)n) != 0)
+                c->eof = 1;
+            else
+                fz_drain(c);
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -318,6 +421,7 @@ static void fz_turn(uv_run_mode mode)
     fz_read_all();
 }
 
+/* Writes bytes to the socket, the loop running while it is full. */
 static void fz_write(fz_conn_t *c, const uint8_t *p, size_t len)
 {
     int turns = 0;
@@ -337,6 +441,32 @@ static void fz_write(fz_conn_t *c, const uint8_t *p, size_t len)
     }
 }
 
+/* Sends what the session made for the controller. Never called from
+ * fz_read, so that a full socket (fz_write turns the loop, which reads)
+ * does not recurse. */
+static void fz_flush(fz_conn_t *c)
+{
+    uint8_t tmp[16384];
+    size_t n;
+
+    while (c->tls && c->fd >= 0 && !c->eof && (n = tls_out_take(c->tls, tmp, sizeof(tmp))) > 0)
+        fz_write(c, tmp, n);
+}
+
+/* Application bytes: encrypted, or as they are on a plaintext one. */
+static void fz_write_app(fz_conn_t *c, const uint8_t *p, size_t len)
+{
+    if (!c->tls) {
+        fz_write(c, p, len);
+        return;
+    }
+    if (c->fd < 0 || c->eof || !tls_done(c->tls))
+        return;
+    if (tls_write(c->tls, p, len) != 0)
+        c->eof = 1;
+    fz_flush(c);
+}
+
 static void fz_send(fz_conn_t *c, const Envelope *env)
 {
     size_t len = wire_frame_size(env);
@@ -345,7 +475,7 @@ static void fz_send(fz_conn_t *c, const Envelope *env)
     if (!frame)
         return;
     wire_pack(env, frame);
-    fz_write(c, frame, len);
+    fz_write_app(c, frame, len);
     free(frame);
 }
 
@@ -376,9 +506,10 @@ static void fz_check_output(fz_conn_t *c)
     /* What is left is a frame cut short by a reset connection. */
 }
 
-/* Reads what is left, checks it, and closes; abort: with a reset, which
+/* Reads what is left, checks it, and closes: abort, with a reset, which
  * leaves no TIME_WAIT behind (a fuzzing run makes many connections, and
- * the machine's ephemeral ports are shared with other tests). */
+ * the machine's ephemeral ports are shared with other tests); else with
+ * close_notify first, on TLS. */
 static void fz_close_how(fz_conn_t *c, int abort)
 {
     struct linger lg = { 1, 0 };
@@ -387,11 +518,17 @@ static void fz_close_how(fz_conn_t *c, int abort)
         return;
     fz_read(c);
     fz_check_output(c);
-    if (abort)
+    if (abort) {
         setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    } else if (c->tls && !c->eof && tls_done(c->tls)) {
+        tls_shutdown(c->tls);
+        fz_flush(c);
+    }
     close(c->fd);
     c->fd = -1;
     c->eof = 0;
+    tls_free(c->tls);
+    c->tls = NULL;
     buf_free(&c->in);
 }
 
@@ -400,17 +537,11 @@ static void fz_close(fz_conn_t *c)
     fz_close_how(c, 0);
 }
 
-/* The connection for which, connected (again, when the controller closed
- * it: an agent that comes back registers again). */
-static fz_conn_t *fz_conn(int which)
+/* A socket connected to the controller. */
+static void fz_connect(fz_conn_t *c)
 {
-    fz_conn_t *c = &F.conns[which];
     int one = 1;
 
-    if (c->fd >= 0 && c->eof)
-        fz_close(c);
-    if (c->fd >= 0)
-        return c;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         fz_fail("socket");
@@ -427,11 +558,148 @@ static fz_conn_t *fz_conn(int which)
         fz_fail(why);
     }
     c->eof = 0;
+}
+
+/* The TLS handshake on c, with ctx, the loop running between its steps.
+ * Returns 0 when it is done (our side: the controller may still refuse
+ * our certificate, which then ends the connection), -1 when it failed. */
+static int fz_handshake(fz_conn_t *c, SSL_CTX *ctx)
+{
+    int turns = 0, rc;
+
+    if (!(c->tls = tls_new(ctx)))
+        fz_fail("out of memory");
+    for (;;) {
+        rc = tls_handshake(c->tls);
+        fz_flush(c);
+        if (rc == 1) {
+            fz_drain(c);
+            return 0;
+        }
+        if (rc < 0 || c->eof) {
+            c->eof = 1;
+            return -1;
+        }
+        if (++turns > FZ_MAX_TURNS)
+            fz_fail("the controller does not finish a TLS handshake");
+        fz_turn(UV_RUN_ONCE);
+    }
+}
+
+/* The connection for which, connected (again, when the controller closed
+ * it: an agent that comes back registers again), its handshake done and
+ * its hello said. */
+static fz_conn_t *fz_conn(int which)
+{
+    fz_conn_t *c = &F.conns[which];
+
+    if (c->fd >= 0 && c->eof)
+        fz_close(c);
+    if (c->fd >= 0)
+        return c;
+    fz_connect(c);
+    if (which == FZ_PLAIN)
+        return c;
+    if (fz_handshake(c, which == FZ_AGENT_A   ? F.agent_tls[0]
+                        : which == FZ_AGENT_B ? F.agent_tls[1]
+                                              : F.pin_tls))
+        return c; /* eof: what it sends is dropped */
     if (which == FZ_CLIENT)
         fz_hello(c, ROLE_CLIENT, F.ctl->admin_token);
     else if (which != FZ_RAW)
-        fz_hello(c, ROLE_AGENT, F.ctl->join_token);
+        fz_hello(c, ROLE_AGENT, "");
     return c;
+}
+
+/* ---------------------------------------------------------- the joins */
+
+static void fz_idle(int peers);
+
+/* The reply to request id on c, once it came (owned), or NULL when the
+ * controller closed first. */
+static Envelope *fz_wait_reply(fz_conn_t *c, uint64_t id)
+{
+    int turns = 0;
+
+    for (;;) {
+        Envelope *env;
+        int rc;
+        while ((rc = wire_decode(&c->in, F.ctl->cfg.max_frame, &env)) == 1) {
+            if (env->id == id)
+                return env;
+            wire_free(env);
+        }
+        if (rc < 0)
+            fz_fail("the controller sent a frame that does not decode");
+        if (c->eof)
+            return NULL;
+        if (++turns > FZ_MAX_TURNS)
+            fz_fail("no reply from the controller");
+        fz_turn(UV_RUN_ONCE);
+    }
+}
+
+/* Agent A or B (i 0 or 1) joins as skiff-agent does: a new key, NodeJoin
+ * with the join token's secret on a pinned connection, and the node
+ * certificate of the reply in its context from now on. */
+static void fz_join(int i, const char *name)
+{
+    fz_conn_t *c = &F.conns[FZ_RAW];
+    Envelope env = PB_ENVELOPE_INIT, *reply;
+    NodeJoin j = PB_NODE_JOIN_INIT;
+    tls_policy_t policy = { .server = 0, .peer_cert = TLS_PEER_REQUIRED,
+                            .peer_role = PKI_ROLE_CONTROLLER };
+    tls_creds_t creds = { 0 };
+    STACK_OF(X509) *chain;
+    char err[256], *csr = NULL;
+    size_t n = 0;
+
+    if (!(creds.key = pki_key_new()) || pki_csr_new(creds.key, name, &csr, &n))
+        fz_fail("out of memory");
+    fz_connect(c);
+    if (fz_handshake(c, F.pin_tls)) {
+        snprintf(err, sizeof(err), "the join's TLS handshake failed: %s", tls_reason(c->tls));
+        fz_fail(err);
+    }
+    j.token = F.ctl->join_token;
+    j.csr.data = (uint8_t *)csr;
+    j.csr.len = n;
+    j.name = (char *)name;
+    env.id = FZ_JOIN_ID;
+    env.msg_case = MSG_NODE_JOIN;
+    env.node_join = &j;
+    fz_send(c, &env);
+    free(csr);
+    if (!(reply = fz_wait_reply(c, FZ_JOIN_ID)) || reply->msg_case != MSG_NODE_JOIN_REPLY)
+        fz_fail("the join was not answered with a certificate");
+    chain = pki_chain_parse(reply->node_join_reply->certificate.data,
+                            reply->node_join_reply->certificate.len, err, sizeof(err));
+    policy.roots = pki_chain_parse(reply->node_join_reply->ca.data,
+                                   reply->node_join_reply->ca.len, err, sizeof(err));
+    if (!chain || !policy.roots)
+        fz_fail(err);
+    creds.cert = sk_X509_shift(chain);
+    creds.chain = chain;
+    if (!(F.agent_tls[i] = tls_ctx_new(&policy, &creds, err, sizeof(err))))
+        fz_fail(err);
+    X509_free(creds.cert);
+    EVP_PKEY_free(creds.key);
+    sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(policy.roots, X509_free);
+    wire_free(reply);
+    fz_close_how(c, 1);
+}
+
+/* At start: A and B join, and the state with their nodes and certificates
+ * is every input's starting point. */
+static void fz_join_all(void)
+{
+    fz_join(0, "n1");
+    fz_join(1, "n2");
+    fz_idle(1);
+    fz_wipe(1);
+    if (HASH_COUNT(F.ctl->model.nodes) != 2)
+        fz_fail("the template does not hold the two joined nodes");
 }
 
 /* ---------------------------------------------------------- the input */
@@ -542,6 +810,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int which = (int)(op & 3);
         fz_conn_t *c;
 
+        if (which == FZ_RAW && (op & FZ_OP_PLAIN))
+            which = FZ_PLAIN;
         off += 3;
         if (len > size - off)
             len = size - off;
@@ -551,8 +821,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         }
         c = fz_conn(which);
-        if (which == FZ_RAW) {
-            fz_write(c, data + off, len);
+        if (which == FZ_RAW || which == FZ_PLAIN) {
+            fz_write_app(c, data + off, len);
         } else {
             Envelope *env = skiff__v1__envelope__unpack(NULL, len, data + off);
             if (env) {
@@ -576,7 +846,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 /* libFuzzer's own mutations would break the records (their lengths) at
  * once; this one keeps them whole: it mutates the bytes of one record
  * (with libFuzzer's mutations, its length fixed after), turns a record
- * to another peer or adds or drops the settle bit, duplicates a record,
+ * to another peer or adds or drops the settle bit (for raw bytes, or the
+ * plaintext bit), duplicates a record,
  * drops one, or swaps two. */
 #define FZ_MAX_RECORDS 128
 
@@ -659,8 +930,8 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max, unsigned 
     case 5: /* another peer */
         r[k].op = (uint8_t)((r[k].op & ~3u) | ((r[k].op + 1 + (unsigned)rand() % 3) & 3));
         break;
-    case 6: /* settle, or not */
-        r[k].op ^= 0x80;
+    case 6: /* settle, or not; raw bytes: in TLS, or not */
+        r[k].op ^= (r[k].op & 3) == FZ_RAW && rand() % 2 ? FZ_OP_PLAIN : 0x80;
         break;
     case 7: /* a record twice */
         if (n < FZ_MAX_RECORDS) {

@@ -430,6 +430,7 @@ static void script_write(script_t *s, const char *name)
 #define AGENT_A 1
 #define AGENT_B 2
 #define RAW 3
+#define PLAIN 0x40 /* raw bytes without TLS */
 #define SETTLE 0x80
 
 static void controller_seeds(void)
@@ -491,7 +492,8 @@ static void controller_seeds(void)
     rec(&s, AGENT_B | SETTLE, m_register("n1", "127.0.0.3"));
     script_write(&s, "nodes");
 
-    /* Raw connections: a wrong token, garbage, a message before hello. */
+    /* Raw connections (inside TLS, and one in plaintext): a wrong token,
+     * garbage, a message before hello. */
     e = m_hello(ROLE_CLIENT, "0000000000000000000000000000000000000000000000000000000000000000");
     len = wire_frame_size(e);
     wire_pack(e, frame);
@@ -507,6 +509,7 @@ static void controller_seeds(void)
     wire_pack(e, frame);
     pb_free(e);
     rec_raw(&s, RAW, frame, len);
+    rec_raw(&s, RAW | PLAIN, frame, len); /* the same in plaintext: refused */
     rec(&s, CLIENT, m_ref(2, MSG_NODE_LIST, ""));
     script_write(&s, "raw");
 
