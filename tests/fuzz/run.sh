@@ -83,6 +83,9 @@ if [ ! -e "$BUILD/CMakeCache.txt" ] || ! grep -q '^SKIFF_FUZZ:BOOL=ON' "$BUILD/C
 		exit 1
 	}
 	rm -f "$BUILD.configure.log"
+else
+	# A target added since the last configure is only known after this.
+	cmake -S . -B "$BUILD" >/dev/null 2>&1 || true
 fi
 echo "fuzz: building ${TARGETS[*]}"
 if ! cmake --build "$BUILD" -j"$(nproc 2>/dev/null || echo 2)" --target "${TARGETS[@]}" \
