@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A `skiff events` reader that does not read: for tests/e2e/monitoring.bats.
 
-Speaks skiff's wire protocol by hand (4-byte big-endian length, one protobuf
+Speaks skiff's wire protocol by hand over TLS 1.3 (the controller verified by the
+ca.pem beside the token file; 4-byte big-endian length, one protobuf
 Envelope): Hello as a client with the admin token, then an EventsRequest,
 with a receive buffer of a few KiB so that the kernel holds little for it.
 It then reads nothing for HOLD seconds, then everything for READ seconds, and
@@ -9,7 +10,9 @@ prints what it got: "events N" and "dropped N" (the EventsDropped counts).
 
     slow_events_reader.py HOST:PORT TOKEN_FILE HOLD READ
 """
+import os
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -71,11 +74,18 @@ def fields(buf):
 
 def main():
     host, port = sys.argv[1].rsplit(":", 1)
-    token = open(sys.argv[2]).read().strip().encode()
+    # SKIFF-1-<CA digest>-<secret>: the secret is what Hello carries; the
+    # controller is verified by the CA in the token file's data dir.
+    token = open(sys.argv[2]).read().strip().rsplit("-", 1)[1].encode()
     hold, read_for = float(sys.argv[3]), float(sys.argv[4])
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect((host, int(port)))
+    ctx = ssl.create_default_context(
+        cafile=os.path.join(os.path.dirname(os.path.abspath(sys.argv[2])), "ca.pem"))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False  # the CA is the cluster's own; its chain is checked
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect((host, int(port)))
+    s = ctx.wrap_socket(raw)
     hello = field(1, 0, varint(2)) + lendelim(2, token)          # role client, token
     s.sendall(frame(field(1, 0, varint(1)) + lendelim(10, hello)))  # Envelope{id 1, hello}
     s.sendall(frame(field(1, 0, varint(2)) + lendelim(70, b"")))   # EventsRequest, from now
@@ -85,7 +95,7 @@ def main():
     while time.time() < end:
         try:
             chunk = s.recv(65536)
-        except socket.timeout:
+        except (socket.timeout, ssl.SSLWantReadError):
             continue
         if not chunk:
             break
