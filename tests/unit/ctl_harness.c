@@ -901,6 +901,18 @@ void h_agent_disconnect(harness_t *h, h_agent_t *a)
     H_RUN_UNTIL(h, !a->conn, 3000);
 }
 
+void h_agent_drop_last(harness_t *h)
+{
+    h_agent_t *a;
+
+    assert_true(h->n_agents > 0);
+    a = &h->agents[h->n_agents - 1];
+    h_agent_disconnect(h, a);
+    h_agent_clear(a);
+    h_agent_forget(a);
+    h->n_agents--;
+}
+
 size_t h_agent_count(const h_agent_t *a, const char *service, DesiredState desired)
 {
     size_t n = 0;

@@ -216,6 +216,9 @@ int h_agent_join(harness_t *h, h_agent_t *a, const char *secret);
 void h_agent_connect_raw(harness_t *h, h_agent_t *a, const char *token, int role);
 /* Closes its connection (an agent that died, or a cut network). */
 void h_agent_disconnect(harness_t *h, h_agent_t *a);
+/* Disconnects and frees the last agent added (an intruder a test made):
+ * it is no agent of the cluster any more. */
+void h_agent_drop_last(harness_t *h);
 /* Sends a StatusReport; full: every task, else only t. */
 void h_agent_report(harness_t *h, h_agent_t *a, const h_task_t *t, int full);
 /* The agent's task by id, or NULL. */

@@ -440,7 +440,7 @@ static void test_errors_change_nothing(void **state)
         assert_int_equal(h_agent_join(h, raw, h->join_token), ERR_EXISTS);
         assert_null(raw->tls);
     }
-    h->n_agents--; /* the intruder is no agent of the cluster */
+    h_agent_drop_last(h); /* the intruder is no agent of the cluster */
 
     /* Nothing changed: the same services and tasks, no new set pushed. */
     H_RUN_UNTIL(h, quiet(h), WAIT_MS);
@@ -796,7 +796,7 @@ static void test_node_remove(void **state)
         assert_int_equal(n1->closed, closed);
         assert_true(n1->registered);
         assert_string_equal(model_node_by_name(&h->ctl->model, "n1")->pb->address, "127.0.0.11");
-        h->n_agents--;
+        h_agent_drop_last(h);
     }
     done(h);
 }
