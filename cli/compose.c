@@ -1627,6 +1627,10 @@ static int cz_service(cz_t *cz, const cz_pair_t *p)
     }
     if ((rc = cz_map(cz, p->value, path, &cz_service_def, s)))
         goto out_free_spec;
+    if ((rc = spec_take_labels(s, why, sizeof(why)))) {
+        rc = rc == -ENOMEM ? cz_nomem(cz) : cz_fail(cz, p->knode, path, "%s", why);
+        goto out_free_spec;
+    }
     if (!*s->image) {
         rc = cz_fail(cz, p->knode, path, "image: required");
         goto out_free_spec;

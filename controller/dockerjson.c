@@ -3,6 +3,7 @@
 #include "pbutil.h"
 #include "spec.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -246,9 +247,36 @@ static int dj_healthcheck(dj_t *d, const json_t *h, HealthCheck *hc)
     return 0;
 }
 
+/* A volume's VolumeOptions: only the stack's label, which `docker stack
+ * deploy` puts on the volumes it names (skiff's volumes are the engine's
+ * local ones, made on first use). */
+static int dj_volume_options(dj_t *d, const json_t *m, const char *mpath)
+{
+    static const char *const known[] = { "Labels", NULL };
+    const json_t *o, *labels;
+    char path[128];
+    const char *k;
+    json_t *v;
+    int bad = 0;
+
+    snprintf(path, sizeof(path), "%s.VolumeOptions", mpath);
+    if (!(o = dj_obj(d, m, "VolumeOptions", mpath, &bad)))
+        return bad;
+    if (dj_keys(d, o, path, known))
+        return -1;
+    if (!(labels = dj_obj(d, o, "Labels", path, &bad)))
+        return bad;
+    json_object_foreach((json_t *)labels, k, v)
+        if (strcmp(k, DOCKERJSON_STACK_LABEL) != 0)
+            return dj_fail(d, path, "Labels: %s: not supported by skiff (only a stack's %s)", k,
+                           DOCKERJSON_STACK_LABEL);
+    return 0;
+}
+
 static int dj_mounts(dj_t *d, const json_t *c, ServiceSpec *s)
 {
-    static const char *const known[] = { "Type", "Source", "Target", "ReadOnly", NULL };
+    static const char *const known[] = { "Type", "Source", "Target", "ReadOnly", "VolumeOptions",
+                                         NULL };
     json_t *v = json_object_get(c, "Mounts"), *m;
     char path[96];
     size_t i;
@@ -266,6 +294,8 @@ static int dj_mounts(dj_t *d, const json_t *c, ServiceSpec *s)
         type = json_string_value(json_object_get(m, "Type"));
         if (!type || (strcmp(type, "volume") && strcmp(type, "bind")))
             return dj_fail(d, path, "Type: skiff mounts \"volume\" or \"bind\"");
+        if (dj_volume_options(d, m, path))
+            return -1;
         if (!(mt = PB_NEW(Mount)))
             return dj_nomem(d);
         if (pb_push_msg(&s->n_mounts, (void ***)&s->mounts, mt)) {
@@ -586,6 +616,14 @@ ServiceSpec *dockerjson_spec_from(const json_t *j, const ServiceSpec *base, char
     }
     if (dj_spec(&d, j, s))
         goto out_free;
+    switch (spec_take_labels(s, d.err, d.errlen)) {
+    case 0:
+        break;
+    case -ENOMEM:
+        goto out_nomem;
+    default:
+        goto out_free;
+    }
     /* a stack's service, as `docker stack deploy` names it */
     for (size_t i = 0; i < s->n_labels; i++) {
         const char *ns = s->labels[i]->value;
@@ -692,6 +730,25 @@ static json_t *dj_ports(const ServiceSpec *s)
     return a;
 }
 
+/* What Docker's spec has no field for, as the labels spec_take_labels reads
+ * back: an update the docker CLI sends keeps it, and inspect shows it. */
+static int dj_extension_labels(json_t *labels, const ServiceSpec *s)
+{
+    char ports[64 * 6 + 1] = "", *p = ports;
+    int rc = 0;
+
+    if (*s->health->http_path)
+        rc = dj_set(labels, SPEC_LABEL_HEALTH_HTTP, json_string(s->health->http_path));
+    if (!rc && *s->health->http_path && s->health->http_port)
+        rc = dj_set(labels, SPEC_LABEL_HEALTH_HTTP_PORT,
+                    json_sprintf("%u", (unsigned)s->health->http_port));
+    for (size_t i = 0; i < s->n_expose && i < 64; i++)
+        p += sprintf(p, "%s%u", i ? "," : "", (unsigned)s->expose[i]);
+    if (!rc && s->n_expose)
+        rc = dj_set(labels, SPEC_LABEL_EXPOSE, json_string(ports));
+    return rc;
+}
+
 json_t *dockerjson_spec(const ServiceSpec *s)
 {
     json_t *j = json_object(), *tt = json_object(), *c = json_object(), *mounts = json_array();
@@ -703,7 +760,8 @@ json_t *dockerjson_spec(const ServiceSpec *s)
          (*s->stack && !json_object_get(json_object_get(j, "Labels"), DOCKERJSON_STACK_LABEL) &&
           dj_set(json_object_get(j, "Labels"), DOCKERJSON_STACK_LABEL,
                  json_string(s->stack))) || /* `docker stack ls` finds skiff's stacks */
-         dj_set(c, "Image", json_string(s->image));
+         dj_set(c, "Image", json_string(s->image)) ||
+         dj_extension_labels(json_object_get(j, "Labels"), s);
     if (!rc && s->n_entrypoint)
         rc = dj_set(c, "Command", dj_str_array(s->entrypoint, s->n_entrypoint));
     if (!rc && s->n_command)

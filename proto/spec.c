@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const spec_limits_t spec_limits_default = {
@@ -402,6 +403,83 @@ static int spec_check_labels(const ServiceSpec *s, const spec_limits_t *lim, cha
             return SKIFF_EINVAL;
     }
     return 0;
+}
+
+/* A port of a skiff. label: 1-65535, digits only. */
+static int spec_label_port(const char *key, const char *v, uint32_t *out, char *err, size_t len)
+{
+    unsigned long n = 0;
+    size_t i;
+
+    for (i = 0; isdigit((unsigned char)v[i]) && i < 6; i++)
+        n = n * 10 + (unsigned long)(v[i] - '0');
+    if (i == 0 || v[i] || n < 1 || n > 65535)
+        return spec_fail(err, len, "labels: %s: \"%.40s\" is not a port (1-65535)", key, v);
+    *out = (uint32_t)n;
+    return 0;
+}
+
+static int spec_label_expose(ServiceSpec *s, const char *key, const char *v, char *err,
+                             size_t len)
+{
+    uint32_t ports[64];
+    size_t n = 0;
+    char one[16];
+    uint32_t *copy;
+
+    while (*v) {
+        size_t w = strcspn(v, ",");
+        if (w == 0 || w >= sizeof(one))
+            return spec_fail(err, len, "labels: %s: expected PORT[,PORT...]", key);
+        if (n == sizeof(ports) / sizeof(*ports))
+            return spec_fail(err, len, "labels: %s: more than %zu ports", key, n);
+        memcpy(one, v, w);
+        one[w] = '\0';
+        if (spec_label_port(key, one, &ports[n++], err, len))
+            return SKIFF_EINVAL;
+        v += w + (v[w] == ',');
+    }
+    if (n == 0)
+        return spec_fail(err, len, "labels: %s: expected PORT[,PORT...]", key);
+    if (!(copy = malloc(n * sizeof(*copy))))
+        return -ENOMEM;
+    memcpy(copy, ports, n * sizeof(*copy));
+    free(s->expose);
+    s->expose = copy;
+    s->n_expose = n;
+    return 0;
+}
+
+int spec_take_labels(ServiceSpec *s, char *err, size_t len)
+{
+    int rc = 0;
+    size_t kept = 0;
+
+    for (size_t i = 0; i < s->n_labels; i++) {
+        Label *l = s->labels[i];
+        int taken = 1;
+
+        if (rc || !l || strncmp(l->key, "skiff.", 6) != 0)
+            taken = 0;
+        else if (strcmp(l->key, SPEC_LABEL_HEALTH_HTTP) == 0)
+            rc = l->value[0] != '/' || strpbrk(l->value, " \t\r\n")
+                     ? spec_fail(err, len, "labels: %s: expected a path like /health", l->key)
+                     : pb_set_str(&s->health->http_path, l->value);
+        else if (strcmp(l->key, SPEC_LABEL_HEALTH_HTTP_PORT) == 0)
+            rc = spec_label_port(l->key, l->value, &s->health->http_port, err, len);
+        else if (strcmp(l->key, SPEC_LABEL_EXPOSE) == 0)
+            rc = spec_label_expose(s, l->key, l->value, err, len);
+        else
+            rc = spec_fail(err, len, "labels: %s: not a label skiff knows (the skiff. prefix is "
+                           "reserved)", l->key);
+        if (taken && rc == 0)
+            pb_free(l);
+        else
+            s->labels[kept++] = l;
+    }
+    if (rc == 0)
+        s->n_labels = kept;
+    return rc;
 }
 
 static int spec_check_user(const char *user, char *err, size_t len)

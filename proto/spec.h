@@ -51,6 +51,20 @@ Autoscale *spec_autoscale_new(void);
  * fields that must not stay zero (protocol "tcp"). Returns 0 or -ENOMEM. */
 int spec_complete(ServiceSpec *spec);
 
+/* Labels that say what Docker's service spec has no field for, so that a
+ * Compose file the docker CLI also reads, or an Engine API client, can say
+ * it (the skiff. prefix is reserved, so no user label is taken for one):
+ *   skiff.health.http=/path        skiff's HTTP probe (health.http_path)
+ *   skiff.health.http-port=PORT    the probe's port (health.http_port)
+ *   skiff.expose=PORT[,PORT...]    ports reached by the service's name
+ * spec_take_labels moves them out of spec's labels into its fields (expose
+ * replaced, not added to); another skiff. label is refused. Returns 0,
+ * SKIFF_EINVAL with one line in err naming the label, or -ENOMEM. */
+#define SPEC_LABEL_HEALTH_HTTP "skiff.health.http"
+#define SPEC_LABEL_HEALTH_HTTP_PORT "skiff.health.http-port"
+#define SPEC_LABEL_EXPOSE "skiff.expose"
+int spec_take_labels(ServiceSpec *spec, char *err, size_t len);
+
 /* Checks spec. Returns 0, or SKIFF_EINVAL with one line in err that names
  * the field and what is wrong ("update.max_failure_ratio: must be between 0
  * and 1"). limits NULL: spec_limits_default. */

@@ -17,13 +17,20 @@ setup_file() {
 	WEB_PORT=$(free_port)
 	DOCKER_CLI=/usr/local/bin/docker
 	[ -x "$DOCKER_CLI" ] || DOCKER_CLI=$(command -v docker)
-	cluster_start 3 --docker-api-listen "127.0.0.1:$DAPI_PORT" --docker-api-tls
+	# the shop's databases go where node.labels.db == dapi (its stack test)
+	SKIFF_AGENT_FLAGS="--label db=dapi" cluster_start 3 --docker-api-listen "127.0.0.1:$DAPI_PORT" --docker-api-tls
 	DCERT=$BATS_FILE_TMPDIR/docker-cert
 	skiff cluster client-cert "$DCERT" >/dev/null
 }
 
 teardown_file() {
 	skiff_teardown_file
+	# the shop stack test's image tags and volume, whatever became of the test
+	docker images --format '{{.Repository}}:{{.Tag}}' | grep "^skiffe2e-dapi-$SKIFF_PREFIX/" |
+		xargs -r docker rmi >/dev/null 2>&1 || true
+	[ -s "$BATS_FILE_TMPDIR/shop-stack" ] &&
+		docker volume rm "$(cat "$BATS_FILE_TMPDIR/shop-stack")_pgdata" >/dev/null 2>&1
+	true
 }
 
 teardown() {
@@ -255,6 +262,51 @@ dk() {
 	[ "$output" = "1 [X=1]" ]
 	run dk stack rm skst
 	[ "$status" -eq 0 ]
+}
+
+# The shop's own stack file, as the quickstart deploys it with skiff, here
+# through the docker CLI: the databases' exposed ports and the API's HTTP
+# probe come through as skiff's labels (deploy.labels), which the docker CLI
+# passes on, and the API answers /health (it reached PostgreSQL and Redis by
+# their service names) through the balancers.
+@test "docker stack deploy of deploy/examples/shop/stack.yml, services, rm" {
+	local st reg=skiffe2e-dapi-$SKIFF_PREFIX img
+	st=dks$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+	echo "$st" >"$BATS_FILE_TMPDIR/shop-stack"
+	"$SKIFF_REPO/deploy/examples/shop/build-images.sh" --quiet
+	for img in api:v1 postgres:15 redis:7; do
+		docker tag "skiff-shop/$img" "$reg/shop-$img"
+	done
+	export SHOP_REGISTRY=$reg SHOP_MONGO_REPLICAS=0 SHOP_DB_LABEL=dapi
+	SHOP_API_PORT=$(free_port)
+	SHOP_POSTGRES_PORT=$(free_port)
+	SHOP_REDIS_PORT=$(free_port)
+	SHOP_MONGO_PORT=$(free_port)
+	export SHOP_API_PORT SHOP_POSTGRES_PORT SHOP_REDIS_PORT SHOP_MONGO_PORT
+	run dk stack deploy --detach=true --resolve-image never -c "$SKIFF_REPO/deploy/examples/shop/stack.yml" "$st"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"Creating service ${st}_api"* ]]
+	run dk service inspect --format '{{index .Spec.Labels "skiff.expose"}}' "${st}_postgres"
+	[ "$output" = "$SHOP_POSTGRES_PORT" ]
+	[ "$(skiff service inspect "${st}_api" | jq -r '.[0].spec.health.http_path')" = /health ]
+	wait_until 240 '[ "$(count_running "${st}_api")" -eq 3 ] && [ "$(count_running "${st}_postgres")" -eq 1 ] && [ "$(count_running "${st}_redis")" -eq 1 ]'
+	wait_until 240 http_get "http://127.0.0.3:$SHOP_API_PORT/health"
+	run dk stack services "$st" --format '{{.Name}} {{.Replicas}}'
+	echo "$output"
+	[[ "$output" == *"${st}_api 3/3"* ]]
+	[[ "$output" == *"${st}_postgres 1/1"* ]]
+	[[ "$output" == *"${st}_redis 1/1"* ]]
+	[[ "$output" == *"${st}_mongo 0/0"* ]]
+	# the API reads its products from PostgreSQL, reached by its name
+	run http_get "http://127.0.0.2:$SHOP_API_PORT/products"
+	[ "$status" -eq 0 ]
+	[ "$(jq length <<<"$output")" -gt 0 ]
+	run dk stack rm "$st"
+	[ "$status" -eq 0 ]
+	wait_until 90 '[ -z "$(containers_of "$CLUSTER_ID" "label=skiff.service=${st}_api")" ] && [ -z "$(containers_of "$CLUSTER_ID" "label=skiff.service=${st}_postgres")" ]'
+	run dk stack ls
+	[[ "$output" != *"$st"* ]]
 }
 
 @test "docker events: skiff's events, filtered by type and action, and followed" {

@@ -322,6 +322,43 @@ static void test_interpolate(void **state)
 
 /* ------------------------------------------------------------ bad files */
 
+/* deploy/examples/shop/stack.yml, the file the quickstart and the docker
+ * CLI's `docker stack deploy` both deploy: its skiff labels are read. */
+static void test_shop_example(void **state)
+{
+    compose_t *c = load_ok("../../deploy/examples/shop/stack.yml");
+    const ServiceSpec *api = find(c, "shop_api"), *pg = find(c, "shop_postgres");
+
+    (void)state;
+    assert_string_equal(api->health->http_path, "/health");
+    assert_int_equal(api->n_labels, 0);
+    assert_int_equal(pg->n_expose, 1);
+    assert_int_equal(pg->expose[0], 5432);
+    assert_int_equal(find(c, "shop_redis")->expose[0], 6379);
+    assert_int_equal(find(c, "shop_mongo")->expose[0], 27017);
+    compose_free(c);
+}
+
+/* The form the docker CLI also reads: skiff's labels under deploy.labels
+ * for the HTTP probe and the exposed ports, a healthcheck without a test. */
+static void test_skiff_labels(void **state)
+{
+    compose_t *c = parse_ok("services:\n  api:\n    image: x\n    healthcheck:\n"
+                            "      interval: 2s\n    deploy:\n      labels:\n"
+                            "        skiff.health.http: /health\n        skiff.expose: \"3000\"\n"
+                            "        team: a\n");
+    const ServiceSpec *api = find(c, "shop_api");
+
+    (void)state;
+    assert_string_equal(api->health->http_path, "/health");
+    assert_int_equal(api->health->interval_ms, 2000);
+    assert_int_equal(api->n_expose, 1);
+    assert_int_equal(api->expose[0], 3000);
+    assert_int_equal(api->n_labels, 1);
+    assert_string_equal(api->labels[0]->key, "team");
+    compose_free(c);
+}
+
 /* Each case: a file, and the one line it must be refused with. */
 static const struct {
     const char *yaml, *error;
@@ -514,6 +551,9 @@ static const struct {
     { "services:\n  api: *nope\n", "t.yml:2: YAML: found undefined alias" },
     { "x-a: &a\n  <<: *a\nservices:\n  api:\n    <<: *a\n    image: x\n",
       "t.yml:1: services.api: <<: merges nest too deep" },
+    /* skiff's labels (what the docker CLI's schema lets a file say) */
+    { "services:\n  api:\n    image: x\n    deploy:\n      labels:\n        skiff.expose: \"http\"\n",
+      "t.yml:2: services.api: labels: skiff.expose: \"http\" is not a port (1-65535)" },
 };
 
 static void test_bad_files(void **state)
@@ -607,6 +647,8 @@ int main(void)
         cmocka_unit_test(test_shop),
         cmocka_unit_test(test_warnings_and_merges),
         cmocka_unit_test(test_interpolate),
+        cmocka_unit_test(test_shop_example),
+        cmocka_unit_test(test_skiff_labels),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_relative_paths),

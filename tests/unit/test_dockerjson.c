@@ -223,6 +223,11 @@ static void test_update_keeps_skiff_fields(void **state)
         assert_non_null(shown);
         assert_string_equal(json_string_value(json_object_get(json_object_get(shown, "Labels"),
                                                               DOCKERJSON_STACK_LABEL)), "shop");
+        /* what Docker has no field for shows as skiff's labels */
+        assert_string_equal(json_string_value(json_object_get(json_object_get(shown, "Labels"),
+                                                              SPEC_LABEL_HEALTH_HTTP)), "/health");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(shown, "Labels"),
+                                                              SPEC_LABEL_EXPOSE)), "6379");
         s = dockerjson_spec_from(shown, base, err, sizeof(err));
         json_decref(shown);
         if (!s)
@@ -242,6 +247,36 @@ static void test_update_keeps_skiff_fields(void **state)
     assert_int_equal(s->expose[0], 6379);
     pb_free(s);
     pb_free(base);
+}
+
+/* skiff's labels say what Docker's spec cannot (`docker service create
+ * --label skiff.health.http=/health`); an unknown skiff. label is refused. */
+static void test_skiff_labels(void **state)
+{
+    char err[256];
+    ServiceSpec *s;
+
+    (void)state;
+    s = parse("{\"Name\":\"api\",\"Labels\":{\"skiff.health.http\":\"/health\","
+              "\"skiff.health.http-port\":\"3000\",\"skiff.expose\":\"3000\",\"team\":\"a\"},"
+              "\"TaskTemplate\":{\"ContainerSpec\":{\"Image\":\"x\",\"Healthcheck\":"
+              "{\"Interval\":2000000000}}}}",
+              NULL, err, sizeof(err));
+    if (!s)
+        fail_msg("%s", err);
+    assert_string_equal(s->health->http_path, "/health");
+    assert_int_equal(s->health->http_port, 3000);
+    assert_int_equal(s->health->interval_ms, 2000);
+    assert_int_equal(s->n_expose, 1);
+    assert_int_equal(s->n_labels, 1);
+    assert_string_equal(s->labels[0]->key, "team");
+    pb_free(s);
+    s = parse("{\"Name\":\"api\",\"Labels\":{\"skiff.cluster\":\"c\"},"
+              "\"TaskTemplate\":{\"ContainerSpec\":{\"Image\":\"x\"}}}",
+              NULL, err, sizeof(err));
+    assert_null(s);
+    assert_string_equal(err, "labels: skiff.cluster: not a label skiff knows (the skiff. prefix is "
+                             "reserved)");
 }
 
 /* What `docker stack deploy` sends: the stack's label on the service and its
@@ -402,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_create_mount_hostport),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_update_keeps_skiff_fields),
+        cmocka_unit_test(test_skiff_labels),
         cmocka_unit_test(test_stack_label),
         cmocka_unit_test(test_service_task_node),
         cmocka_unit_test(test_filters),

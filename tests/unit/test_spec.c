@@ -947,6 +947,56 @@ static void test_name_valid(void **state)
     assert_false(spec_name_valid(NULL));
 }
 
+/* skiff.health.http, skiff.health.http-port and skiff.expose become the
+ * spec's fields; other labels stay; a bad one is refused, naming it. */
+static void test_take_labels(void **state)
+{
+    static const struct {
+        const char *key, *value, *error;
+    } bad[] = {
+        { "skiff.health.http", "health", "labels: skiff.health.http: expected a path like /health" },
+        { "skiff.health.http-port", "0", "labels: skiff.health.http-port: \"0\" is not a port (1-65535)" },
+        { "skiff.health.http-port", "8o", "labels: skiff.health.http-port: \"8o\" is not a port (1-65535)" },
+        { "skiff.expose", "5432,,6379", "labels: skiff.expose: expected PORT[,PORT...]" },
+        { "skiff.expose", "", "labels: skiff.expose: expected PORT[,PORT...]" },
+        { "skiff.expose", "70000", "labels: skiff.expose: \"70000\" is not a port (1-65535)" },
+        { "skiff.node", "n1", "labels: skiff.node: not a label skiff knows (the skiff. prefix is reserved)" },
+    };
+    ServiceSpec *s = spec_new();
+    char err[256];
+
+    (void)state;
+    assert_non_null(s);
+    s->expose = calloc(1, sizeof(*s->expose));
+    assert_non_null(s->expose);
+    s->expose[0] = 1;
+    s->n_expose = 1;
+    add_label(s, "tier", "db");
+    add_label(s, "skiff.health.http", "/ready");
+    add_label(s, "skiff.health.http-port", "8081");
+    add_label(s, "skiff.expose", "5432,6379");
+    assert_int_equal(spec_take_labels(s, err, sizeof(err)), 0);
+    assert_int_equal(s->n_labels, 1);
+    assert_string_equal(s->labels[0]->key, "tier");
+    assert_string_equal(s->health->http_path, "/ready");
+    assert_int_equal(s->health->http_port, 8081);
+    assert_int_equal(s->n_expose, 2); /* replaced, not added to */
+    assert_int_equal(s->expose[0], 5432);
+    assert_int_equal(s->expose[1], 6379);
+    pb_free(s);
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_non_null(s = spec_new());
+        add_label(s, bad[i].key, bad[i].value);
+        assert_int_equal(spec_take_labels(s, err, sizeof(err)), SKIFF_EINVAL);
+        if (strcmp(err, bad[i].error) != 0)
+            fail_msg("case %zu:\n  got  %s\n  want %s", i, err, bad[i].error);
+        assert_int_equal(s->n_labels, 1); /* nothing taken */
+        assert_string_equal(s->health->http_path, "");
+        pb_free(s);
+    }
+}
+
 static void test_enum_names(void **state)
 {
     assert_string_equal(spec_restart_condition_name(RESTART_ANY), "any");
@@ -1048,6 +1098,7 @@ int main(void)
         cmocka_unit_test(test_constraint_parse_bad),
         cmocka_unit_test(test_constraint_parse_lengths),
         cmocka_unit_test(test_name_valid),
+        cmocka_unit_test(test_take_labels),
         cmocka_unit_test(test_enum_names),
         cmocka_unit_test(test_enum_parse),
         cmocka_unit_test(test_enum_name_parse_round_trip),
