@@ -477,8 +477,7 @@ int spec_take_labels(ServiceSpec *s, char *err, size_t len)
         else
             s->labels[kept++] = l;
     }
-    if (rc == 0)
-        s->n_labels = kept;
+    s->n_labels = kept; /* those taken before a refusal are freed: the rest stay */
     return rc;
 }
 

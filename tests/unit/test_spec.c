@@ -995,6 +995,16 @@ static void test_take_labels(void **state)
         assert_string_equal(s->health->http_path, "");
         pb_free(s);
     }
+    /* a good one taken before a bad one: the spec stays whole (freed once) */
+    assert_non_null(s = spec_new());
+    add_label(s, "skiff.expose", "5432");
+    add_label(s, "skiff.nope", "x");
+    add_label(s, "team", "a");
+    assert_int_equal(spec_take_labels(s, err, sizeof(err)), SKIFF_EINVAL);
+    assert_int_equal(s->n_labels, 2);
+    assert_string_equal(s->labels[0]->key, "skiff.nope");
+    assert_string_equal(s->labels[1]->key, "team");
+    pb_free(s);
 }
 
 static void test_enum_names(void **state)
