@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -734,18 +735,22 @@ static json_t *dj_ports(const ServiceSpec *s)
  * back: an update the docker CLI sends keeps it, and inspect shows it. */
 static int dj_extension_labels(json_t *labels, const ServiceSpec *s)
 {
-    char ports[64 * 6 + 1] = "", *p = ports;
+    const HealthCheck *h = s->health;
+    char *ports = NULL, *p;
     int rc = 0;
 
-    if (*s->health->http_path)
-        rc = dj_set(labels, SPEC_LABEL_HEALTH_HTTP, json_string(s->health->http_path));
-    if (!rc && *s->health->http_path && s->health->http_port)
-        rc = dj_set(labels, SPEC_LABEL_HEALTH_HTTP_PORT,
-                    json_sprintf("%u", (unsigned)s->health->http_port));
-    for (size_t i = 0; i < s->n_expose && i < 64; i++)
-        p += sprintf(p, "%s%u", i ? "," : "", (unsigned)s->expose[i]);
-    if (!rc && s->n_expose)
+    if (h && *h->http_path)
+        rc = dj_set(labels, SPEC_LABEL_HEALTH_HTTP, json_string(h->http_path));
+    if (!rc && h && *h->http_path && h->http_port)
+        rc = dj_set(labels, SPEC_LABEL_HEALTH_HTTP_PORT, json_sprintf("%u", (unsigned)h->http_port));
+    if (!rc && s->n_expose) {
+        if (!(p = ports = malloc(s->n_expose * 11 + 1)))
+            return -1;
+        for (size_t i = 0; i < s->n_expose; i++)
+            p += sprintf(p, "%s%u", i ? "," : "", (unsigned)s->expose[i]);
         rc = dj_set(labels, SPEC_LABEL_EXPOSE, json_string(ports));
+        free(ports);
+    }
     return rc;
 }
 

@@ -422,30 +422,36 @@ static int spec_label_port(const char *key, const char *v, uint32_t *out, char *
 static int spec_label_expose(ServiceSpec *s, const char *key, const char *v, char *err,
                              size_t len)
 {
-    uint32_t ports[64];
-    size_t n = 0;
+    size_t max = 1, n = 0;
+    uint32_t *ports;
     char one[16];
-    uint32_t *copy;
 
+    for (const char *c = v; *c; c++)
+        max += *c == ',';
+    if (!(ports = malloc(max * sizeof(*ports))))
+        return -ENOMEM;
     while (*v) {
         size_t w = strcspn(v, ",");
         if (w == 0 || w >= sizeof(one))
-            return spec_fail(err, len, "labels: %s: expected PORT[,PORT...]", key);
-        if (n == sizeof(ports) / sizeof(*ports))
-            return spec_fail(err, len, "labels: %s: more than %zu ports", key, n);
+            break;
         memcpy(one, v, w);
         one[w] = '\0';
-        if (spec_label_port(key, one, &ports[n++], err, len))
+        if (spec_label_port(key, one, &ports[n++], err, len)) {
+            free(ports);
             return SKIFF_EINVAL;
-        v += w + (v[w] == ',');
+        }
+        v += w;
+        if (*v == ',' && !*++v) {
+            n = 0; /* a trailing comma */
+            break;
+        }
     }
-    if (n == 0)
+    if (n == 0 || *v) {
+        free(ports);
         return spec_fail(err, len, "labels: %s: expected PORT[,PORT...]", key);
-    if (!(copy = malloc(n * sizeof(*copy))))
-        return -ENOMEM;
-    memcpy(copy, ports, n * sizeof(*copy));
+    }
     free(s->expose);
-    s->expose = copy;
+    s->expose = ports;
     s->n_expose = n;
     return 0;
 }

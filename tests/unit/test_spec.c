@@ -959,6 +959,8 @@ static void test_take_labels(void **state)
         { "skiff.health.http-port", "8o", "labels: skiff.health.http-port: \"8o\" is not a port (1-65535)" },
         { "skiff.expose", "5432,,6379", "labels: skiff.expose: expected PORT[,PORT...]" },
         { "skiff.expose", "", "labels: skiff.expose: expected PORT[,PORT...]" },
+        { "skiff.expose", "5432,", "labels: skiff.expose: expected PORT[,PORT...]" },
+        { "skiff.expose", ",5432", "labels: skiff.expose: expected PORT[,PORT...]" },
         { "skiff.expose", "70000", "labels: skiff.expose: \"70000\" is not a port (1-65535)" },
         { "skiff.node", "n1", "labels: skiff.node: not a label skiff knows (the skiff. prefix is reserved)" },
     };
