@@ -1084,7 +1084,7 @@ static int cz_health_http(cz_t *cz, yaml_node_t *v, const char *path, void *targ
 
     if (rc)
         return rc;
-    if (str[0] != '/' || strpbrk(str, " \t\r\n"))
+    if (!spec_http_path_ok(str))
         rc = cz_fail(cz, v, path, "expected a path like /health, not \"%.100s\"", str);
     else if (pb_set_str(&h->http_path, str))
         rc = cz_nomem(cz);

@@ -446,7 +446,7 @@ static int svc_apply_one(const svc_flag_t *f, const char *v, ServiceSpec *s, cha
     case K_HEALTH_CMD:
         return edit_strv_set(&h->n_test, &h->test, shell, *v ? 2 : 0);
     case K_HEALTH_HTTP:
-        if (*v && (v[0] != '/' || strpbrk(v, " \t\r\n")))
+        if (*v && !spec_http_path_ok(v))
             return svc_bad(err, len, f, v, "a path like /health");
         return pb_set_str(&h->http_path, v);
     case K_HEALTH_PORT:

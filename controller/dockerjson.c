@@ -739,10 +739,12 @@ static int dj_extension_labels(json_t *labels, const ServiceSpec *s)
     char *ports = NULL, *p;
     int rc = 0;
 
-    if (h && *h->http_path)
+    if (h && *h->http_path) {
         rc = dj_set(labels, SPEC_LABEL_HEALTH_HTTP, json_string(h->http_path));
-    if (!rc && h && *h->http_path && h->http_port)
-        rc = dj_set(labels, SPEC_LABEL_HEALTH_HTTP_PORT, json_sprintf("%u", (unsigned)h->http_port));
+        if (!rc && h->http_port)
+            rc = dj_set(labels, SPEC_LABEL_HEALTH_HTTP_PORT,
+                        json_sprintf("%u", (unsigned)h->http_port));
+    }
     if (!rc && s->n_expose) {
         if (!(p = ports = malloc(s->n_expose * 11 + 1)))
             return -1;

@@ -396,13 +396,18 @@ static int spec_check_labels(const ServiceSpec *s, const spec_limits_t *lim, cha
         const Label *l = s->labels[i];
         if (!l || !*l->key)
             return spec_fail(err, len, "labels[%zu]: empty key", i);
-        if (strncmp(l->key, "skiff.", 6) == 0)
+        if (strncmp(l->key, SPEC_LABEL_PREFIX, strlen(SPEC_LABEL_PREFIX)) == 0)
             return spec_fail(err, len, "labels: %s: the skiff. prefix is reserved", l->key);
         if (spec_check_str("labels", l->key, lim, err, len) ||
             spec_check_str("labels", l->value, lim, err, len))
             return SKIFF_EINVAL;
     }
     return 0;
+}
+
+int spec_http_path_ok(const char *path)
+{
+    return path[0] == '/' && !strpbrk(path, " \t\r\n");
 }
 
 /* A port of a skiff. label: 1-65535, digits only. */
@@ -465,12 +470,12 @@ int spec_take_labels(ServiceSpec *s, char *err, size_t len)
         Label *l = s->labels[i];
         int taken = 1;
 
-        if (rc || !l || strncmp(l->key, "skiff.", 6) != 0)
+        if (rc || !l || strncmp(l->key, SPEC_LABEL_PREFIX, strlen(SPEC_LABEL_PREFIX)) != 0)
             taken = 0;
         else if (strcmp(l->key, SPEC_LABEL_HEALTH_HTTP) == 0)
-            rc = l->value[0] != '/' || strpbrk(l->value, " \t\r\n")
-                     ? spec_fail(err, len, "labels: %s: expected a path like /health", l->key)
-                     : pb_set_str(&s->health->http_path, l->value);
+            rc = spec_http_path_ok(l->value)
+                     ? pb_set_str(&s->health->http_path, l->value)
+                     : spec_fail(err, len, "labels: %s: expected a path like /health", l->key);
         else if (strcmp(l->key, SPEC_LABEL_HEALTH_HTTP_PORT) == 0)
             rc = spec_label_port(l->key, l->value, &s->health->http_port, err, len);
         else if (strcmp(l->key, SPEC_LABEL_EXPOSE) == 0)

@@ -60,10 +60,16 @@ int spec_complete(ServiceSpec *spec);
  * spec_take_labels moves them out of spec's labels into its fields (expose
  * replaced, not added to); another skiff. label is refused. Returns 0,
  * SKIFF_EINVAL with one line in err naming the label, or -ENOMEM. */
+#define SPEC_LABEL_PREFIX "skiff." /* reserved: no user label starts with it */
 #define SPEC_LABEL_HEALTH_HTTP "skiff.health.http"
 #define SPEC_LABEL_HEALTH_HTTP_PORT "skiff.health.http-port"
 #define SPEC_LABEL_EXPOSE "skiff.expose"
 int spec_take_labels(ServiceSpec *spec, char *err, size_t len);
+
+/* 1 when path can be an HTTP probe's path: it starts with / and holds no
+ * space, tab or line break (what --health-http, x-skiff-http and the label
+ * take). */
+int spec_http_path_ok(const char *path);
 
 /* Checks spec. Returns 0, or SKIFF_EINVAL with one line in err that names
  * the field and what is wrong ("update.max_failure_ratio: must be between 0

@@ -320,8 +320,6 @@ static void test_interpolate(void **state)
     }
 }
 
-/* ------------------------------------------------------------ bad files */
-
 /* deploy/examples/shop/stack.yml, the file the quickstart and the docker
  * CLI's `docker stack deploy` both deploy: its skiff labels are read. */
 static void test_shop_example(void **state)
@@ -358,6 +356,8 @@ static void test_skiff_labels(void **state)
     assert_string_equal(api->labels[0]->key, "team");
     compose_free(c);
 }
+
+/* ------------------------------------------------------------ bad files */
 
 /* Each case: a file, and the one line it must be refused with. */
 static const struct {
