@@ -505,6 +505,9 @@ static int spec_check_user(const char *user, char *err, size_t len)
 static int spec_check_autoscale(const ServiceSpec *s, const spec_limits_t *lim, char *err,
                                 size_t len);
 
+static int spec_check_secret_refs(const ServiceSpec *s, const spec_limits_t *lim, char *err,
+                                  size_t len);
+
 int spec_validate(const ServiceSpec *s, const spec_limits_t *lim, char *err, size_t len)
 {
     const RestartPolicy *r = s->restart;
@@ -565,7 +568,7 @@ int spec_validate(const ServiceSpec *s, const spec_limits_t *lim, char *err, siz
                              "constraints[%zu]: %.100s: expected node.name, node.id or "
                              "node.labels.KEY, then == or !=, then a value", i,
                              s->constraints[i]);
-    if (spec_check_user(s->user, err, len))
+    if (spec_check_user(s->user, err, len) || spec_check_secret_refs(s, lim, err, len))
         return SKIFF_EINVAL;
     if (s->stop_grace_period_ms < 0 || s->stop_grace_period_ms > 3600000)
         return spec_fail(err, len, "stop_grace_period: must be between 0s and 1h");
@@ -717,4 +720,188 @@ int spec_update_order_parse(const char *s, UpdateOrder *out)
     if (rc == 0)
         *out = (UpdateOrder)v;
     return rc;
+}
+
+/* ------------------------------------------------- secrets and configs */
+
+int spec_secret_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n < 1 || n > 64 || !isalnum((unsigned char)name[0]) ||
+        !isalnum((unsigned char)name[n - 1]))
+        return 0;
+    for (const char *p = name; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("-_.", *p))
+            return 0;
+    return 1;
+}
+
+const char *spec_secret_kind_name(SecretKind kind)
+{
+    return kind == SECRET_KIND_CONFIG ? "config" : "secret";
+}
+
+int spec_secret_ref_complete(SecretRef *r, SecretKind kind)
+{
+    char path[80];
+
+    if (!*r->target) {
+        snprintf(path, sizeof path, "%s%s", kind == SECRET_KIND_CONFIG ? "/" : "", r->name);
+        if (pb_set_str(&r->target, path))
+            return -ENOMEM;
+    }
+    if (!r->mode)
+        r->mode = SPEC_SECRET_MODE_DEFAULT;
+    return 0;
+}
+
+void spec_secret_ref_path(const SecretRef *r, SecretKind kind, char *out, size_t len)
+{
+    snprintf(out, len, "%s%s", kind == SECRET_KIND_CONFIG ? "" : "/run/secrets/", r->target);
+}
+
+/* A number of a --secret option: decimal, or octal for mode. */
+static int spec_ref_number(const char *key, const char *v, int base, uint32_t max,
+                           uint32_t *out, char *err, size_t len)
+{
+    char *end;
+    unsigned long n;
+
+    errno = 0;
+    n = strtoul(v, &end, base);
+    if (!*v || *end || errno || n > max || *v == '-' || *v == '+')
+        return spec_fail(err, len, "%s: \"%.40s\" is not %s", key, v,
+                         base == 8 ? "an octal mode like 0400" : "a number");
+    *out = (uint32_t)n;
+    return 0;
+}
+
+static int spec_ref_option(SecretRef *r, const char *kind, char *opt, char *err, size_t len)
+{
+    char *v = strchr(opt, '=');
+
+    if (!v)
+        return spec_fail(err, len, "--%s: %.60s: expected KEY=VALUE (source, target, uid, gid, "
+                         "mode)", kind, opt);
+    *v++ = '\0';
+    if (!strcmp(opt, "source") || !strcmp(opt, "src"))
+        return pb_set_str(&r->name, v);
+    if (!strcmp(opt, "target") || !strcmp(opt, "dst") || !strcmp(opt, "destination"))
+        return pb_set_str(&r->target, v);
+    if (!strcmp(opt, "uid"))
+        return spec_ref_number("uid", v, 10, UINT32_MAX - 1, &r->uid, err, len);
+    if (!strcmp(opt, "gid"))
+        return spec_ref_number("gid", v, 10, UINT32_MAX - 1, &r->gid, err, len);
+    if (!strcmp(opt, "mode"))
+        return spec_ref_number("mode", v, 8, 0777, &r->mode, err, len);
+    return spec_fail(err, len, "--%s: %.40s: not an option skiff knows (source, target, uid, "
+                     "gid, mode)", kind, opt);
+}
+
+int spec_secret_ref_parse(const char *text, SecretKind kind, SecretRef **out, char *err,
+                          size_t len)
+{
+    const char *what = spec_secret_kind_name(kind);
+    SecretRef *r = PB_NEW(SecretRef);
+    char *copy = strdup(text), *save = NULL;
+    int rc = 0;
+
+    if (!r || !copy) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (!strchr(text, '=')) {
+        rc = pb_set_str(&r->name, text);
+    } else {
+        for (char *opt = strtok_r(copy, ",", &save); opt && !rc; opt = strtok_r(NULL, ",", &save))
+            rc = spec_ref_option(r, what, opt, err, len);
+    }
+    if (!rc && !*r->name)
+        rc = spec_fail(err, len, "--%s: %.60s: the %s's name (source=) is missing", what, text,
+                       what);
+    if (!rc && !spec_secret_name_valid(r->name))
+        rc = spec_fail(err, len, "--%s: %.70s is not a valid %s name", what, r->name, what);
+    if (!rc)
+        rc = spec_secret_ref_complete(r, kind);
+out:
+    free(copy);
+    if (rc) {
+        pb_free(r);
+        r = NULL;
+    }
+    *out = r;
+    return rc;
+}
+
+/* A secret's target is a file name under /run/secrets; a config's, an
+ * absolute path. Neither has a "." or ".." component. */
+static int spec_target_ok(const char *t, SecretKind kind)
+{
+    size_t n = strlen(t);
+
+    if (n < 1 || n > 255 || !spec_utf8_valid(t))
+        return 0;
+    if (kind == SECRET_KIND_SECRET ? strchr(t, '/') != NULL : (t[0] != '/' || n < 2))
+        return 0;
+    for (const char *p = t; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == ':' || *p == ',')
+            return 0;
+    for (const char *c = t; c; c = strchr(c + 1, '/')) {
+        const char *part = *c == '/' ? c + 1 : c;
+        size_t m = strcspn(part, "/");
+        if ((m == 1 && part[0] == '.') || (m == 2 && part[0] == '.' && part[1] == '.') ||
+            (m == 0 && kind == SECRET_KIND_CONFIG))
+            return 0;
+    }
+    return 1;
+}
+
+static int spec_check_refs(const char *field, SecretRef *const *refs, size_t n,
+                           SecretKind kind, const spec_limits_t *lim, char *err, size_t len)
+{
+    if (n > lim->max_list)
+        return spec_fail(err, len, "%s: more than %zu entries", field, lim->max_list);
+    for (size_t i = 0; i < n; i++) {
+        const SecretRef *r = refs[i];
+        if (!r)
+            return spec_fail(err, len, "%s[%zu]: missing", field, i);
+        if (!spec_secret_name_valid(r->name))
+            return spec_fail(err, len, "%s[%zu]: %.70s is not a valid %s name", field, i,
+                             r->name, spec_secret_kind_name(kind));
+        if (!spec_target_ok(r->target, kind))
+            return spec_fail(err, len, "%s[%zu].target: %.80s must be %s", field, i, r->target,
+                             kind == SECRET_KIND_SECRET
+                                 ? "a file name (it is put in /run/secrets)"
+                                 : "an absolute path without . or .. in it");
+        if (r->mode > 0777)
+            return spec_fail(err, len, "%s[%zu].mode: %o is more than 0777", field, i, r->mode);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(refs[j]->target, r->target) == 0)
+                return spec_fail(err, len, "%s: target %s is used twice (%s and %s)", field,
+                                 r->target, refs[j]->name, r->name);
+    }
+    return 0;
+}
+
+static int spec_check_secret_refs(const ServiceSpec *s, const spec_limits_t *lim, char *err,
+                                  size_t len)
+{
+    char path[300];
+
+    if (spec_check_refs("secrets", s->secrets, s->n_secrets, SECRET_KIND_SECRET, lim, err,
+                        len) ||
+        spec_check_refs("configs", s->configs, s->n_configs, SECRET_KIND_CONFIG, lim, err, len))
+        return SKIFF_EINVAL;
+    for (size_t i = 0; i < s->n_secrets; i++) {
+        spec_secret_ref_path(s->secrets[i], SECRET_KIND_SECRET, path, sizeof path);
+        for (size_t j = 0; j < s->n_configs; j++)
+            if (strcmp(s->configs[j]->target, path) == 0)
+                return spec_fail(err, len, "configs: target %s is secret %s's", path,
+                                 s->secrets[i]->name);
+        for (size_t j = 0; j < s->n_mounts; j++)
+            if (s->mounts[j] && strcmp(s->mounts[j]->target, path) == 0)
+                return spec_fail(err, len, "secrets: target %s is a mount's", path);
+    }
+    return 0;
 }

@@ -98,6 +98,34 @@ int constraint_parse(const char *s, constraint_t *out);
  * letters, digits, '-' or '_', starting with a letter or digit. */
 int spec_name_valid(const char *name);
 
+/* ------------------------------------------------- secrets and configs */
+
+#define SPEC_SECRET_MAX_SIZE (500 * 1024) /* a value's limit, Swarm's */
+#define SPEC_SECRET_MODE_DEFAULT 0444
+
+/* 1 when name can name a secret or config (Docker's rules): 1 to 64
+ * letters, digits, '-', '_' or '.', starting and ending with a letter or
+ * digit. */
+int spec_secret_name_valid(const char *name);
+
+/* "secret" or "config", for messages. */
+const char *spec_secret_kind_name(SecretKind kind);
+
+/* Parses a --secret or --config value, Docker's syntax: "NAME", or
+ * "source=NAME[,target=T][,uid=U][,gid=G][,mode=0400]" (src=, dst= too),
+ * into a new SecretRef (free with pb_free) with its defaults set (see
+ * spec_secret_ref_complete). Returns 0, SKIFF_EINVAL with one line in err
+ * naming what is wrong, or -ENOMEM. */
+int spec_secret_ref_parse(const char *text, SecretKind kind, SecretRef **out, char *err,
+                          size_t len);
+
+/* Fills what the user may leave out: the target (a secret's: its name; a
+ * config's: /NAME) and the mode (0444). Returns 0 or -ENOMEM. */
+int spec_secret_ref_complete(SecretRef *ref, SecretKind kind);
+
+/* The path where a task sees ref: /run/secrets/TARGET or TARGET. */
+void spec_secret_ref_path(const SecretRef *ref, SecretKind kind, char *out, size_t len);
+
 /* The text of enum values, as the CLI prints and parses them. */
 const char *spec_restart_condition_name(RestartCondition c);  /* "any" */
 const char *spec_failure_action_name(FailureAction a);        /* "pause" */

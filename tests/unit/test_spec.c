@@ -1092,6 +1092,141 @@ static void test_enum_name_parse_round_trip(void **state)
     }
 }
 
+/* ------------------------------------------------- secrets and configs */
+
+static SecretRef *parse_ref(const char *text, SecretKind kind)
+{
+    SecretRef *r = NULL;
+    char err[256] = "";
+
+    if (spec_secret_ref_parse(text, kind, &r, err, sizeof err) != 0)
+        fail_msg("%s: %s", text, err);
+    return r;
+}
+
+static void expect_ref_error(const char *text, SecretKind kind, const char *msg)
+{
+    SecretRef *r = (SecretRef *)1;
+    char err[256] = "";
+
+    assert_int_equal(spec_secret_ref_parse(text, kind, &r, err, sizeof err), SKIFF_EINVAL);
+    assert_null(r);
+    assert_string_equal(err, msg);
+}
+
+static void test_secret_ref_parse(void **state)
+{
+    SecretRef *r = parse_ref("db_pass", SECRET_KIND_SECRET);
+
+    assert_string_equal(r->name, "db_pass");
+    assert_string_equal(r->target, "db_pass");
+    assert_int_equal(r->mode, 0444);
+    assert_int_equal(r->uid, 0);
+    pb_free(r);
+    r = parse_ref("source=db_pass_v2,target=db_pass,uid=70,gid=71,mode=0400", SECRET_KIND_SECRET);
+    assert_string_equal(r->name, "db_pass_v2");
+    assert_string_equal(r->target, "db_pass");
+    assert_int_equal(r->uid, 70);
+    assert_int_equal(r->gid, 71);
+    assert_int_equal(r->mode, 0400);
+    pb_free(r);
+    r = parse_ref("api.json", SECRET_KIND_CONFIG);
+    assert_string_equal(r->target, "/api.json");
+    pb_free(r);
+    r = parse_ref("src=api.json,dst=/etc/api/config.json,mode=440", SECRET_KIND_CONFIG);
+    assert_string_equal(r->target, "/etc/api/config.json");
+    assert_int_equal(r->mode, 0440);
+    pb_free(r);
+
+    expect_ref_error("target=x", SECRET_KIND_SECRET,
+                     "--secret: target=x: the secret's name (source=) is missing");
+    expect_ref_error("source=a,size=3", SECRET_KIND_SECRET,
+                     "--secret: size: not an option skiff knows (source, target, uid, gid, mode)");
+    expect_ref_error("source=a,mode=0999", SECRET_KIND_SECRET,
+                     "mode: \"0999\" is not an octal mode like 0400");
+    expect_ref_error("source=a,mode=01777", SECRET_KIND_SECRET,
+                     "mode: \"01777\" is not an octal mode like 0400");
+    expect_ref_error("source=a,uid=-1", SECRET_KIND_SECRET, "uid: \"-1\" is not a number");
+    expect_ref_error("bad/name", SECRET_KIND_CONFIG, "--config: bad/name is not a valid config name");
+    expect_ref_error("source=a,junk", SECRET_KIND_SECRET,
+                     "--secret: junk: expected KEY=VALUE (source, target, uid, gid, mode)");
+}
+
+static void test_secret_name_valid(void **state)
+{
+    char long_name[70];
+
+    assert_true(spec_secret_name_valid("db_pass"));
+    assert_true(spec_secret_name_valid("a"));
+    assert_true(spec_secret_name_valid("api.v2-json"));
+    assert_false(spec_secret_name_valid(""));
+    assert_false(spec_secret_name_valid("_x"));
+    assert_false(spec_secret_name_valid("x."));
+    assert_false(spec_secret_name_valid("a b"));
+    assert_false(spec_secret_name_valid("a/b"));
+    memset(long_name, 'a', 64);
+    long_name[64] = '\0';
+    assert_true(spec_secret_name_valid(long_name));
+    long_name[64] = 'a';
+    long_name[65] = '\0';
+    assert_false(spec_secret_name_valid(long_name));
+}
+
+static void add_ref(ServiceSpec *s, SecretKind kind, const char *text)
+{
+    SecretRef *r = parse_ref(text, kind);
+
+    if (kind == SECRET_KIND_SECRET)
+        assert_int_equal(pb_push_msg(&s->n_secrets, (void ***)&s->secrets, r), 0);
+    else
+        assert_int_equal(pb_push_msg(&s->n_configs, (void ***)&s->configs, r), 0);
+}
+
+static void expect_spec_error(ServiceSpec *s, const char *msg)
+{
+    char err[256] = "";
+
+    assert_int_equal(spec_validate(s, NULL, err, sizeof err), SKIFF_EINVAL);
+    assert_string_equal(err, msg);
+    pb_free(s);
+}
+
+static void test_validate_secret_refs(void **state)
+{
+    ServiceSpec *s = base_spec();
+    char err[256] = "";
+
+    add_ref(s, SECRET_KIND_SECRET, "db_pass");
+    add_ref(s, SECRET_KIND_SECRET, "source=db_pass,target=db_pass_copy");
+    add_ref(s, SECRET_KIND_CONFIG, "source=api,target=/etc/api.json");
+    assert_int_equal(spec_validate(s, NULL, err, sizeof err), 0);
+    pb_free(s);
+
+    s = base_spec();
+    add_ref(s, SECRET_KIND_SECRET, "db_pass");
+    add_ref(s, SECRET_KIND_SECRET, "source=db_pass_v2,target=db_pass");
+    expect_spec_error(s, "secrets: target db_pass is used twice (db_pass and db_pass_v2)");
+
+    s = base_spec();
+    add_ref(s, SECRET_KIND_SECRET, "source=a,target=dir/file");
+    expect_spec_error(s, "secrets[0].target: dir/file must be a file name (it is put in "
+                         "/run/secrets)");
+    s = base_spec();
+    add_ref(s, SECRET_KIND_SECRET, "source=a,target=..");
+    expect_spec_error(s, "secrets[0].target: .. must be a file name (it is put in /run/secrets)");
+    s = base_spec();
+    add_ref(s, SECRET_KIND_CONFIG, "source=a,target=etc/x");
+    expect_spec_error(s, "configs[0].target: etc/x must be an absolute path without . or .. in it");
+    s = base_spec();
+    add_ref(s, SECRET_KIND_CONFIG, "source=a,target=/etc/../x");
+    expect_spec_error(s, "configs[0].target: /etc/../x must be an absolute path without . or .. "
+                         "in it");
+    s = base_spec();
+    add_ref(s, SECRET_KIND_SECRET, "k");
+    add_ref(s, SECRET_KIND_CONFIG, "source=c,target=/run/secrets/k");
+    expect_spec_error(s, "configs: target /run/secrets/k is secret k's");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1111,6 +1246,9 @@ int main(void)
         cmocka_unit_test(test_constraint_parse_lengths),
         cmocka_unit_test(test_name_valid),
         cmocka_unit_test(test_take_labels),
+        cmocka_unit_test(test_secret_ref_parse),
+        cmocka_unit_test(test_secret_name_valid),
+        cmocka_unit_test(test_validate_secret_refs),
         cmocka_unit_test(test_enum_names),
         cmocka_unit_test(test_enum_parse),
         cmocka_unit_test(test_enum_name_parse_round_trip),
