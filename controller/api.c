@@ -95,6 +95,13 @@ static int api_check_spec(ctl_t *ctl, peer_t *p, uint64_t id, ServiceSpec *spec,
         ctl_send_error(ctl, p, id, ERR_INVALID, "%s", err);
         return 1;
     }
+    {
+        ErrorCode code;
+        if (secrets_resolve(ctl, spec, &code, err, sizeof(err))) {
+            ctl_send_error(ctl, p, id, code, "%s", err);
+            return 1;
+        }
+    }
     /* A service's row holds its spec and the previous one. */
     if (protobuf_c_message_get_packed_size(&spec->base) >
         (ctl->store->ops->max_value - API_ROW_HEADROOM) / 2) {
@@ -634,6 +641,11 @@ static const struct {
     { MSG_CA_GET, certs_api },
     { MSG_CA_ROTATE, certs_api },
     { MSG_CLIENT_CERT, certs_api },
+    { MSG_SECRET_CREATE, secrets_api },
+    { MSG_SECRET_LIST, secrets_api },
+    { MSG_SECRET_GET, secrets_api },
+    { MSG_SECRET_REMOVE, secrets_api },
+    { MSG_CONTROLLER_UNLOCK, secrets_api },
 };
 
 int api_handle(ctl_t *ctl, peer_t *p, Envelope *env)

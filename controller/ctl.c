@@ -33,8 +33,10 @@ void ctl_ca_changed(ctl_t *ctl)
 
 void peer_unref(peer_t *p)
 {
-    if (--p->refs == 0)
+    if (--p->refs == 0) {
+        secrets_peer_free(p);
         free(p);
+    }
 }
 
 static unsigned ctl_conns_from(const ctl_t *ctl, const char *addr)

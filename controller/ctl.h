@@ -28,6 +28,8 @@
 #include "conn.h"
 #include "events.h"
 #include "model.h"
+#include "seal.h"
+#include "secrets.h"
 #include "prom.h"
 #include "spec.h"
 #include "store.h"
@@ -62,6 +64,7 @@ typedef struct ctl_config {
     size_t event_buffer;           /* events kept for --since */
     int rebalance;                 /* --rebalance on|off */
     int64_t rebalance_delay_ms;    /* a node must be ready this long to take moved tasks */
+    int autolock;                  /* --autolock: the secrets' data key wrapped (secrets.h) */
 } ctl_config_t;
 
 /* What the controller counts about itself, for /metrics (monitor.c). */
@@ -97,6 +100,8 @@ typedef struct peer {
      * sent to it is handed to local() (a whole frame) when it would have
      * been written to a connection. */
     void (*local)(struct peer *p, const uint8_t *frame, size_t len);
+    /* An agent's: the secrets and configs its connection carried (secrets.c). */
+    struct secrets_sent *secrets_sent;
     /* ... and what it has not sent on yet (SIZE_MAX: it is gone). */
     size_t (*local_pending)(const struct peer *p);
 } peer_t;
@@ -195,6 +200,10 @@ struct ctl {
     char leader[128];       /* while following: the leader's address, "" unknown */
     int64_t pinged_ms;      /* when the agents were last pinged */
     tokens_files_t token_files;
+    /* secrets (secrets.c) */
+    int secret_key_state;                 /* enum secrets_key_state */
+    uint8_t secret_key[SEAL_KEY_LEN];     /* the data key, when ready */
+    char secret_key_line[SEAL_KEY_TEXT_MAX]; /* locked: the wrapped key */
 };
 
 /* ---- ctl.c */

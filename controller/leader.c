@@ -43,6 +43,7 @@ void leader_lead(ctl_t *ctl)
          * controller issues and checks the certificates. */
         if (tokens_ca(ctl, err, sizeof(err)))
             log_error("CA: %s; certificates cannot be issued or checked", err);
+        secrets_lead(ctl);
     }
     for (service_t *s = ctl->model.services; s; s = s->hh.next)
         orch_mark(s);

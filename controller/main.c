@@ -3,6 +3,7 @@
 #include "duration.h"
 #include "etcd.h"
 #include "migrate.h"
+#include "unlock.h"
 #include "errors.h"
 #include "log.h"
 #include "pbutil.h"
@@ -23,6 +24,7 @@
 static const char usage[] =
     "Usage: skiff-controller [OPTIONS]\n"
     "       skiff-controller migrate --from sqlite:DIR --to etcd://HOST:PORT[,...] [OPTIONS]\n"
+    "       skiff-controller unlock [--host ADDR:PORT] [--data-dir DIR] < KEY\n"
     "\n"
     "Keeps the desired state of a skiff cluster in SQLite, or in etcd shared by\n"
     "several controllers of which one leads, and schedules its tasks onto the\n"
@@ -60,6 +62,9 @@ static const char usage[] =
     "                                  unless --docker-api-tls (off when not given)\n"
     "  --docker-api-tls                the Docker API over TLS, a client certificate of the\n"
     "                                  cluster CA required (skiff cluster client-cert DIR)\n"
+    "  --autolock                      wrap the secrets' data key in an unlock key, printed once;\n"
+    "                                  after a restart nothing that needs a secret is served\n"
+    "                                  until skiff-controller unlock is given it\n"
     "  --rebalance on|off              move tasks of stateless services onto nodes that join or\n"
     "                                  come back, one at a time (default on)\n"
     "  --rebalance-delay DURATION      how long a node must be ready first (default 30s)\n"
@@ -80,7 +85,7 @@ enum { OPT_LISTEN = 256, OPT_DATA_DIR, OPT_HB, OPT_HS, OPT_MAX_FRAME, OPT_MAX_PE
        OPT_METRICS, OPT_EVENT_BUFFER, OPT_REBALANCE, OPT_REBALANCE_DELAY, OPT_DISCONNECT,
        OPT_ADVERTISE, OPT_STORE, OPT_STORE_PREFIX, OPT_STORE_CA, OPT_STORE_CERT, OPT_STORE_KEY,
        OPT_LEADER_LEASE, OPT_HTTP, OPT_CERT_EXPIRY, OPT_HTTP_TLS_CERT, OPT_HTTP_TLS_KEY,
-       OPT_DOCKER, OPT_DOCKER_TLS };
+       OPT_DOCKER, OPT_DOCKER_TLS, OPT_AUTOLOCK };
 
 /* In the order of the OPT_ values: an option's name is options[opt - 256]. */
 static const struct option options[] = {
@@ -114,6 +119,7 @@ static const struct option options[] = {
     { "http-tls-key", required_argument, NULL, OPT_HTTP_TLS_KEY },
     { "docker-api-listen", required_argument, NULL, OPT_DOCKER },
     { "docker-api-tls", no_argument, NULL, OPT_DOCKER_TLS },
+    { "autolock", no_argument, NULL, OPT_AUTOLOCK },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -198,6 +204,9 @@ static int parse_flags(int argc, char **argv, ctl_config_t *cfg, enum log_level 
         }
         case OPT_DOCKER_TLS:
             cfg->docker_tls = 1;
+            break;
+        case OPT_AUTOLOCK:
+            cfg->autolock = 1;
             break;
         case OPT_EVENT_BUFFER:
             if (parse_count(optarg, 16, 10000000, &n))
@@ -461,6 +470,8 @@ int main(int argc, char **argv)
     };
     if (argc > 1 && strcmp(argv[1], "migrate") == 0)
         return migrate_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "unlock") == 0)
+        return unlock_main(argc - 1, argv + 1);
     if ((rc = parse_flags(argc, argv, &ctl.cfg, &level, &rotate, &ms)))
         return rc;
     /* An agent silent for this long is cut off; it reconnects. */
@@ -506,7 +517,8 @@ int main(int argc, char **argv)
         snprintf(path, sizeof(path), "%s/state.db", ctl.cfg.data_dir);
         if (!(ctl.store = store_sqlite_open(loop, path, err, sizeof(err))) ||
             store_sqlite_load(ctl.store, &ctl.model, err, sizeof(err)) ||
-            tokens_cluster_id(&ctl, err, sizeof(err)) || tokens_ca(&ctl, err, sizeof(err))) {
+            tokens_cluster_id(&ctl, err, sizeof(err)) || tokens_ca(&ctl, err, sizeof(err)) ||
+            secrets_key_init(&ctl, err, sizeof(err))) {
             log_error("%s", err);
             rc = 1;
             goto out_close;
@@ -541,5 +553,6 @@ out_close:
     SSL_CTX_free(ctl.tls);
     SSL_CTX_free(ctl.http_tls);
     ca_free(ctl.ca);
+    OPENSSL_cleanse(ctl.secret_key, sizeof(ctl.secret_key));
     return rc;
 }

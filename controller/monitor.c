@@ -107,15 +107,16 @@ static const events_reader_ops_t monitor_reader_ops = {
 /* Checks an events request's filters; replies the error and returns -1. */
 static int monitor_check_filters(ctl_t *ctl, peer_t *p, uint64_t id, const EventsRequest *req)
 {
-    static const char *const types[] = { "service", "task", "node" };
+    static const char *const types[] = { "service", "task", "node", "secret", "config" };
 
     for (size_t i = 0; i < req->n_types; i++) {
         int known = 0;
-        for (size_t k = 0; k < 3; k++)
+        for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++)
             known |= strcmp(req->types[i], types[k]) == 0;
         if (!known) {
             ctl_send_error(ctl, p, id, ERR_INVALID,
-                           "type: unknown event type \"%.64s\" (service, task or node)",
+                           "type: unknown event type \"%.64s\" (service, task, node, "
+                           "secret or config)",
                            req->types[i]);
             return -1;
         }

@@ -895,6 +895,10 @@ static void orch_push_assignments(ctl_t *ctl, node_t *node)
         a->n_hosts = orch_hosts(ctl, a->spec, &a->hosts);
         ptrs[n++] = a;
     }
+    /* The values it uses go first; while locked, a set that needs a
+     * secret waits (its agent keeps what it runs). */
+    if (secrets_push(ctl, node->peer, ptrs, n))
+        goto out_free;
     set.version = ++ctl->model.assignments_version;
     set.n_tasks = n;
     set.tasks = ptrs;

@@ -177,7 +177,7 @@ void h_ctl_start(harness_t *h)
     if (!(ctl->store = store_sqlite_open(&h->loop, path, err, sizeof(err))) ||
         store_sqlite_load(ctl->store, &ctl->model, err, sizeof(err)) ||
         tokens_cluster_id(ctl, err, sizeof(err)) || tokens_ca(ctl, err, sizeof(err)) ||
-        ctl_load_events(ctl))
+        secrets_key_init(ctl, err, sizeof(err)) || ctl_load_events(ctl))
         fail_msg("controller start: %s", err);
     for (int attempt = 0; attempt < 10 && rc; attempt++) {
         snprintf(ctl->cfg.listen, sizeof(ctl->cfg.listen), "127.0.0.1:%d", h_free_port());
@@ -562,6 +562,62 @@ static void h_check_committed(harness_t *h, h_agent_t *a, const Assignment *as)
         h->committed_checks++;
 }
 
+static struct h_value *h_agent_value(h_agent_t *a, const char *id)
+{
+    for (size_t i = 0; i < a->n_values; i++)
+        if (strcmp(a->values[i].id, id) == 0)
+            return &a->values[i];
+    return NULL;
+}
+
+static void h_agent_on_value(harness_t *h, h_agent_t *a, const SecretData *d)
+{
+    struct h_value *v = h_agent_value(a, d->id);
+
+    a->n_values_received++;
+    if (!v && a->n_values == H_MAX_VALUES) {
+        h_violation(h, "%s: more than %d values", a->name, H_MAX_VALUES);
+        return;
+    }
+    if (!v)
+        v = &a->values[a->n_values++];
+    snprintf(v->id, sizeof(v->id), "%s", d->id);
+    v->len = d->data.len < sizeof(v->data) ? d->data.len : sizeof(v->data) - 1;
+    memcpy(v->data, d->data.data, v->len);
+    v->data[v->len] = '\0';
+}
+
+/* Every secret and config of the set came before it; then those that no
+ * assignment uses are dropped, as skiff-agent drops them. */
+static void h_agent_check_values(harness_t *h, h_agent_t *a, const Assignments *set)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < set->n_tasks; i++) {
+        const ServiceSpec *sp = set->tasks[i]->spec;
+        for (size_t k = 0; k < sp->n_secrets + sp->n_configs; k++) {
+            const SecretRef *r = k < sp->n_secrets ? sp->secrets[k]
+                                                   : sp->configs[k - sp->n_secrets];
+            if (!h_agent_value(a, r->id))
+                h_violation(h, "%s: %s (%s) used by task %s before its value came", a->name,
+                            r->name, r->id, set->tasks[i]->task_id);
+        }
+    }
+    for (size_t v = 0; v < a->n_values; v++) {
+        int used = 0;
+        for (size_t i = 0; i < set->n_tasks && !used; i++) {
+            const ServiceSpec *sp = set->tasks[i]->spec;
+            for (size_t k = 0; k < sp->n_secrets + sp->n_configs && !used; k++)
+                used = strcmp(k < sp->n_secrets ? sp->secrets[k]->id
+                                                : sp->configs[k - sp->n_secrets]->id,
+                              a->values[v].id) == 0;
+        }
+        if (used)
+            a->values[kept++] = a->values[v];
+    }
+    a->n_values = kept;
+}
+
 static void h_agent_on_assignments(harness_t *h, h_agent_t *a, const Assignments *set)
 {
     const h_task_t *changed[H_MAX_TASKS];
@@ -569,6 +625,7 @@ static void h_agent_on_assignments(harness_t *h, h_agent_t *a, const Assignments
 
     for (size_t i = 0; i < set->n_tasks; i++)
         h_check_committed(h, a, set->tasks[i]);
+    h_agent_check_values(h, a, set);
 
     if (a->set && set->version <= a->set->version)
         h_violation(h, "%s: assignments version %llu after %llu", a->name,
@@ -693,6 +750,9 @@ static int h_agent_on_message(conn_t *c, Envelope *env)
     case MSG_LOGS_CLOSE:
         a->n_logs_close++;
         break;
+    case MSG_SECRET_DATA:
+        h_agent_on_value(h, a, env->secret_data);
+        break;
     default:
         h_violation(h, "%s: unexpected %s", a->name, wire_msg_name(env->msg_case));
         break;
@@ -799,6 +859,7 @@ static void h_agent_on_close(conn_t *c, int err)
         a->registered = 0;
         a->hello_ok = 0;
         a->joining = 0;
+        a->n_values = 0; /* a new connection carries them again */
     }
     a->closed++;
 }

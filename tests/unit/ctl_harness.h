@@ -27,7 +27,8 @@
  * already committed to state.db (read through a connection of its own),
  * with that desired state or a later one; and a task told to stop leaves
  * the endpoints in the same push as its new desired state (the next
- * frame) or before.
+ * frame) or before. A third: every secret and config a set uses came
+ * (SecretData) before the set, on the same connection.
  *
  * The fake client sends requests and pumps the loop until the reply with
  * the same id arrives (h_call). The controller can be stopped cleanly
@@ -54,6 +55,7 @@
 #define H_MAX_INBOX 512    /* messages the client keeps */
 #define H_MAX_LABELS 4
 #define H_MAX_PORTS 8
+#define H_MAX_VALUES 8     /* secret and config values a fake agent keeps */
 
 typedef struct harness harness_t;
 typedef struct h_agent h_agent_t;
@@ -112,6 +114,15 @@ struct h_agent {
     Assignments *set;          /* the latest set (owned) */
     Endpoints *eps;            /* the latest endpoints (owned) */
     unsigned n_sets, n_eps;
+    /* the values of secrets and configs its connection carried (SecretData);
+     * like skiff-agent it keeps those of its latest set only */
+    struct h_value {
+        char id[MODEL_ID_LEN + 1];
+        char data[128];
+        size_t len;
+    } values[H_MAX_VALUES];
+    size_t n_values;
+    unsigned n_values_received;
     /* logs */
     LogsOpen *logs_open[8];    /* owned */
     size_t n_logs_open;
