@@ -25,6 +25,7 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,6 +58,7 @@ struct dcall {
     httpd_stream_t *stream; /* logs: open from the first LogsData on */
     int stream_over;
     int logs_ended;         /* logs: logs.c sent LogsClose and forgot the stream */
+    SecretKind kind;        /* secrets and configs: which */
 };
 
 /* ------------------------------------------------------------ answers */
@@ -437,15 +439,6 @@ static void route_network_create(ctl_t *ctl, httpd_req_t *r, const char *arg)
     dapi_json(r, 201, json_pack("{s:s, s:s}", "Id", name, "Warning", "skiff: no network made; "
                                 "the stack's services reach each other by name"));
     json_decref(j);
-}
-
-/* skiff has no secrets or configs yet: the lists are empty, so that
- * `docker stack rm` finds nothing to remove. */
-static void route_empty_list(ctl_t *ctl, httpd_req_t *r, const char *arg)
-{
-    (void)ctl;
-    (void)arg;
-    dapi_json(r, 200, json_array());
 }
 
 static void route_distribution(ctl_t *ctl, httpd_req_t *r, const char *arg)
@@ -1306,6 +1299,200 @@ static void route_events(ctl_t *ctl, httpd_req_t *r, const char *arg)
     json_decref(f);
 }
 
+/* ------------------------------------------------- secrets and configs */
+
+static int dapi_secret_match(const json_t *f, const Secret *s)
+{
+    json_t *names = json_object_get(f, "names");
+    ServiceSpec fake = PB_SERVICE_SPEC_INIT; /* the label filter reads a spec's labels */
+
+    if (!dockerjson_filter_match(f, "id", s->id, 1) ||
+        !dockerjson_filter_match(f, "name", s->name, 1) ||
+        (names && !dockerjson_filter_match(f, "names", s->name, 0)))
+        return 0;
+    fake.stack = s->stack;
+    fake.n_labels = s->n_labels;
+    fake.labels = s->labels;
+    return dapi_labels_match(f, &fake);
+}
+
+static void secrets_answer(dcall_t *c, const Envelope *env)
+{
+    json_t *arr;
+
+    if (dapi_failed(c, env))
+        goto out;
+    if (env->msg_case == MSG_SECRET_REPLY) {
+        dapi_json(c->req, 200, dockerjson_secret(env->secret_reply->secret));
+        goto out;
+    }
+    if (env->msg_case != MSG_SECRET_LIST_REPLY) {
+        dapi_error(c->req, 500, "unexpected %s", wire_msg_name(env->msg_case));
+        goto out;
+    }
+    arr = json_array();
+    for (size_t i = 0; arr && i < env->secret_list_reply->n_secrets; i++) {
+        const Secret *s = env->secret_list_reply->secrets[i];
+        if (c->filters && !dapi_secret_match(c->filters, s))
+            continue;
+        if (json_array_append_new(arr, dockerjson_secret(s))) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    dapi_json(c->req, 200, arr);
+out:
+    c->req = NULL;
+}
+
+static void dapi_secrets_list(ctl_t *ctl, httpd_req_t *r, SecretKind kind)
+{
+    static const char *const allowed[] = { "id", "name", "names", "label", NULL };
+    Envelope env = PB_ENVELOPE_INIT;
+    SecretList req = PB_SECRET_LIST_INIT;
+    json_t *f;
+    dcall_t *c;
+
+    if (dapi_filters(r, allowed, &f) || !(c = dcall_new(ctl, r, secrets_answer, f)))
+        return;
+    req.kind = kind;
+    env.msg_case = MSG_SECRET_LIST;
+    env.secret_list = &req;
+    dcall_send(c, &env);
+}
+
+static void dapi_secret_get(ctl_t *ctl, httpd_req_t *r, SecretKind kind, const char *ref)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    SecretGet req = PB_SECRET_GET_INIT;
+    dcall_t *c = dcall_new(ctl, r, secrets_answer, NULL);
+
+    if (!c)
+        return;
+    req.kind = kind;
+    req.ref = (char *)ref;
+    env.msg_case = MSG_SECRET_GET;
+    env.secret_get = &req;
+    dcall_send(c, &env);
+}
+
+static void secret_created(dcall_t *c, const Envelope *env)
+{
+    if (!dapi_failed(c, env)) {
+        if (env->msg_case == MSG_SECRET_REPLY)
+            dapi_json(c->req, 201, json_pack("{s:s}", "ID", env->secret_reply->secret->id));
+        else
+            dapi_error(c->req, 500, "unexpected %s", wire_msg_name(env->msg_case));
+    }
+    c->req = NULL;
+}
+
+static void dapi_secret_create(ctl_t *ctl, httpd_req_t *r, SecretKind kind)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    SecretCreate req = PB_SECRET_CREATE_INIT;
+    Secret *s = PB_NEW(Secret);
+    json_t *j = dapi_body(r);
+    char err[512];
+    dcall_t *c;
+
+    if (!j || !s) {
+        if (!s)
+            dapi_error(r, 500, "out of memory");
+        goto out;
+    }
+    s->kind = kind;
+    if (dockerjson_secret_from(j, s, err, sizeof(err))) {
+        dapi_error(r, 400, "%s", err);
+        goto out;
+    }
+    if (!(c = dcall_new(ctl, r, secret_created, NULL)))
+        goto out;
+    req.secret = s;
+    env.msg_case = MSG_SECRET_CREATE;
+    env.secret_create = &req;
+    dcall_send(c, &env);
+out:
+    if (s && s->data.data)
+        OPENSSL_cleanse(s->data.data, s->data.len);
+    pb_free(s);
+    json_decref(j);
+}
+
+static void secret_removed(dcall_t *c, const Envelope *env)
+{
+    if (!dapi_failed(c, env))
+        httpd_respond(c->req, 204, "application/json", "", 0);
+    c->req = NULL;
+}
+
+static void dapi_secret_delete(ctl_t *ctl, httpd_req_t *r, SecretKind kind, const char *ref)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    SecretRemove req = PB_SECRET_REMOVE_INIT;
+    dcall_t *c = dcall_new(ctl, r, secret_removed, NULL);
+
+    if (!c)
+        return;
+    req.kind = kind;
+    req.ref = (char *)ref;
+    env.msg_case = MSG_SECRET_REMOVE;
+    env.secret_remove = &req;
+    dcall_send(c, &env);
+}
+
+static void route_secrets(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    (void)arg;
+    dapi_secrets_list(ctl, r, SECRET_KIND_SECRET);
+}
+
+static void route_configs(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    (void)arg;
+    dapi_secrets_list(ctl, r, SECRET_KIND_CONFIG);
+}
+
+static void route_secret(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    dapi_secret_get(ctl, r, SECRET_KIND_SECRET, arg);
+}
+
+static void route_config(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    dapi_secret_get(ctl, r, SECRET_KIND_CONFIG, arg);
+}
+
+static void route_secret_create(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    (void)arg;
+    dapi_secret_create(ctl, r, SECRET_KIND_SECRET);
+}
+
+static void route_config_create(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    (void)arg;
+    dapi_secret_create(ctl, r, SECRET_KIND_CONFIG);
+}
+
+static void route_secret_delete(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    dapi_secret_delete(ctl, r, SECRET_KIND_SECRET, arg);
+}
+
+static void route_config_delete(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    dapi_secret_delete(ctl, r, SECRET_KIND_CONFIG, arg);
+}
+
+/* Docker lets only the labels of a secret change; skiff's are immutable. */
+static void route_secret_update(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    (void)ctl;
+    dapi_error(r, 400, "%s: secrets and configs are immutable in skiff: make a new one and "
+               "update the services that use it", arg);
+}
+
 /* -------------------------------------------------------------- router */
 
 /* '*' is one segment, handed to the route. */
@@ -1335,8 +1522,16 @@ static const struct {
     { "GET", "/networks", route_networks_list },
     { "GET", "/networks/*", route_networks },
     { "POST", "/networks/create", route_network_create },
-    { "GET", "/secrets", route_empty_list },
-    { "GET", "/configs", route_empty_list },
+    { "GET", "/secrets", route_secrets },
+    { "POST", "/secrets/create", route_secret_create },
+    { "GET", "/secrets/*", route_secret },
+    { "DELETE", "/secrets/*", route_secret_delete },
+    { "POST", "/secrets/*/update", route_secret_update },
+    { "GET", "/configs", route_configs },
+    { "POST", "/configs/create", route_config_create },
+    { "GET", "/configs/*", route_config },
+    { "DELETE", "/configs/*", route_config_delete },
+    { "POST", "/configs/*/update", route_secret_update },
 };
 
 static int dapi_match(const char *pattern, const char *path, char *arg, size_t len)

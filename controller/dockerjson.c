@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <openssl/evp.h>
 
 #define NS_PER_MS 1000000LL
 
@@ -311,10 +312,73 @@ static int dj_mounts(dj_t *d, const json_t *c, ServiceSpec *s)
     return 0;
 }
 
+/* Secrets and Configs: [{"File": {"Name", "UID", "GID", "Mode"}, "SecretID",
+ * "SecretName"}] (ConfigID, ConfigName). The name is what counts: the
+ * controller finds the id from it, as for a spec from the skiff CLI. */
+static int dj_file_refs(dj_t *d, const json_t *c, SecretKind kind, ServiceSpec *s)
+{
+    static const char *const known_s[] = { "File", "SecretID", "SecretName", NULL };
+    static const char *const known_c[] = { "File", "ConfigID", "ConfigName", NULL };
+    static const char *const file_keys[] = { "Name", "UID", "GID", "Mode", NULL };
+    int config = kind == SECRET_KIND_CONFIG;
+    const char *key = config ? "Configs" : "Secrets";
+    json_t *v = json_object_get(c, key), *x;
+    char path[96], fpath[112];
+    size_t i;
+
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_array(v))
+        return dj_fail(d, "Spec.TaskTemplate.ContainerSpec", "%s: must be a list", key);
+    json_array_foreach(v, i, x) {
+        const json_t *f;
+        SecretRef *r;
+        int bad = 0;
+        snprintf(path, sizeof(path), "Spec.TaskTemplate.ContainerSpec.%s[%zu]", key, i);
+        snprintf(fpath, sizeof(fpath), "%s.File", path);
+        if (dj_keys(d, x, path, config ? known_c : known_s))
+            return -1;
+        if (!(r = PB_NEW(SecretRef)))
+            return dj_nomem(d);
+        if (pb_push_msg(config ? &s->n_configs : &s->n_secrets,
+                        (void ***)(config ? &s->configs : &s->secrets), r)) {
+            pb_free(r);
+            return dj_nomem(d);
+        }
+        if (dj_str(d, x, config ? "ConfigName" : "SecretName", path, &r->name) ||
+            dj_str(d, x, config ? "ConfigID" : "SecretID", path, &r->id))
+            return -1;
+        f = dj_obj(d, x, "File", path, &bad);
+        if (bad)
+            return -1;
+        if (!f)
+            return dj_fail(d, path, "File: skiff puts %ss in files: File is needed", key);
+        if (dj_keys(d, f, fpath, file_keys) || dj_str(d, f, "Name", fpath, &r->target) ||
+            dj_u32(d, f, "Mode", fpath, &r->mode))
+            return -1;
+        for (int k = 0; k < 2; k++) {
+            json_t *id = json_object_get(f, k ? "GID" : "UID");
+            const char *t = json_string_value(id);
+            char *end;
+            unsigned long n;
+            if (!id || json_is_null(id))
+                continue;
+            n = t ? strtoul(t, &end, 10) : 0;
+            if (!t || !*t || *end || n > UINT32_MAX - 1)
+                return dj_fail(d, fpath, "%s: must be a number as a string", k ? "GID" : "UID");
+            *(k ? &r->gid : &r->uid) = (uint32_t)n;
+        }
+        if (spec_secret_ref_complete(r, kind))
+            return dj_nomem(d);
+    }
+    return 0;
+}
+
 static int dj_container(dj_t *d, const json_t *c, ServiceSpec *s)
 {
     static const char *const known[] = { "Image", "Command", "Args", "Env", "User", "Healthcheck",
-                                         "Mounts", "StopGracePeriod", "Labels", NULL };
+                                         "Mounts", "StopGracePeriod", "Labels", "Secrets",
+                                         "Configs", NULL };
     const char *path = "Spec.TaskTemplate.ContainerSpec";
     const json_t *h;
     int bad = 0;
@@ -323,7 +387,8 @@ static int dj_container(dj_t *d, const json_t *c, ServiceSpec *s)
         dj_strs(d, c, "Command", path, &s->n_entrypoint, &s->entrypoint) ||
         dj_strs(d, c, "Args", path, &s->n_command, &s->command) ||
         dj_strs(d, c, "Env", path, &s->n_env, &s->env) || dj_str(d, c, "User", path, &s->user) ||
-        dj_dur(d, c, "StopGracePeriod", path, &s->stop_grace_period_ms) || dj_mounts(d, c, s))
+        dj_dur(d, c, "StopGracePeriod", path, &s->stop_grace_period_ms) || dj_mounts(d, c, s) ||
+        dj_file_refs(d, c, SECRET_KIND_SECRET, s) || dj_file_refs(d, c, SECRET_KIND_CONFIG, s))
         return -1;
     h = dj_obj(d, c, "Healthcheck", path, &bad);
     if (bad || (h && dj_healthcheck(d, h, s->health)))
@@ -756,6 +821,29 @@ static int dj_extension_labels(json_t *labels, const ServiceSpec *s)
     return rc;
 }
 
+/* Secrets or Configs as Docker shows them in a ContainerSpec. */
+static json_t *dj_file_refs_json(SecretRef *const *refs, size_t n, int config)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; arr && i < n; i++) {
+        const SecretRef *r = refs[i];
+        char uid[16], gid[16];
+        snprintf(uid, sizeof(uid), "%u", r->uid);
+        snprintf(gid, sizeof(gid), "%u", r->gid);
+        if (json_array_append_new(arr, json_pack("{s:{s:s, s:s, s:s, s:i}, s:s, s:s}", "File",
+                                                 "Name", r->target, "UID", uid, "GID", gid,
+                                                 "Mode", (int)r->mode,
+                                                 config ? "ConfigID" : "SecretID", r->id,
+                                                 config ? "ConfigName" : "SecretName",
+                                                 r->name))) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
 json_t *dockerjson_spec(const ServiceSpec *s)
 {
     json_t *j = json_object(), *tt = json_object(), *c = json_object(), *mounts = json_array();
@@ -794,6 +882,10 @@ json_t *dockerjson_spec(const ServiceSpec *s)
                                                      s->mounts[i]->readonly));
     if (!rc && s->n_mounts)
         rc = json_object_set(c, "Mounts", mounts);
+    if (!rc && s->n_secrets)
+        rc = dj_set(c, "Secrets", dj_file_refs_json(s->secrets, s->n_secrets, 0));
+    if (!rc && s->n_configs)
+        rc = dj_set(c, "Configs", dj_file_refs_json(s->configs, s->n_configs, 1));
     rc = rc || dj_set(c, "StopGracePeriod", json_integer(s->stop_grace_period_ms * NS_PER_MS)) ||
          json_object_set(tt, "ContainerSpec", c) ||
          dj_set(tt, "Resources",
@@ -1076,5 +1168,85 @@ int dockerjson_filters_allowed(const json_t *filters, const char *const *allowed
             return -1;
         }
     }
+    return 0;
+}
+
+/* ------------------------------------------------- secrets and configs */
+
+json_t *dockerjson_secret(const Secret *s)
+{
+    json_t *j = json_object(), *spec = json_object(), *labels = dj_label_map(s->labels,
+                                                                              s->n_labels);
+    int rc = !j || !spec || !labels;
+
+    if (!rc && *s->stack && !json_object_get(labels, DOCKERJSON_STACK_LABEL))
+        rc = dj_set(labels, DOCKERJSON_STACK_LABEL, json_string(s->stack));
+    rc = rc || dj_set(spec, "Name", json_string(s->name)) ||
+         json_object_set(spec, "Labels", labels);
+    if (!rc && s->kind == SECRET_KIND_CONFIG) {
+        size_t len = 4 * ((s->data.len + 2) / 3) + 1;
+        char *b64 = malloc(len);
+        rc = !b64;
+        if (b64) {
+            EVP_EncodeBlock((unsigned char *)b64, s->data.data, (int)s->data.len);
+            rc = dj_set(spec, "Data", json_string(b64));
+            free(b64);
+        }
+    }
+    rc = rc || dj_set(j, "ID", json_string(s->id)) ||
+         dj_set(j, "Version", json_pack("{s:I}", "Index", (json_int_t)s->version)) ||
+         dj_set_time(j, "CreatedAt", s->created_ms) ||
+         dj_set_time(j, "UpdatedAt", s->updated_ms) || json_object_set(j, "Spec", spec);
+    json_decref(spec);
+    json_decref(labels);
+    if (rc) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* Base64 as Docker sends []byte, padding and all, into a new buffer. */
+static int dj_base64(dj_t *d, const char *path, const char *in, uint8_t **out, size_t *len)
+{
+    size_t n = strlen(in), pad = 0;
+    int got;
+
+    if (n % 4 || n > 4 * ((SPEC_SECRET_MAX_SIZE + 2) / 3) + 4)
+        return dj_fail(d, path, "Data: not base64, or more than %d bytes", SPEC_SECRET_MAX_SIZE);
+    if (!(*out = malloc(n / 4 * 3 + 1)))
+        return dj_nomem(d);
+    got = EVP_DecodeBlock(*out, (const unsigned char *)in, (int)n);
+    if (got < 0) {
+        free(*out);
+        *out = NULL;
+        return dj_fail(d, path, "Data: not base64");
+    }
+    pad = n && in[n - 1] == '=' ? 1 + (n > 1 && in[n - 2] == '=') : 0;
+    *len = (size_t)got - pad;
+    return 0;
+}
+
+int dockerjson_secret_from(const json_t *j, Secret *out, char *err, size_t errlen)
+{
+    static const char *const known[] = { "Name", "Labels", "Data", NULL };
+    dj_t d = { err, errlen };
+    const char *path = out->kind == SECRET_KIND_CONFIG ? "ConfigSpec" : "SecretSpec";
+    json_t *data = json_object_get(j, "Data");
+
+    if (dj_keys(&d, j, path, known) || dj_str(&d, j, "Name", path, &out->name) ||
+        dj_labels(&d, j, "Labels", path, &out->n_labels, &out->labels))
+        return -1;
+    if (data && !json_is_null(data)) {
+        if (!json_is_string(data))
+            return dj_fail(&d, path, "Data: must be a base64 string");
+        if (dj_base64(&d, path, json_string_value(data), &out->data.data, &out->data.len))
+            return -1;
+    }
+    /* `docker stack deploy` names a stack's secrets with this label. */
+    for (size_t i = 0; i < out->n_labels; i++)
+        if (strcmp(out->labels[i]->key, DOCKERJSON_STACK_LABEL) == 0 &&
+            pb_set_str(&out->stack, out->labels[i]->value))
+            return dj_nomem(&d);
     return 0;
 }

@@ -54,6 +54,17 @@ const char *dockerjson_desired_state(DesiredState s);
 /* Unix ms as RFC 3339 with nanoseconds, in UTC ("0001-01-01T00:00:00Z" for 0). */
 void dockerjson_time(int64_t ms, char *buf, size_t len);
 
+/* A Secret (kind secret or config) as Docker's Secret or Config object:
+ * ID, Version, CreatedAt, UpdatedAt, Spec {Name, Labels} and, for a config
+ * only, Spec.Data (base64). A stack's shows its com.docker.stack.namespace
+ * label. */
+json_t *dockerjson_secret(const Secret *s);
+/* The body of POST /secrets/create or /configs/create ({Name, Labels,
+ * Data}: base64) into out (a PB_NEW Secret whose kind the caller set); a
+ * com.docker.stack.namespace label sets its stack. Returns 0, or -1 with
+ * one line in err naming the field. */
+int dockerjson_secret_from(const json_t *j, Secret *out, char *err, size_t errlen);
+
 /* Docker's list filters (?filters=): {"name": {"web": true}} or the old
  * {"name": ["web"]}. Returns 0 with *out an object of key -> array of
  * strings (NULL when s is NULL or empty), or -1 with err. */
