@@ -1253,6 +1253,8 @@ static void agent_free(agent_t *a)
     free(a->socket);
     free(a->metrics_listen);
     free(a->state_dir);
+    /* The values go; the tmpfs and its files stay (secrets.h): running
+     * containers keep their bind mounts, and the next agent reuses it. */
     secrets_free(a->secrets);
     pb_free(a->endpoints);
     EVP_PKEY_free(a->key);
