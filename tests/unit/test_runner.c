@@ -916,6 +916,42 @@ static void test_secret_files_bound_and_removed(void **state)
     assert_int_equal(errno, ENOENT);
 }
 
+/* A store whose dir cannot be made. */
+static int setup_unwritable(void **state)
+{
+    snprintf(tmp, sizeof(tmp), "/tmp/skiff-runner-XXXXXX");
+    assert_non_null(mkdtemp(tmp));
+    snprintf(secrets_dir, sizeof(secrets_dir), "%s/missing/secrets", tmp);
+    store = secrets_create(secrets_dir);
+    assert_non_null(store);
+    return setup(state);
+}
+
+/* Files that cannot be written (here: the dir cannot be made; as root a
+ * tmpfs that cannot be mounted is the same path): the task is rejected at
+ * create, with the dir and the error, and no container is made. */
+static void test_secret_files_unwritable_rejected(void **state)
+{
+    Assignment *set[1];
+    runner_report_t rep;
+    char want[400];
+    call_t c;
+
+    start_with(NULL, 0);
+    put_value(SECRET_KIND_SECRET, "s1", "hunter2-value");
+    set[0] = with_secret(assignment("t1", DESIRED_RUNNING), "db_password", "s1");
+    apply(1, set, 1);
+    c = take("image_inspect", "skiff-test/web:v1");
+    answer(&c, 0, NULL);
+    assert_int_equal(fake.n, 0); /* no create */
+    assert_int_equal(runner_report(runner, 1, &rep), 0);
+    assert_int_equal(rep.n, 1);
+    assert_int_equal(rep.tasks[0]->state, TASK_REJECTED);
+    snprintf(want, sizeof(want), "cannot make %s: No such file or directory", secrets_dir);
+    assert_string_equal(rep.tasks[0]->message, want);
+    runner_report_free(&rep);
+}
+
 /* An agent restarted: the container runs, the values come again before
  * the set, and the files are written again, the container left alone. */
 static void test_secret_adopted_rewritten(void **state)
@@ -965,6 +1001,8 @@ int main(void)
                                         teardown_secrets),
         cmocka_unit_test_setup_teardown(test_secret_adopted_rewritten, setup_secrets,
                                         teardown_secrets),
+        cmocka_unit_test_setup_teardown(test_secret_files_unwritable_rejected,
+                                        setup_unwritable, teardown_secrets),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
 
