@@ -25,6 +25,7 @@
 #include "pbutil.h"
 #include "prom.h"
 #include "runner.h"
+#include "secrets.h"
 #include "stats.h"
 #include "tls.h"
 #include "token.h"
@@ -83,6 +84,7 @@ struct agent {
     stats_t *stats;
     engine_t *engine;
     runner_t *runner;
+    secrets_t *secrets;         /* values of secrets and configs, for the runner */
     lb_t *lb;
     logstreams_t *logs;
     Endpoints *endpoints;       /* the last set pushed, for a balancer made later */
@@ -938,6 +940,10 @@ static int agent_on_message(conn_t *c, Envelope *env)
     case MSG_ENDPOINTS:
         rc = agent_on_endpoints(a, env);
         break;
+    case MSG_SECRET_DATA:
+        /* Kept for the next Assignments; a bad one is logged and ignored. */
+        (void)secrets_put(a->secrets, env->secret_data);
+        break;
     case MSG_LOGS_OPEN:
         logstreams_open(a->logs, env->logs_open);
         break;
@@ -1247,6 +1253,9 @@ static void agent_free(agent_t *a)
     free(a->socket);
     free(a->metrics_listen);
     free(a->state_dir);
+    /* The values go; the tmpfs and its files stay (secrets.h): running
+     * containers keep their bind mounts, and the next agent reuses it. */
+    secrets_free(a->secrets);
     pb_free(a->endpoints);
     EVP_PKEY_free(a->key);
     EVP_PKEY_free(a->join_key);
@@ -1324,6 +1333,15 @@ agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg, char *err, siz
     rc.advertise = a->advertise;
     rc.gateway = "";
     rc.http = a->http;
+    {
+        /* <state-dir>/secrets: the tmpfs of the tasks' secret and config files. */
+        char dir[4096];
+        int n = snprintf(dir, sizeof(dir), "%s/secrets", a->state_dir);
+        a->secrets = secrets_create(*a->state_dir && n > 0 && (size_t)n < sizeof(dir) ? dir : NULL);
+        if (!a->secrets)
+            goto out_close_engine;
+    }
+    rc.secrets = a->secrets;
     a->runner = runner_create(loop, a->engine, &rc, &agent_runner_ops, a);
     if (!a->runner)
         goto out_close_engine;

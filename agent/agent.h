@@ -9,9 +9,10 @@
  * again with it. With its certificate it says Hello as ROLE_AGENT and,
  * once it knows the cluster id and has listed the engine's containers of
  * this cluster and node, registers (NodeRegister with resources, labels,
- * gateway, versions and the adopted tasks' statuses). Then: Assignments to
- * the runner, Endpoints to the load balancer, LogsOpen/LogsClose to the log
- * streams; StatusReport{full} every heartbeat and StatusReport{changes} as
+ * gateway, versions and the adopted tasks' statuses). Then: SecretData to
+ * the secrets store (secrets.h; each comes before the Assignments that use
+ * it), Assignments to the runner, Endpoints to the load balancer,
+ * LogsOpen/LogsClose to the log streams; StatusReport{full} every heartbeat and StatusReport{changes} as
  * soon as a task's status changes. When the controller goes away it
  * reconnects with backoff (100 ms doubling to 2 s) and changes nothing
  * meanwhile. With several controllers (one leading, on etcd) it tries them

@@ -109,6 +109,13 @@ typedef struct engine_event {
     int64_t time_ns;
 } engine_event_t;
 
+/* A file of the host bind-mounted read-only into the container: a secret's
+ * or config's (secrets.h). Only the host path crosses here, never a value. */
+typedef struct engine_file {
+    char *source;  /* on the host */
+    char *target;  /* in the container */
+} engine_file_t;
+
 /* What a container is created from. */
 typedef struct engine_create {
     const Assignment *assignment;  /* the task, its spec and hosts */
@@ -117,6 +124,8 @@ typedef struct engine_create {
     const char *node;
     const char *advertise;         /* host ip of the port bindings */
     const char *gateway;           /* where Assignment.hosts point; "" none */
+    const engine_file_t *files;    /* read-only bind mounts of secrets and configs */
+    size_t n_files;
 } engine_create_t;
 
 /* The outcome of a call. status is 0, or:

@@ -318,8 +318,9 @@ static json_t *engine_health_json(const HealthCheck *h, int *ok)
     return hc;
 }
 
-static json_t *engine_mounts_json(const ServiceSpec *s, int *ok)
+static json_t *engine_mounts_json(const engine_create_t *req, int *ok)
 {
+    const ServiceSpec *s = req->assignment->spec;
     json_t *mounts = json_array();
 
     if (!mounts) {
@@ -338,6 +339,12 @@ static json_t *engine_mounts_json(const ServiceSpec *s, int *ok)
             jset(o, "Source", json_string(m->source), ok);
         jpush(mounts, o, ok);
     }
+    /* Secrets and configs: their files on the agent's tmpfs, read-only. */
+    for (size_t i = 0; i < req->n_files; i++)
+        jpush(mounts,
+              json_pack("{s:s, s:s, s:s, s:b}", "Type", "bind", "Source", req->files[i].source,
+                        "Target", req->files[i].target, "ReadOnly", 1),
+              ok);
     return mounts;
 }
 
@@ -377,7 +384,7 @@ char *engine_json_create_body(const engine_create_t *req)
         jset(body, "Healthcheck", hc, &ok);
 
     jset(host, "PortBindings", bindings, &ok);
-    jset(host, "Mounts", engine_mounts_json(s, &ok), &ok);
+    jset(host, "Mounts", engine_mounts_json(req, &ok), &ok);
     if (s->limits && s->limits->memory_bytes > 0)
         jset(host, "Memory", json_integer(s->limits->memory_bytes), &ok);
     if (s->limits && s->limits->nano_cpus > 0)

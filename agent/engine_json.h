@@ -23,7 +23,9 @@
 int engine_container_name(const Assignment *a, char *out, size_t len);
 
 /* The body of POST /containers/create. A malloc'd string, or NULL when out
- * of memory. Never privileged, never the host's network or PID namespace. */
+ * of memory. Never privileged, never the host's network or PID namespace.
+ * Secrets and configs are req->files, read-only bind mounts: only their
+ * host paths are in the body, never a value. */
 char *engine_json_create_body(const engine_create_t *req);
 
 /* The "filters" query value (JSON, not yet URL-encoded): every label of

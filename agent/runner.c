@@ -31,6 +31,7 @@ typedef struct rentry {
     int64_t cid_at;       /* monotonic ms the container id became known */
     TaskState logged;     /* the state last logged */
     Health logged_health;
+    int files;            /* its secret and config files are written (this run) */
 } rentry_t;
 
 struct runner {
@@ -159,8 +160,40 @@ static void runner_remove_at(runner_t *r, size_t i)
 {
     rentry_t *e = r->entries[i];
 
+    if (!e->t->stray)
+        secrets_remove_task(r->cfg.secrets, e->t->id);
     r->entries[i] = r->entries[--r->n];
     runner_entry_free(r, e);
+}
+
+static int runner_uses_files(const runtask_t *t)
+{
+    return !t->stray && t->asg && t->asg->spec && secrets_n_refs(t->asg->spec) > 0;
+}
+
+/* Writes the task's secret and config files (again). Returns 0 or a
+ * negative code with why. */
+static int runner_write_files(runner_t *r, rentry_t *e, engine_file_t **files, size_t *n,
+                              char *why, size_t len)
+{
+    int rc;
+
+    if (files) {
+        *files = NULL;
+        *n = 0;
+    }
+    if (!runner_uses_files(e->t))
+        return 0;
+    if (!r->cfg.secrets) {
+        (void)secrets_missing(NULL, e->t->asg->spec, why, len);
+        return SKIFF_ENOTFOUND;
+    }
+    rc = secrets_write_task(r->cfg.secrets, e->t->id, e->t->asg->spec, files, n, why, len);
+    e->files = rc == 0;
+    /* Out of memory is tried again; anything else is for good (and not
+     * SKIFF_ENOTFOUND, which runtask reads as a missing image or
+     * container). */
+    return rc == 0 || rc == -ENOMEM ? rc : SKIFF_EINVAL;
 }
 
 /* A display name for logs: the container's name when the task has one. */
@@ -208,7 +241,10 @@ static const char *runner_act_name(runtask_act_t act)
     return (unsigned)act < sizeof(names) / sizeof(names[0]) ? names[act] : "?";
 }
 
-static int runner_issue(runner_t *r, rentry_t *e, const runtask_action_t *a)
+/* Issues the action's engine call. Returns 0, or a negative code (the
+ * callback will not come) with why, or why "" for skiff_strerror's. */
+static int runner_issue(runner_t *r, rentry_t *e, const runtask_action_t *a, char *why,
+                        size_t whylen)
 {
     runtask_t *t = e->t;
     engine_t *en = r->engine;
@@ -228,11 +264,29 @@ static int runner_issue(runner_t *r, rentry_t *e, const runtask_action_t *a)
             .assignment = t->asg, .name = name, .cluster = r->cluster, .node = r->node,
             .advertise = r->advertise, .gateway = r->gateway,
         };
+        engine_file_t *files;
+        size_t n_files;
+        int rc;
         if (!t->asg || engine_container_name(t->asg, name, sizeof(name)))
             return SKIFF_EINVAL;
-        return en->ops->create(en, &req, runner_on_op, e);
+        /* Never a container without its files. */
+        rc = runner_write_files(r, e, &files, &n_files, why, whylen);
+        if (rc)
+            return rc;
+        req.files = files;
+        req.n_files = n_files;
+        rc = en->ops->create(en, &req, runner_on_op, e);
+        secrets_files_free(files, n_files);
+        return rc;
     }
     case RT_START:
+        /* A container of an earlier run of the agent (adopted), whose
+         * files may be gone (a reboot empties the tmpfs). */
+        if (!e->files) {
+            int rc = runner_write_files(r, e, NULL, NULL, why, whylen);
+            if (rc)
+                return rc;
+        }
         return en->ops->start(en, t->cid, runner_on_op, e);
     case RT_INSPECT:
         if (t->cid[0])
@@ -281,8 +335,12 @@ static void runner_on_op(void *arg, const engine_result_t *res)
     runtask_done(t, &fixed, runner_mono(r), runner_wall(r));
     if (!had_cid && t->cid[0])
         e->cid_at = runner_mono(r);
-    if (op == RT_REMOVE && !t->cid[0])
+    if (op == RT_REMOVE && !t->cid[0]) {
         log_info("%s: container removed", runner_name(e, name, sizeof(name)));
+        if (!t->stray)
+            secrets_remove_task(r->cfg.secrets, t->id);
+        e->files = 0;
+    }
     runner_step(r);
 }
 
@@ -358,13 +416,16 @@ static void runner_step_once(runner_t *r, int64_t *wake)
             break;
         default: {
             int rc;
+            char why[256] = "";
             runtask_begin(t, &a, now, runner_wall(r));
-            rc = runner_issue(r, e, &a);
+            rc = runner_issue(r, e, &a, why, sizeof(why));
             if (rc) {
                 /* It failed at once: the callback will not come. */
                 engine_result_t res = { 0 };
-                char msg[200];
-                if (rc == SKIFF_EINVAL && a.act == RT_CREATE)
+                char msg[300];
+                if (why[0])
+                    snprintf(msg, sizeof(msg), "%s", why);
+                else if (rc == SKIFF_EINVAL && a.act == RT_CREATE)
                     snprintf(msg, sizeof(msg),
                              "the container's configuration cannot be sent to the engine "
                              "(strings must be UTF-8)");
@@ -684,7 +745,34 @@ static int runner_check(Assignment *a, char *why, size_t len)
             return SKIFF_EINVAL;
         }
     }
-    return 0;
+    return secrets_check_refs(a->spec, why, len);
+}
+
+static int runner_keep_files(void *arg, const char *task_id)
+{
+    return runner_find(arg, task_id) != NULL;
+}
+
+/* After a set: the values no task uses go; the files of containers made
+ * before this run of the agent (adopted) are written again now that their
+ * values are here; and, after the first set, the dirs of tasks that are
+ * gone. */
+static void runner_apply_files(runner_t *r, const Assignments *set, int first)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        rentry_t *e = r->entries[i];
+        char why[256];
+        if (e->files || !e->t->cid[0] || e->t->terminal || !runner_uses_files(e->t))
+            continue;
+        if (runner_write_files(r, e, NULL, NULL, why, sizeof(why)))
+            log_warn("task %s: its secret and config files cannot be written: %s", e->t->id,
+                     why);
+    }
+    if (r->cfg.secrets) {
+        secrets_retain(r->cfg.secrets, set);
+        if (first)
+            secrets_prune(r->cfg.secrets, runner_keep_files, r);
+    }
 }
 
 int runner_apply(runner_t *r, const Assignments *set)
@@ -740,6 +828,11 @@ int runner_apply(runner_t *r, const Assignments *set)
             }
             /* in_set has room: it was sized for every new entry. */
         }
+        /* The values come before the set that uses them: one that has not
+         * come will not. A task whose container runs already keeps it. */
+        if (rc == 0 && a->desired_state == DESIRED_RUNNING && !e->t->cid[0] &&
+            !e->t->terminal && secrets_missing(r->cfg.secrets, a->spec, why, sizeof(why)))
+            rc = SKIFF_ENOTFOUND;
         if (rc) {
             /* Reported as rejected, never run. */
             log_warn("task %s: %s", a->task_id, why);
@@ -765,6 +858,7 @@ int runner_apply(runner_t *r, const Assignments *set)
     if (!r->set_seen)
         log_info("first assignment set (version %" PRIu64 ", %zu task%s)", set->version,
                  set->n_tasks, set->n_tasks == 1 ? "" : "s");
+    runner_apply_files(r, set, !r->set_seen);
     r->set_seen = 1;
     r->version = set->version;
     runner_step(r);

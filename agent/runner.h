@@ -10,6 +10,12 @@
  * touches only containers that carry this agent's cluster and node labels,
  * and removes none before the first set has arrived.
  *
+ * Secrets and configs (secrets.h): a task whose values have not come with
+ * its set is rejected; its files are written just before its container is
+ * created (and before an adopted container is started again, or as soon
+ * as the set names an adopted one), and its dir goes when its container is
+ * removed. After each set the values no task uses are dropped.
+ *
  * The decisions are runtask's; this file is the I/O around them. Clocks and
  * probes are seams, so that the unit tests drive a runner with a fake
  * engine and a fake clock, calling runner_step() themselves.
@@ -24,6 +30,7 @@
 #include "engine.h"
 #include "health.h"
 #include "httpc.h"
+#include "secrets.h"
 #include "skiff_pb.h"
 
 typedef struct runner runner_t;
@@ -45,6 +52,9 @@ typedef struct runner_config {
                  void *cb_arg, void **handle);
     void (*probe_cancel)(void *arg, void *handle);
     void *probe_arg;
+    /* The values of secrets and configs, and their files (not owned).
+     * NULL: none, so a task that uses one is rejected. */
+    secrets_t *secrets;
 } runner_config_t;
 
 typedef struct runner_ops {

@@ -523,6 +523,11 @@ cluster_stop() {
 		mapfile -t ids < <(docker volume ls -q --filter "label=skiff.cluster=$CLUSTER_ID")
 		[ "${#ids[@]}" -gt 0 ] && { docker volume rm -f "${ids[@]}" >/dev/null 2>&1 || true; }
 	fi
+	# The agents' secrets tmpfs (<state-dir>/secrets) outlives them by
+	# design; the containers that bound its files are gone now.
+	while read -r f; do
+		umount -l "$f" 2>/dev/null || true
+	done < <(findmnt -rn -o TARGET 2>/dev/null | awk -v d="$SKIFF_TEST_DIR/" 'index($0, d) == 1')
 
 	if [ "${SKIFF_IGNORE_SANITIZER:-0}" != 1 ] && [ ! -e "$SKIFF_TEST_DIR/.sanitizer-reported" ]; then
 		for f in "$SKIFF_TEST_DIR"/*.log; do

@@ -145,6 +145,48 @@ static const char *jstr(json_t *o, const char *path)
 
 /* ------------------------------------------------------------ requests */
 
+/* Secrets and configs come as read-only bind mounts of their files, after
+ * the spec's own mounts; their values are not in the request at all. */
+static void test_create_body_secret_files(void **state)
+{
+    Assignment *a = web_assignment();
+    engine_file_t files[2] = {
+        { "/var/lib/skiff/secrets/k3j2h1/secret-0", "/run/secrets/db_password" },
+        { "/var/lib/skiff/secrets/k3j2h1/config-0", "/etc/nginx/nginx.conf" },
+    };
+    engine_create_t req = {
+        .assignment = a, .name = "shop_api.2.k3j2h1", .cluster = "c0ffee", .node = "n1",
+        .advertise = "127.0.0.2", .gateway = "", .files = files, .n_files = 2,
+    };
+    SecretRef *ref = PB_NEW(SecretRef);
+    char *body;
+    json_t *j, *mounts, *m;
+
+    pb_set_str(&ref->name, "db_password");
+    pb_set_str(&ref->id, "s1");
+    pb_push_msg(&a->spec->n_secrets, (void ***)&a->spec->secrets, ref);
+    body = engine_json_create_body(&req);
+    assert_non_null(body);
+    j = json_loads(body, 0, NULL);
+    assert_non_null(j);
+    mounts = json_object_get(json_object_get(j, "HostConfig"), "Mounts");
+    assert_int_equal(json_array_size(mounts), 4);
+    m = json_array_get(mounts, 2);
+    assert_string_equal(jstr(m, "Type"), "bind");
+    assert_string_equal(jstr(m, "Source"), "/var/lib/skiff/secrets/k3j2h1/secret-0");
+    assert_string_equal(jstr(m, "Target"), "/run/secrets/db_password");
+    assert_true(json_is_true(json_object_get(m, "ReadOnly")));
+    m = json_array_get(mounts, 3);
+    assert_string_equal(jstr(m, "Source"), "/var/lib/skiff/secrets/k3j2h1/config-0");
+    assert_string_equal(jstr(m, "Target"), "/etc/nginx/nginx.conf");
+    assert_true(json_is_true(json_object_get(m, "ReadOnly")));
+    /* The env is the spec's own: nothing of the secret in it. */
+    assert_int_equal(json_array_size(json_object_get(j, "Env")), 2);
+    json_decref(j);
+    free(body);
+    pb_free(a);
+}
+
 static void test_create_body_labels(void **state)
 {
     Assignment *a = web_assignment();
@@ -764,6 +806,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_body_labels),
+        cmocka_unit_test(test_create_body_secret_files),
         cmocka_unit_test(test_create_body_ports),
         cmocka_unit_test(test_create_body_limits_health_mounts_hosts),
         cmocka_unit_test(test_create_body_never_privileged),

@@ -6,7 +6,9 @@
  * right request, a die event restarting after the policy's delay, a second
  * container of one task removed, invalid assignments rejected, resync when
  * the event stream returns, HTTP probes, and reports (changes and
- * heartbeats).
+ * heartbeats). Secrets: a task whose value has not come is rejected; the
+ * create request binds the files (on a real tmpfs: root) and holds no
+ * value; the files of an adopted task are written; removal takes its dir.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -19,10 +21,15 @@
 
 #include <cmocka.h>
 
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "engine_json.h"
 #include "errors.h"
 #include "pbutil.h"
 #include "runner.h"
+#include "secrets.h"
 #include "spec.h"
 
 /* ------------------------------------------------------------ fake engine */
@@ -52,6 +59,8 @@ static struct fake {
 static int64_t clock_now = 1000;
 static int changes, readies;
 static runner_t *runner;
+static secrets_t *store;  /* the runner's secrets, in the tests that have them */
+static char tmp[256], secrets_dir[300];
 
 static int64_t fake_mono(void *arg) { return clock_now; }
 static int64_t fake_wall(void *arg) { return 1800000000000LL + clock_now; }
@@ -310,7 +319,7 @@ static int setup(void **state)
     runner_config_t cfg = {
         .node = "n1", .advertise = "127.0.0.1", .gateway = "172.17.0.1",
         .mono_ms = fake_mono, .wall_ms = fake_wall,
-        .probe = fake_probe, .probe_cancel = fake_probe_cancel,
+        .probe = fake_probe, .probe_cancel = fake_probe_cancel, .secrets = store,
     };
 
     memset(&fake, 0, sizeof(fake));
@@ -329,6 +338,29 @@ static int teardown(void **state)
         free(fake.calls[i].create_body);
     runner_close(runner, NULL, NULL);
     uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+    return 0;
+}
+
+/* A runner with a secrets store on a tmpfs under a temporary dir (the
+ * store mounts it). */
+static int setup_secrets(void **state)
+{
+    snprintf(tmp, sizeof(tmp), "/tmp/skiff-runner-XXXXXX");
+    assert_non_null(mkdtemp(tmp));
+    snprintf(secrets_dir, sizeof(secrets_dir), "%s/secrets", tmp);
+    store = secrets_create(secrets_dir);
+    assert_non_null(store);
+    return setup(state);
+}
+
+static int teardown_secrets(void **state)
+{
+    teardown(state);
+    secrets_free(store);
+    store = NULL;
+    (void)umount2(secrets_dir, MNT_DETACH);
+    rmdir(secrets_dir);
+    assert_int_equal(rmdir(tmp), 0);
     return 0;
 }
 
@@ -770,6 +802,186 @@ static void test_http_probe(void **state)
     assert_true(probe_call.live); /* probing again */
 }
 
+
+/* ------------------------------------------------------------ secrets */
+
+static void put_value(SecretKind kind, const char *id, const char *value)
+{
+    SecretData d = PB_SECRET_DATA_INIT;
+
+    d.id = (char *)id;
+    d.kind = kind;
+    d.data.data = (uint8_t *)value;
+    d.data.len = strlen(value);
+    assert_int_equal(secrets_put(store, &d), 0);
+}
+
+static Assignment *with_secret(Assignment *a, const char *name, const char *id)
+{
+    SecretRef *r = PB_NEW(SecretRef);
+
+    pb_set_str(&r->name, name);
+    pb_set_str(&r->id, id);
+    pb_set_str(&r->target, name);
+    pb_push_msg(&a->spec->n_secrets, (void ***)&a->spec->secrets, r);
+    return a;
+}
+
+static void file_eq(const char *path, const char *want)
+{
+    char buf[256] = "";
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    assert_non_null(f);
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    assert_string_equal(buf, want);
+}
+
+static void test_secret_missing_rejected(void **state)
+{
+    Assignment *set[1];
+    runner_report_t rep;
+
+    start_with(NULL, 0);
+    set[0] = with_secret(assignment("t1", DESIRED_RUNNING), "db_password", "s1");
+    apply(1, set, 1);
+    assert_int_equal(fake.n, 0); /* not even the image is looked at */
+    assert_int_equal(runner_report(runner, 0, &rep), 0);
+    assert_int_equal(rep.n, 1);
+    assert_int_equal(rep.tasks[0]->state, TASK_REJECTED);
+    assert_string_equal(rep.tasks[0]->message,
+                        "secret db_password not received from the controller");
+    runner_report_free(&rep);
+    /* A ref that is not one is rejected at the edge too. */
+    set[0] = with_secret(assignment("t2", DESIRED_RUNNING), "../x", "s1");
+    apply(2, set, 1);
+    assert_int_equal(fake.n, 0);
+    assert_int_equal(runner_report(runner, 1, &rep), 0);
+    assert_int_equal(rep.tasks[0]->state, TASK_REJECTED);
+    assert_non_null(strstr(rep.tasks[0]->message, "invalid spec: secret '../x'"));
+    runner_report_free(&rep);
+}
+
+static void test_secret_files_bound_and_removed(void **state)
+{
+    Assignment *set[1];
+    char path[400], want[500];
+    struct stat st;
+    call_t c;
+
+    if (geteuid() != 0)
+        skip();
+    start_with(NULL, 0);
+    put_value(SECRET_KIND_SECRET, "s1", "hunter2-value");
+    put_value(SECRET_KIND_SECRET, "s9", "unused-value");
+    set[0] = with_secret(assignment("t1", DESIRED_RUNNING), "db_password", "s1");
+    apply(1, set, 1);
+    /* What no task uses is dropped once the set is applied. */
+    assert_int_equal(secrets_count(store), 1);
+    assert_true(secrets_has(store, SECRET_KIND_SECRET, "s1"));
+    c = take("image_inspect", "skiff-test/web:v1");
+    answer(&c, 0, NULL);
+    c = take("create", "web.1.t1");
+    snprintf(want, sizeof(want),
+             "{\"Type\":\"bind\",\"Source\":\"%s/t1/secret-0\","
+             "\"Target\":\"/run/secrets/db_password\",\"ReadOnly\":true}",
+             secrets_dir);
+    assert_non_null(strstr(c.create_body, want));
+    assert_null(strstr(c.create_body, "hunter2"));
+    snprintf(path, sizeof(path), "%s/t1/secret-0", secrets_dir);
+    file_eq(path, "hunter2-value");
+    answer_id(&c, ID3);
+    c = take("start", ID3);
+    answer(&c, 0, NULL);
+    c = take("inspect", ID3);
+    answer_inspect_file(&c, "inspect_starting.json", ID3, "t1");
+    assert_int_equal(fake.n, 0);
+
+    /* Out of the set: stopped, removed, and its dir goes with it. */
+    apply(2, NULL, 0);
+    assert_int_equal(secrets_count(store), 0);
+    c = take("stop", ID3);
+    answer(&c, 0, NULL);
+    emit(ENGINE_EVENT_DIE, ID3, "t1", 0);
+    c = take("inspect", ID3);
+    answer_inspect_file(&c, "inspect_killed.json", ID3, "t1");
+    assert_int_equal(stat(path, &st), 0); /* not before the container is gone */
+    c = take("remove", ID3);
+    answer(&c, 0, NULL);
+    snprintf(path, sizeof(path), "%s/t1", secrets_dir);
+    assert_int_equal(stat(path, &st), -1);
+    assert_int_equal(errno, ENOENT);
+}
+
+/* A store whose dir cannot be made. */
+static int setup_unwritable(void **state)
+{
+    snprintf(tmp, sizeof(tmp), "/tmp/skiff-runner-XXXXXX");
+    assert_non_null(mkdtemp(tmp));
+    snprintf(secrets_dir, sizeof(secrets_dir), "%s/missing/secrets", tmp);
+    store = secrets_create(secrets_dir);
+    assert_non_null(store);
+    return setup(state);
+}
+
+/* Files that cannot be written (here: the dir cannot be made; as root a
+ * tmpfs that cannot be mounted is the same path): the task is rejected at
+ * create, with the dir and the error, and no container is made. */
+static void test_secret_files_unwritable_rejected(void **state)
+{
+    Assignment *set[1];
+    runner_report_t rep;
+    char want[400];
+    call_t c;
+
+    start_with(NULL, 0);
+    put_value(SECRET_KIND_SECRET, "s1", "hunter2-value");
+    set[0] = with_secret(assignment("t1", DESIRED_RUNNING), "db_password", "s1");
+    apply(1, set, 1);
+    c = take("image_inspect", "skiff-test/web:v1");
+    answer(&c, 0, NULL);
+    assert_int_equal(fake.n, 0); /* no create */
+    assert_int_equal(runner_report(runner, 1, &rep), 0);
+    assert_int_equal(rep.n, 1);
+    assert_int_equal(rep.tasks[0]->state, TASK_REJECTED);
+    snprintf(want, sizeof(want), "cannot make %s: No such file or directory", secrets_dir);
+    assert_string_equal(rep.tasks[0]->message, want);
+    runner_report_free(&rep);
+}
+
+/* An agent restarted: the container runs, the values come again before
+ * the set, and the files are written again, the container left alone. */
+static void test_secret_adopted_rewritten(void **state)
+{
+    engine_container_t v[1] = { listed(ID1, "rec", "n1", "t1", ENGINE_STATE_RUNNING) };
+    Assignment *set[1];
+    char path[400];
+    call_t c;
+
+    if (geteuid() != 0)
+        skip();
+    start_with(v, 1);
+    c = take("inspect", ID1);
+    answer_inspect_file(&c, "inspect_healthy.json", ID1, "t1");
+    /* A dir of a task that is gone, left by the last run. */
+    assert_int_equal(mkdir(secrets_dir, 0700), 0);
+    assert_int_equal(mount("tmpfs", secrets_dir, "tmpfs", 0, "mode=0700"), 0);
+    snprintf(path, sizeof(path), "%s/old", secrets_dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    put_value(SECRET_KIND_SECRET, "s1", "hunter2-value");
+    set[0] = with_secret(assignment("t1", DESIRED_RUNNING), "db_password", "s1");
+    apply(1, set, 1);
+    assert_int_equal(fake.n, 0);
+    assert_true(secrets_mounted(store)); /* the one found there */
+    snprintf(path, sizeof(path), "%s/t1/secret-0", secrets_dir);
+    file_eq(path, "hunter2-value");
+    snprintf(path, sizeof(path), "%s/old", secrets_dir);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -783,6 +995,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_name_taken_adopts_own, setup, teardown),
         cmocka_unit_test_setup_teardown(test_name_taken_by_foreign, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_probe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_missing_rejected, setup_secrets,
+                                        teardown_secrets),
+        cmocka_unit_test_setup_teardown(test_secret_files_bound_and_removed, setup_secrets,
+                                        teardown_secrets),
+        cmocka_unit_test_setup_teardown(test_secret_adopted_rewritten, setup_secrets,
+                                        teardown_secrets),
+        cmocka_unit_test_setup_teardown(test_secret_files_unwritable_rejected,
+                                        setup_unwritable, teardown_secrets),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
 

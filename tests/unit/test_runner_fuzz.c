@@ -1,7 +1,9 @@
 /* A randomized test of agent/runner at its edges: assignment sets that are
  * valid sets with bytes flipped (as a broken or hostile controller could
  * send them), engine answers and events in any order with any status,
- * and a clock that jumps. Nothing may crash or leak (run under ASan), every
+ * and a clock that jumps; secret and config values pushed with bytes
+ * flipped too (their files on a tmpfs under a temporary dir when run as
+ * root). Nothing may crash or leak (run under ASan), every
  * report must be well formed, and no container of another cluster or node
  * may ever be touched.
  */
@@ -21,7 +23,11 @@
 #include "log.h"
 #include "pbutil.h"
 #include "runner.h"
+#include "secrets.h"
 #include "spec.h"
+
+#include <sys/mount.h>
+#include <unistd.h>
 
 #define MAX_CALLS 256
 #define FOREIGN_ID "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0"
@@ -200,6 +206,39 @@ static void random_event(runner_t *r)
     runner_on_event(r, &ev);
 }
 
+/* A value, packed. */
+static uint8_t *valid_value(SecretKind kind, const char *id, size_t *len)
+{
+    SecretData d = PB_SECRET_DATA_INIT;
+    uint8_t *buf;
+
+    d.id = (char *)id;
+    d.kind = kind;
+    d.data.data = (uint8_t *)"hunter2-value";
+    d.data.len = 13;
+    *len = protobuf_c_message_get_packed_size(&d.base);
+    buf = malloc(*len);
+    protobuf_c_message_pack(&d.base, buf);
+    return buf;
+}
+
+/* Pushes one of the values, maybe with bytes flipped. */
+static void push_value(secrets_t *store, uint8_t *const packed[2], const size_t lens[2])
+{
+    int which = rand_r(&seed) % 2;
+    uint8_t buf[64];
+    SecretData *d;
+
+    memcpy(buf, packed[which], lens[which]);
+    for (int k = rand_r(&seed) % 3; k > 0; k--)
+        buf[(size_t)rand_r(&seed) % lens[which]] = (uint8_t)rand_r(&seed);
+    d = (SecretData *)protobuf_c_message_unpack(&PB_DESC_SecretData, NULL, lens[which], buf);
+    if (d) {
+        (void)secrets_put(store, d);
+        pb_free(d);
+    }
+}
+
 /* A valid set, packed. */
 static uint8_t *valid_set(size_t *len)
 {
@@ -223,6 +262,19 @@ static uint8_t *valid_set(size_t *len)
         pb_push_msg(&a->spec->n_ports, (void ***)&a->spec->ports, p);
         pb_set_str(&a->spec->health->http_path, "/health");
         pb_push_str(&a->n_hosts, &a->hosts, "db");
+        if (i < 2) {
+            SecretRef *sr = PB_NEW(SecretRef), *cr = PB_NEW(SecretRef);
+            pb_set_str(&sr->name, "db_password");
+            pb_set_str(&sr->id, "s1");
+            pb_set_str(&sr->target, "db_password");
+            sr->uid = 1000;
+            sr->mode = 0400;
+            pb_push_msg(&a->spec->n_secrets, (void ***)&a->spec->secrets, sr);
+            pb_set_str(&cr->name, "app.conf");
+            pb_set_str(&cr->id, "c1");
+            pb_set_str(&cr->target, "/etc/app.conf");
+            pb_push_msg(&a->spec->n_configs, (void ***)&a->spec->configs, cr);
+        }
         pb_push_msg(&set->n_tasks, (void ***)&set->tasks, a);
     }
     *len = protobuf_c_message_get_packed_size(&set->base);
@@ -243,10 +295,20 @@ static void test_random_life(void **state)
     runner_config_t cfg = { .node = "n1", .advertise = "127.0.0.1", .gateway = "172.17.0.1",
                             .mono_ms = f_mono, .wall_ms = f_wall, .probe = probe };
     static const runner_ops_t ops = { NULL, NULL };
-    size_t len;
-    uint8_t *packed = valid_set(&len), *mutated = malloc(len);
+    size_t len, value_lens[2];
+    uint8_t *packed = valid_set(&len), *mutated = malloc(len), *values[2];
+    char tmp[64] = "/tmp/skiff-fuzz-XXXXXX", dir[96];
+    secrets_t *store;
     runner_t *r;
 
+    values[0] = valid_value(SECRET_KIND_SECRET, "s1", &value_lens[0]);
+    values[1] = valid_value(SECRET_KIND_CONFIG, "c1", &value_lens[1]);
+    assert_true(value_lens[0] <= 64 && value_lens[1] <= 64);
+    assert_non_null(mkdtemp(tmp));
+    snprintf(dir, sizeof(dir), "%s/secrets", tmp);
+    store = secrets_create(dir);
+    assert_non_null(store);
+    cfg.secrets = store;
     memset(&fk, 0, sizeof(fk));
     fk.base.ops = &fops;
     r = runner_create(uv_default_loop(), &fk.base, &cfg, &ops, NULL);
@@ -255,8 +317,10 @@ static void test_random_life(void **state)
     fk.ev->on_state(fk.ev_arg, 1, "");
 
     for (int round = 0; round < 20000; round++) {
-        int what = rand_r(&seed) % 10;
-        if (what == 0) {
+        int what = rand_r(&seed) % 11;
+        if (what == 10) {
+            push_value(store, values, value_lens);
+        } else if (what == 0) {
             Assignments *set;
             memcpy(mutated, packed, len);
             for (int k = rand_r(&seed) % 4; k > 0; k--)
@@ -299,6 +363,12 @@ static void test_random_life(void **state)
     uv_run(uv_default_loop(), UV_RUN_DEFAULT);
     free(packed);
     free(mutated);
+    free(values[0]);
+    free(values[1]);
+    secrets_free(store);
+    (void)umount2(dir, MNT_DETACH);
+    rmdir(dir);
+    assert_int_equal(rmdir(tmp), 0);
 }
 
 int main(void)
