@@ -325,7 +325,13 @@ static void test_interpolate(void **state)
  * CLI's `docker stack deploy` both deploy: its skiff labels are read. */
 static void test_shop_example(void **state)
 {
-    compose_t *c = load_ok("../../deploy/examples/shop/stack.yml");
+    /* its files are found next to it, wherever it is read from */
+    compose_opts_t o = { .stack = "shop", .env = env_lookup };
+    compose_t *c = NULL;
+    char err[512];
+
+    if (compose_load("../../deploy/examples/shop/stack.yml", &o, &c, err, sizeof(err)))
+        fail_msg("%s", err);
     const ServiceSpec *api = find(c, "shop_api"), *pg = find(c, "shop_postgres");
 
     (void)state;
@@ -335,6 +341,30 @@ static void test_shop_example(void **state)
     assert_int_equal(pg->expose[0], 5432);
     assert_int_equal(find(c, "shop_redis")->expose[0], 6379);
     assert_int_equal(find(c, "shop_mongo")->expose[0], 27017);
+    /* PostgreSQL's password is a secret that both read, the API's settings
+     * a config; Redis has a volume and the databases' constraint */
+    assert_int_equal(c->n_secrets, 2);
+    assert_string_equal(c->secrets[0].secret->name, "shop_db_pass");
+    assert_string_equal(c->secrets[0].secret->stack, "shop");
+    assert_true(c->secrets[0].secret->data.len > 0);
+    assert_string_equal(c->secrets[1].secret->name, "shop_api_config");
+    assert_int_equal(c->secrets[1].secret->kind, SECRET_KIND_CONFIG);
+    assert_int_equal(pg->n_secrets, 1);
+    assert_string_equal(pg->secrets[0]->name, "shop_db_pass");
+    assert_string_equal(pg->secrets[0]->target, "db_pass");
+    assert_int_equal(pg->secrets[0]->uid, 999);
+    assert_int_equal(pg->secrets[0]->mode, 0400);
+    assert_int_equal(api->n_secrets, 1);
+    assert_string_equal(api->secrets[0]->target, "db_pass");
+    assert_int_equal(api->secrets[0]->mode, 0444);
+    assert_int_equal(api->n_configs, 1);
+    assert_string_equal(api->configs[0]->name, "shop_api_config");
+    assert_string_equal(api->configs[0]->target, "/etc/shop/api.json");
+    for (size_t i = 0; i < api->n_env; i++)
+        assert_null(strstr(api->env[i], "PASSWORD="));
+    assert_int_equal(find(c, "shop_redis")->n_mounts, 1);
+    assert_string_equal(find(c, "shop_redis")->mounts[0]->source, "shop_redisdata");
+    assert_int_equal(find(c, "shop_redis")->n_constraints, 1);
     compose_free(c);
 }
 
