@@ -125,8 +125,8 @@ int secret_create(cli_args_t *a)
     if (secret_check_name(kind, a->argv[0], err, sizeof(err)))
         return cli_error(CLI_USAGE, "%s", err);
     rc = secret_read_file(kind, a->argv[0], a->argv[1], &data, &len, err, sizeof(err));
-    if (rc)
-        return cli_error(rc == -ENOMEM ? CLI_ERROR : CLI_USAGE, "%s", err);
+    if (rc) /* a file's problem: 1, as cli.h says */
+        return cli_error(CLI_ERROR, "%s", err);
     labels = calloc(a->n_labels ? a->n_labels : 1, sizeof(*labels));
     lp = calloc(a->n_labels ? a->n_labels : 1, sizeof(*lp));
     if (!labels || !lp) {
