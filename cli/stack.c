@@ -217,7 +217,7 @@ static int stack_rm_secrets(client_t *c, const char *stack, SecretKind kind, siz
          i++) {
         const Secret *sec = list->secret_list_reply->secrets[i];
         SecretRemove rm = PB_SECRET_REMOVE_INIT;
-        char err[512];
+        char err[512] = "interrupted";
         int rc;
         if (strcmp(sec->stack, stack) != 0)
             continue; /* never another's, nor an external one */
