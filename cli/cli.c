@@ -43,6 +43,8 @@ enum {
     CF_FILTER = 1u << 16,
     CF_NO_STREAM = 1u << 17,
     CF_ROTATE = 1u << 18,
+    CF_LABEL = 1u << 19,   /* secret|config create --label */
+    CF_PRETTY = 1u << 20,  /* secret|config inspect --pretty */
 };
 
 typedef struct cli_flag {
@@ -84,6 +86,8 @@ static const cli_flag_t cli_flags[] = {
       "digest in the admin token)" },
     { CF_ROTATE, "rotate", 0, NULL,
       "Rotate the CA: a new CA, every node's certificate reissued, new tokens" },
+    { CF_LABEL, "label", 'l', "KEY=VALUE", "Set a label (repeatable)" },
+    { CF_PRETTY, "pretty", 0, NULL, "Print the information in a human friendly format" },
     { CF_HELP, "help", 'h', NULL, "Print this help" },
 };
 
@@ -139,6 +143,23 @@ static const cli_command_t cli_commands[] = {
     { "stack", "ps", NULL, "[OPTIONS] STACK", "List the tasks of a stack", LISTING, 0, 1, 1,
       stack_ps },
     { "stack", "rm", "remove", "STACK [STACK...]", "Remove stacks", 0, 0, 1, -1, stack_rm },
+    { "secret", "create", NULL, "[OPTIONS] SECRET FILE|-",
+      "Create a secret from a file or standard input (\"-\")", CF_LABEL, 0, 2, 2,
+      secret_create },
+    { "secret", "ls", "list", "[OPTIONS]", "List secrets", LISTING, 0, 0, 0, secret_ls },
+    { "secret", "inspect", NULL, "[OPTIONS] SECRET [SECRET...]",
+      "Display secrets in detail, as JSON (never their values)", CF_PRETTY, 0, 1, -1,
+      secret_inspect },
+    { "secret", "rm", "remove", "SECRET [SECRET...]", "Remove secrets", 0, 0, 1, -1,
+      secret_rm },
+    { "config", "create", NULL, "[OPTIONS] CONFIG FILE|-",
+      "Create a config from a file or standard input (\"-\")", CF_LABEL, 0, 2, 2,
+      secret_create },
+    { "config", "ls", "list", "[OPTIONS]", "List configs", LISTING, 0, 0, 0, secret_ls },
+    { "config", "inspect", NULL, "[OPTIONS] CONFIG [CONFIG...]",
+      "Display configs in detail, as JSON", CF_PRETTY, 0, 1, -1, secret_inspect },
+    { "config", "rm", "remove", "CONFIG [CONFIG...]", "Remove configs", 0, 0, 1, -1,
+      secret_rm },
     { "controller", "ls", "list", "[OPTIONS]",
       "List the controllers, their roles (leader, follower) and their stores' health",
       CF_FORMAT, 0, 0, 0, controller_ls },
@@ -154,6 +175,8 @@ static const struct {
     { "cluster", "Manage the cluster's CA and certificates" },
     { "service", "Manage services" },
     { "stack", "Manage stacks (services from a Compose file)" },
+    { "secret", "Manage secrets (values that tasks get as files, never shown)" },
+    { "config", "Manage configs (files that tasks get, shown as they are)" },
     { "events", "Show what happens in the cluster (services, tasks, nodes)" },
     { "controller", "Look at the controllers (several on etcd, one leading)" },
 };
@@ -460,6 +483,13 @@ static int cli_set_common(cli_args_t *a, const cli_flag_t *f, const char *v, cha
     }
     case CF_NO_STREAM: a->no_stream = 1; return 0;
     case CF_ROTATE: a->rotate = 1; return 0;
+    case CF_PRETTY: a->pretty = 1; return 0;
+    case CF_LABEL: {
+        const char *eq = strchr(v, '=');
+        if (!*v || eq == v)
+            return cli_fail(err, len, "invalid value for --label: \"%.100s\" (KEY=VALUE)", v);
+        return pb_push_str(&a->n_labels, &a->labels, v) ? -ENOMEM : 0;
+    }
     case CF_GLOBAL:
         if (strcmp(f->name, "host") == 0) {
             char list[16][WIRE_HOSTPORT_MAX];
@@ -629,6 +659,9 @@ void cli_args_free(cli_args_t *a)
     for (size_t i = 0; i < a->n_filters; i++)
         free(a->filters[i]);
     free(a->filters);
+    for (size_t i = 0; i < a->n_labels; i++)
+        free(a->labels[i]);
+    free(a->labels);
 }
 
 /* ---------------------------------------------------------------- help */

@@ -52,6 +52,9 @@ typedef struct cli_args {
     size_t n_filters;
     int no_stream;
     int rotate;                /* cluster ca --rotate */
+    int pretty;                /* secret|config inspect --pretty */
+    char **labels;             /* secret|config create --label KEY=VALUE */
+    size_t n_labels;
     svc_opts_t svc;            /* service create/update flags, in order */
     /* the command's arguments */
     int argc;
@@ -131,6 +134,12 @@ int stack_ps(cli_args_t *a);
 int stack_rm(cli_args_t *a);
 
 int controller_ls(cli_args_t *a);
+
+/* skiff secret ... and skiff config ...: the kind is a->cmd->group's. */
+int secret_create(cli_args_t *a);
+int secret_ls(cli_args_t *a);
+int secret_inspect(cli_args_t *a);
+int secret_rm(cli_args_t *a);
 
 /* Follows svc until it converges (unless a->detach), with the progress
  * shown unless a->quiet. Returns an exit status; prints the error. */

@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "parse.h"
 #include "pbutil.h"
+#include "secret.h"
 #include "spec.h"
 
 #include <ctype.h>
@@ -49,6 +50,9 @@ typedef struct cz {
     cz_volume_t *volumes;
     size_t n_volumes;
 } cz_t;
+
+static const compose_secret_t *cz_find_secret(const cz_t *cz, SecretKind kind,
+                                              const char *key);
 
 typedef struct cz_pair {
     const char *key;
@@ -1575,6 +1579,163 @@ static int cz_volumes(cz_t *cz, yaml_node_t *v, const char *path, void *target)
     return rc;
 }
 
+/* ------------------------------------------------- secrets and configs */
+
+/* A reference's long syntax, read into this first. */
+typedef struct cz_ref_long {
+    SecretRef *ref;
+    int has_source;
+} cz_ref_long_t;
+
+static int cz_rl_source(cz_t *cz, yaml_node_t *v, const char *path, void *target)
+{
+    cz_ref_long_t *rl = target;
+    char *str;
+    int rc = cz_scalar(cz, v, path, "a name", &str);
+
+    if (rc)
+        return rc;
+    rc = pb_set_str(&rl->ref->name, str);
+    free(str);
+    rl->has_source = 1;
+    return rc ? cz_nomem(cz) : 0;
+}
+
+static int cz_rl_target(cz_t *cz, yaml_node_t *v, const char *path, void *target)
+{
+    cz_ref_long_t *rl = target;
+    char *str;
+    int rc = cz_scalar(cz, v, path, "a path", &str);
+
+    if (rc)
+        return rc;
+    rc = pb_set_str(&rl->ref->target, str);
+    free(str);
+    return rc ? cz_nomem(cz) : 0;
+}
+
+static int cz_rl_id(cz_t *cz, yaml_node_t *v, const char *path, uint32_t *out)
+{
+    uint64_t u;
+    int rc = cz_uint(cz, v, path, UINT32_MAX - 1, &u);
+
+    if (rc == 0)
+        *out = (uint32_t)u;
+    return rc;
+}
+
+static int cz_rl_uid(cz_t *cz, yaml_node_t *v, const char *path, void *target)
+{
+    return cz_rl_id(cz, v, path, &((cz_ref_long_t *)target)->ref->uid);
+}
+
+static int cz_rl_gid(cz_t *cz, yaml_node_t *v, const char *path, void *target)
+{
+    return cz_rl_id(cz, v, path, &((cz_ref_long_t *)target)->ref->gid);
+}
+
+/* mode: as Docker's compose reads it, a YAML integer (0400 is octal, 292
+ * decimal) or a string of octal digits ("0400"). */
+static int cz_rl_mode(cz_t *cz, yaml_node_t *v, const char *path, void *target)
+{
+    cz_ref_long_t *rl = target;
+    char s[32], *digits = s, *end;
+    unsigned long n;
+    int rc = cz_scalar_buf(cz, v, path, "a mode", s, sizeof(s)), base = 8;
+
+    if (rc)
+        return rc;
+    if (strncmp(s, "0o", 2) == 0)
+        digits = s + 2;
+    else if (v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && s[0] != '0')
+        base = 10;
+    errno = 0;
+    n = strtoul(digits, &end, base);
+    if (!*digits || *end || errno || !isdigit((unsigned char)*digits) || n > 0777)
+        return cz_fail(cz, v, path, "expected a mode like 0400, not \"%s\"", s);
+    rl->ref->mode = (uint32_t)n;
+    return 0;
+}
+
+static const cz_key_t cz_rl_keys[] = {
+    { "source", CZ_FN, 0, cz_rl_source },
+    { "target", CZ_FN, 0, cz_rl_target },
+    { "uid", CZ_FN, 0, cz_rl_uid },
+    { "gid", CZ_FN, 0, cz_rl_gid },
+    { "mode", CZ_FN, 0, cz_rl_mode },
+};
+static const cz_map_def_t cz_rl_def = CZ_KEYS(cz_rl_keys, cz_no_unsupported);
+
+/* services.*.secrets and .configs: the keys of top-level entries, in
+ * short or long syntax, into references by their real names. */
+static int cz_refs(cz_t *cz, yaml_node_t *v, const char *path, ServiceSpec *s, SecretKind kind)
+{
+    const char *what = spec_secret_kind_name(kind);
+    size_t *n = kind == SECRET_KIND_CONFIG ? &s->n_configs : &s->n_secrets;
+    SecretRef ***refs = kind == SECRET_KIND_CONFIG ? &s->configs : &s->secrets;
+    const compose_secret_t *def;
+    yaml_node_item_t *it;
+    char child[CZ_PATH], target[80];
+    size_t items;
+    int rc;
+
+    if ((rc = cz_items(cz, v, path, &it, &items)))
+        return rc;
+    for (size_t i = 0; i < items && rc == 0; i++) {
+        yaml_node_t *e = cz_node(cz, it[i]);
+        cz_ref_long_t rl = { .ref = PB_NEW(SecretRef) };
+        char *key = NULL;
+
+        cz_elem(child, path, i);
+        if (!rl.ref)
+            return cz_nomem(cz);
+        if (e && e->type == YAML_MAPPING_NODE) {
+            rc = cz_map(cz, e, child, &cz_rl_def, &rl);
+            if (rc == 0 && !rl.has_source)
+                rc = cz_fail(cz, e, child, "source: required");
+        } else {
+            rc = cz_scalar(cz, e, child, "a name or a mapping", &key);
+            if (rc == 0 && pb_set_str(&rl.ref->name, key))
+                rc = cz_nomem(cz);
+            free(key);
+        }
+        if (rc == 0 && !(def = cz_find_secret(cz, kind, rl.ref->name)))
+            rc = cz_fail(cz, e, child, "%s %s is not declared in the top-level %ss", what,
+                         rl.ref->name, what);
+        /* the default target is the file's key; the name, the real one */
+        if (rc == 0 && !*rl.ref->target) {
+            snprintf(target, sizeof(target), "%s%s", kind == SECRET_KIND_CONFIG ? "/" : "",
+                     def->key);
+            if (pb_set_str(&rl.ref->target, target))
+                rc = cz_nomem(cz);
+        }
+        if (rc == 0 && (pb_set_str(&rl.ref->name, def->secret->name) ||
+                        spec_secret_ref_complete(rl.ref, kind)))
+            rc = cz_nomem(cz);
+        if (rc == 0) {
+            for (size_t j = 0; j < *n && rc == 0; j++)
+                if (strcmp((*refs)[j]->target, rl.ref->target) == 0)
+                    rc = cz_fail(cz, e, child, "target %s is used twice", rl.ref->target);
+        }
+        if (rc == 0 && pb_push_msg(n, (void ***)refs, rl.ref))
+            rc = cz_nomem(cz);
+        else if (rc == 0)
+            continue;
+        pb_free(rl.ref);
+    }
+    return rc;
+}
+
+static int cz_secrets(cz_t *cz, yaml_node_t *v, const char *path, void *target)
+{
+    return cz_refs(cz, v, path, target, SECRET_KIND_SECRET);
+}
+
+static int cz_configs(cz_t *cz, yaml_node_t *v, const char *path, void *target)
+{
+    return cz_refs(cz, v, path, target, SECRET_KIND_CONFIG);
+}
+
 /* ------------------------------------------------------------- a service */
 
 static const cz_key_t cz_service_keys[] = {
@@ -1589,6 +1750,8 @@ static const cz_key_t cz_service_keys[] = {
     { "labels", CZ_FN, 0, cz_labels },
     { "user", CZ_FN, 0, cz_user },
     { "volumes", CZ_FN, 0, cz_volumes },
+    { "secrets", CZ_FN, 0, cz_secrets },
+    { "configs", CZ_FN, 0, cz_configs },
     { "stop_grace_period", CZ_DURATION, offsetof(ServiceSpec, stop_grace_period_ms), NULL },
     { "x-skiff-drain-delay", CZ_DURATION, offsetof(ServiceSpec, drain_delay_ms), NULL },
 };
@@ -1596,7 +1759,7 @@ static const cz_key_t cz_service_keys[] = {
 /* Compose's other service keys: known, not supported. */
 static const char *const cz_service_unsupported[] = {
     "annotations", "attach", "build", "blkio_config", "cap_add", "cap_drop", "cgroup",
-    "cgroup_parent", "configs", "container_name", "cpu_count", "cpu_percent", "cpu_period",
+    "cgroup_parent", "container_name", "cpu_count", "cpu_percent", "cpu_period",
     "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares", "cpus", "cpuset",
     "credential_spec", "depends_on", "develop", "device_cgroup_rules", "devices", "dns",
     "dns_opt", "dns_search", "domainname", "env_file", "extends", "external_links",
@@ -1604,7 +1767,7 @@ static const char *const cz_service_unsupported[] = {
     "logging", "mac_address", "mem_limit", "mem_reservation", "mem_swappiness",
     "memswap_limit", "network_mode", "networks", "oom_kill_disable", "oom_score_adj", "pid",
     "pids_limit", "platform", "post_start", "pre_stop", "privileged", "profiles",
-    "pull_policy", "read_only", "restart", "runtime", "scale", "secrets", "security_opt",
+    "pull_policy", "read_only", "restart", "runtime", "scale", "security_opt",
     "shm_size", "stdin_open", "stop_signal", "storage_opt", "sysctls", "tmpfs", "tty",
     "ulimits", "userns_mode", "uts", "volumes_from", "working_dir", NULL,
 };
@@ -1734,11 +1897,169 @@ static int cz_top_volumes(cz_t *cz, yaml_node_t *v, const char *path)
     return rc;
 }
 
+/* A top-level secret or config: {file | external, name, labels}. */
+typedef struct cz_sec_def {
+    char *file;
+    int external;
+    int has_external;
+    char *name;
+    ServiceSpec *labels;  /* cz_labels' target; its labels move to the Secret */
+} cz_sec_def_t;
+
+static int cz_sd_file(cz_t *cz, yaml_node_t *v, const char *path, void *target)
+{
+    cz_sec_def_t *d = target;
+    char abs[PATH_MAX], *str;
+    int rc = cz_scalar(cz, v, path, "a file name", &str);
+
+    if (rc)
+        return rc;
+    if (cz_host_path(cz, str, abs, sizeof(abs)))
+        rc = cz_fail(cz, v, path, "\"%.100s\": not a usable path", str);
+    free(str);
+    if (rc == 0 && !(d->file = strdup(abs)))
+        rc = cz_nomem(cz);
+    return rc;
+}
+
+static int cz_sd_external(cz_t *cz, yaml_node_t *v, const char *path, void *target)
+{
+    cz_sec_def_t *d = target;
+
+    d->has_external = 1;
+    return cz_bool(cz, v, path, &d->external);
+}
+
+static int cz_sd_name(cz_t *cz, yaml_node_t *v, const char *path, void *target)
+{
+    cz_sec_def_t *d = target;
+
+    free(d->name);
+    d->name = NULL;
+    return cz_scalar(cz, v, path, "a name", &d->name);
+}
+
+static int cz_sd_labels(cz_t *cz, yaml_node_t *v, const char *path, void *target)
+{
+    return cz_labels(cz, v, path, ((cz_sec_def_t *)target)->labels);
+}
+
+static const cz_key_t cz_sd_keys[] = {
+    { "file", CZ_FN, 0, cz_sd_file },
+    { "external", CZ_FN, 0, cz_sd_external },
+    { "name", CZ_FN, 0, cz_sd_name },
+    { "labels", CZ_FN, 0, cz_sd_labels },
+};
+static const char *const cz_sd_unsupported[] = { "environment", "content", "driver",
+                                                 "driver_opts", "template_driver", NULL };
+static const cz_map_def_t cz_sd_def = CZ_KEYS(cz_sd_keys, cz_sd_unsupported);
+
+static const compose_secret_t *cz_find_secret(const cz_t *cz, SecretKind kind, const char *key)
+{
+    for (size_t i = 0; i < cz->out->n_secrets; i++)
+        if (cz->out->secrets[i].secret->kind == kind &&
+            strcmp(cz->out->secrets[i].key, key) == 0)
+            return &cz->out->secrets[i];
+    return NULL;
+}
+
+static int cz_top_secret(cz_t *cz, const cz_pair_t *p, const char *path, SecretKind kind)
+{
+    const char *what = spec_secret_kind_name(kind);
+    cz_sec_def_t d = { .labels = spec_new() };
+    compose_secret_t *cs;
+    char full[160];
+    const char *name;
+    Secret *sec = NULL;
+    int rc;
+
+    if (!d.labels)
+        return cz_nomem(cz);
+    rc = cz_is_null(p->value) ? cz_fail(cz, p->knode, path, "file or external: true is "
+                                        "required")
+                              : cz_map(cz, p->value, path, &cz_sd_def, &d);
+    if (rc)
+        goto out_free;
+    if (d.external && d.file) {
+        rc = cz_fail(cz, p->knode, path, "file and external: true exclude each other");
+        goto out_free;
+    }
+    if (!d.external && !d.file) {
+        rc = cz_fail(cz, p->knode, path, "file or external: true is required");
+        goto out_free;
+    }
+    snprintf(full, sizeof(full), "%s_%s", cz->o->stack, p->key);
+    name = d.name ? d.name : d.external ? p->key : full;
+    if (!spec_secret_name_valid(name)) {
+        rc = cz_fail(cz, p->knode, path, "%.100s is not a valid %s name", name, what);
+        goto out_free;
+    }
+    for (size_t i = 0; i < cz->out->n_secrets; i++) {
+        if (cz->out->secrets[i].secret->kind == kind &&
+            strcmp(cz->out->secrets[i].secret->name, name) == 0) {
+            rc = cz_fail(cz, p->knode, path, "%s %s is also %ss.%s", what, name, what,
+                         cz->out->secrets[i].key);
+            goto out_free;
+        }
+    }
+    if (!(sec = PB_NEW(Secret)) || pb_set_str(&sec->name, name) ||
+        (!d.external && pb_set_str(&sec->stack, cz->o->stack))) {
+        rc = cz_nomem(cz);
+        goto out_free;
+    }
+    sec->kind = kind;
+    sec->labels = d.labels->labels;
+    sec->n_labels = d.labels->n_labels;
+    d.labels->labels = NULL;
+    d.labels->n_labels = 0;
+    cs = &cz->out->secrets[cz->out->n_secrets];
+    *cs = (compose_secret_t){ .secret = sec, .key = strdup(p->key), .file = d.file,
+                              .external = d.external };
+    cz->out->n_secrets++;
+    d.file = NULL;
+    sec = NULL;
+    if (!cs->key)
+        rc = cz_nomem(cz);
+out_free:
+    pb_free(sec);
+    pb_free(d.labels);
+    free(d.file);
+    free(d.name);
+    return rc;
+}
+
+static int cz_top_secrets(cz_t *cz, yaml_node_t *v, const char *path, SecretKind kind)
+{
+    char child[CZ_PATH];
+    cz_pair_t *pairs;
+    size_t count;
+    compose_secret_t *grown;
+    int rc = cz_pairs(cz, v, path, &pairs, &count);
+
+    if (rc)
+        return rc;
+    if (count > spec_limits_default.max_list) {
+        free(pairs);
+        return cz_fail(cz, v, path, "more than %zu entries", spec_limits_default.max_list);
+    }
+    grown = realloc(cz->out->secrets, (cz->out->n_secrets + count + 1) * sizeof(*grown));
+    if (!grown) {
+        free(pairs);
+        return cz_nomem(cz);
+    }
+    cz->out->secrets = grown;
+    for (size_t i = 0; i < count && rc == 0; i++) {
+        cz_child(child, path, pairs[i].key);
+        rc = cz_top_secret(cz, &pairs[i], child, kind);
+    }
+    free(pairs);
+    return rc;
+}
+
 static int cz_top(cz_t *cz, yaml_node_t *root)
 {
-    static const char *const unsupported[] = { "networks", "configs", "secrets", "include",
-                                               NULL };
-    yaml_node_t *services = NULL, *volumes = NULL;
+    static const char *const unsupported[] = { "networks", "include", NULL };
+    yaml_node_t *services = NULL, *volumes = NULL, *secrets = NULL, *configs = NULL;
     cz_pair_t *pairs = NULL, *svc = NULL;
     size_t count, nsvc;
     int rc;
@@ -1753,6 +2074,10 @@ static int cz_top(cz_t *cz, yaml_node_t *root)
             services = pairs[i].value;
         else if (strcmp(k, "volumes") == 0)
             volumes = pairs[i].value;
+        else if (strcmp(k, "secrets") == 0)
+            secrets = pairs[i].value;
+        else if (strcmp(k, "configs") == 0)
+            configs = pairs[i].value;
         else if (strcmp(k, "version") == 0 || strcmp(k, "name") == 0)
             ; /* Compose ignores version; the stack's name is the command's */
         else if (strncmp(k, "x-", 2) == 0)
@@ -1767,6 +2092,12 @@ static int cz_top(cz_t *cz, yaml_node_t *root)
     if (rc)
         goto out_free;
     if (volumes && !cz_is_null(volumes) && (rc = cz_top_volumes(cz, volumes, "volumes")))
+        goto out_free;
+    if (secrets && !cz_is_null(secrets) &&
+        (rc = cz_top_secrets(cz, secrets, "secrets", SECRET_KIND_SECRET)))
+        goto out_free;
+    if (configs && !cz_is_null(configs) &&
+        (rc = cz_top_secrets(cz, configs, "configs", SECRET_KIND_CONFIG)))
         goto out_free;
     if (!services) {
         rc = cz_fail(cz, root, "services", "required");
@@ -1905,6 +2236,10 @@ int compose_load(const char *path, const compose_opts_t *o, compose_t **out, cha
         opts.base_dir = dir;
     }
     rc = compose_parse(is_stdin ? "<stdin>" : path, text, len, &opts, out, err, errlen);
+    if (rc == 0 && (rc = compose_read_files(*out, is_stdin ? "<stdin>" : path, err, errlen))) {
+        compose_free(*out);
+        *out = NULL;
+    }
 out_free_text:
     free(text);
 out_close:
@@ -1913,10 +2248,45 @@ out_close:
     return rc;
 }
 
+int compose_read_files(compose_t *c, const char *file, char *err, size_t errlen)
+{
+    char why[512];
+
+    for (size_t i = 0; i < c->n_secrets; i++) {
+        compose_secret_t *cs = &c->secrets[i];
+        Secret *sec = cs->secret;
+        uint8_t *data;
+        size_t len;
+        int rc;
+        if (!cs->file)
+            continue;
+        rc = secret_read_file(sec->kind, sec->name, cs->file, &data, &len, why, sizeof(why));
+        if (rc) {
+            snprintf(err, errlen, "%s: %ss.%s: %s", file, spec_secret_kind_name(sec->kind),
+                     cs->key, why);
+            parse_one_line(err);
+            return rc;
+        }
+        free(sec->data.data);
+        sec->data.data = data;
+        sec->data.len = len;
+    }
+    return 0;
+}
+
 void compose_free(compose_t *c)
 {
     if (!c)
         return;
+    for (size_t i = 0; i < c->n_secrets; i++) {
+        Secret *sec = c->secrets[i].secret;
+        if (sec && sec->data.data)
+            memset(sec->data.data, 0, sec->data.len);
+        pb_free(sec);
+        free(c->secrets[i].key);
+        free(c->secrets[i].file);
+    }
+    free(c->secrets);
     for (size_t i = 0; i < c->n_services; i++)
         pb_free(c->services[i]);
     free(c->services);

@@ -24,6 +24,14 @@
  * Names: service KEY of stack STACK is STACK_KEY, with spec.stack = STACK;
  * a named volume NAME is STACK_NAME unless it is external or has its own
  * name, as Docker names them.
+ *
+ * Secrets and configs: top-level secrets.KEY and configs.KEY take file
+ * (relative to the file's directory), external: true (it must exist
+ * already), name (the real name; default STACK_KEY, or KEY when external)
+ * and labels; a service's secrets and configs name them by KEY, in short
+ * (- KEY) or long syntax (source, target, uid, gid, mode: an octal number
+ * such as 0400, or a string). A reference's name is the real name; its
+ * default target is KEY (a config's: /KEY), as Docker mounts them.
  */
 #ifndef SKIFF_CLI_COMPOSE_H
 #define SKIFF_CLI_COMPOSE_H
@@ -45,9 +53,20 @@ typedef struct compose_opts {
     void *env_arg;
 } compose_opts_t;
 
+/* A top-level secret or config of the file. */
+typedef struct compose_secret {
+    Secret *secret;  /* kind, name (the real one), labels, stack (STACK, or "" when
+                      * external); data once compose_read_files() has read it */
+    char *key;       /* as the file names it */
+    char *file;      /* file:, an absolute path; NULL when external */
+    int external;
+} compose_secret_t;
+
 typedef struct compose {
     ServiceSpec **services;  /* in the file's order */
     size_t n_services;
+    compose_secret_t *secrets;  /* the top-level secrets, then the configs */
+    size_t n_secrets;
     char **warnings;         /* one line each, for stderr */
     size_t n_warnings;
 } compose_t;
@@ -57,8 +76,14 @@ typedef struct compose {
 int compose_parse(const char *file, const char *text, size_t len, const compose_opts_t *o,
                   compose_t **out, char *err, size_t errlen);
 
+/* Reads the value of every secret and config with a file (in full; not
+ * empty, within SPEC_SECRET_MAX_SIZE); file names the Compose file in
+ * messages. Returns 0, SKIFF_EINVAL with one line in err, or -ENOMEM. */
+int compose_read_files(compose_t *c, const char *file, char *err, size_t errlen);
+
 /* Reads path ("-": standard input) and parses it, with base_dir the file's
- * directory unless o->base_dir is set. */
+ * directory unless o->base_dir is set, then reads the files of its
+ * secrets and configs (compose_read_files). */
 int compose_load(const char *path, const compose_opts_t *o, compose_t **out, char *err,
                  size_t errlen);
 

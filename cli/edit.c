@@ -147,6 +147,38 @@ void edit_mount_rm(ServiceSpec *s, const char *target)
     s->n_mounts = j;
 }
 
+int edit_secret_add(size_t *n, SecretRef ***refs, SecretRef *r)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp((*refs)[i]->target, r->target) == 0) {
+            pb_free((*refs)[i]);
+            (*refs)[i] = r;
+            return 0;
+        }
+    }
+    if (pb_push_msg(n, (void ***)refs, r)) {
+        pb_free(r);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+size_t edit_secret_rm(size_t *n, SecretRef ***refs, const char *name)
+{
+    size_t j = 0, removed = 0;
+
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp((*refs)[i]->name, name) == 0 || strcmp((*refs)[i]->target, name) == 0) {
+            pb_free((*refs)[i]);
+            removed++;
+        } else {
+            (*refs)[j++] = (*refs)[i];
+        }
+    }
+    *n = j;
+    return removed;
+}
+
 int edit_port_add(ServiceSpec *s, PortConfig *p)
 {
     for (size_t i = 0; i < s->n_ports; i++) {

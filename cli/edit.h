@@ -39,6 +39,14 @@ void edit_port_rm(ServiceSpec *s, uint32_t published, uint32_t target);
 int edit_expose_add(ServiceSpec *s, uint32_t port);
 void edit_expose_rm(ServiceSpec *s, uint32_t port);
 
+/* Secret and config references (refs, n: the spec's secrets or configs).
+ * add takes ownership of r (also on error) and replaces the ref with the
+ * same target. rm removes the refs to the secret named name (or, as a
+ * convenience, mounted at target name) and returns how many it removed:
+ * the caller says so when that is none. */
+int edit_secret_add(size_t *n, SecretRef ***refs, SecretRef *r);
+size_t edit_secret_rm(size_t *n, SecretRef ***refs, const char *name);
+
 /* Replaces a string list (command, entrypoint, health test) with a copy of
  * words[0..n). */
 int edit_strv_set(size_t *n, char ***arr, char *const *words, size_t nwords);

@@ -45,6 +45,8 @@ enum svc_kind {
     K_NUMBER,       /* double, above 0 */
     K_NO_AUTOSCALE,
     K_REBALANCE,    /* no_rebalance: 1 for --no-rebalance, 0 for --rebalance */
+    K_SECRET,       /* a SecretRef in secrets */
+    K_CONFIG,       /* a SecretRef in configs */
 };
 
 enum svc_sub { SUB_SPEC, SUB_HEALTH, SUB_RESTART, SUB_UPDATE, SUB_ROLLBACK, SUB_RESERVE,
@@ -111,6 +113,16 @@ const svc_flag_t svc_flags[] = {
     L("mount", 0, "MOUNT", U, 1, K_MOUNT, OP_ADD, "Same as --mount-add"),
     L("mount-add", 0, "MOUNT", U, 0, K_MOUNT, OP_ADD, "Add or change a mount"),
     L("mount-rm", 0, "TARGET", U, 0, K_MOUNT, OP_RM, "Remove the mount at a target path"),
+    L("secret", 0, "SPEC", C, 0, K_SECRET, OP_ADD,
+      "Give the tasks a secret: NAME, or source=NAME,target=FILE,uid=U,gid=G,mode=0400"),
+    L("secret", 0, "SPEC", U, 1, K_SECRET, OP_ADD, "Same as --secret-add"),
+    L("secret-add", 0, "SPEC", U, 0, K_SECRET, OP_ADD, "Add or change a secret"),
+    L("secret-rm", 0, "NAME", U, 0, K_SECRET, OP_RM, "Remove a secret"),
+    L("config", 0, "SPEC", C, 0, K_CONFIG, OP_ADD,
+      "Give the tasks a config: NAME, or source=NAME,target=/PATH,uid=U,gid=G,mode=0444"),
+    L("config", 0, "SPEC", U, 1, K_CONFIG, OP_ADD, "Same as --config-add"),
+    L("config-add", 0, "SPEC", U, 0, K_CONFIG, OP_ADD, "Add or change a config"),
+    L("config-rm", 0, "NAME", U, 0, K_CONFIG, OP_RM, "Remove a config"),
     L("health-cmd", 0, "CMD", CU, 0, K_HEALTH_CMD, OP_SET,
       "Command the engine runs to check health (\"\": none)"),
     L("health-http", 0, "PATH", CU, 0, K_HEALTH_HTTP, OP_SET,
@@ -414,6 +426,38 @@ static int svc_apply_list(const svc_flag_t *f, const char *v, ServiceSpec *s, ch
     return SKIFF_EINVAL;
 }
 
+/* --secret, --secret-add, --secret-rm and the same for configs. */
+static int svc_apply_secret(const svc_flag_t *f, const char *v, ServiceSpec *s, int check_only,
+                            char *err, size_t len)
+{
+    SecretKind kind = f->kind == K_CONFIG ? SECRET_KIND_CONFIG : SECRET_KIND_SECRET;
+    const char *what = spec_secret_kind_name(kind);
+    size_t *n = kind == SECRET_KIND_CONFIG ? &s->n_configs : &s->n_secrets;
+    SecretRef ***refs = kind == SECRET_KIND_CONFIG ? &s->configs : &s->secrets;
+    char why[200];
+    SecretRef *r;
+    int rc;
+
+    if (f->op == OP_RM) {
+        if (!*v)
+            return svc_bad(err, len, f, v, kind == SECRET_KIND_CONFIG ? "a config's name"
+                                                                      : "a secret's name");
+        if (edit_secret_rm(n, refs, v) == 0 && !check_only) {
+            snprintf(why, sizeof(why), "the service uses no %s %.80s", what, v);
+            return svc_bad(err, len, f, v, why);
+        }
+        return 0;
+    }
+    rc = spec_secret_ref_parse(v, kind, &r, why, sizeof(why));
+    if (rc == SKIFF_EINVAL) {
+        snprintf(err, len, "%s", why);
+        parse_one_line(err);
+    }
+    if (rc)
+        return rc;
+    return edit_secret_add(n, refs, r);
+}
+
 static int svc_apply_words(const svc_flag_t *f, const char *v, size_t *n, char ***arr,
                            char *err, size_t len)
 {
@@ -431,8 +475,8 @@ static int svc_apply_words(const svc_flag_t *f, const char *v, size_t *n, char *
     return rc;
 }
 
-static int svc_apply_one(const svc_flag_t *f, const char *v, ServiceSpec *s, char *err,
-                         size_t len)
+static int svc_apply_one(const svc_flag_t *f, const char *v, ServiceSpec *s, int check_only,
+                         char *err, size_t len)
 {
     HealthCheck *h = s->health;
     char *const shell[] = { "CMD-SHELL", (char *)v };
@@ -459,6 +503,9 @@ static int svc_apply_one(const svc_flag_t *f, const char *v, ServiceSpec *s, cha
         if (pb_set_str(&h->http_path, ""))
             return -ENOMEM;
         return edit_strv_set(&h->n_test, &h->test, none, 1);
+    case K_SECRET:
+    case K_CONFIG:
+        return svc_apply_secret(f, v, s, check_only, err, len);
     case K_ENTRYPOINT:
         return svc_apply_words(f, v, &s->n_entrypoint, &s->entrypoint, err, len);
     case K_ARGS:
@@ -518,7 +565,8 @@ static int svc_autoscale_check(const svc_opts_t *o, ServiceSpec *spec, char *err
     return 0;
 }
 
-int svc_opts_apply(const svc_opts_t *o, ServiceSpec *spec, char *err, size_t errlen)
+static int svc_opts_run(const svc_opts_t *o, ServiceSpec *spec, int check_only, char *err,
+                        size_t errlen)
 {
     int rc;
 
@@ -539,7 +587,8 @@ int svc_opts_apply(const svc_opts_t *o, ServiceSpec *spec, char *err, size_t err
             const svc_flag_t *f = o->v[i].flag;
             if ((f->op == OP_RM) != (pass == 0))
                 continue;
-            rc = svc_apply_one(f, o->v[i].value ? o->v[i].value : "", spec, err, errlen);
+            rc = svc_apply_one(f, o->v[i].value ? o->v[i].value : "", spec, check_only, err,
+                               errlen);
             if (rc == -ENOMEM)
                 snprintf(err, errlen, "out of memory");
             if (rc)
@@ -547,6 +596,25 @@ int svc_opts_apply(const svc_opts_t *o, ServiceSpec *spec, char *err, size_t err
         }
     }
     return svc_autoscale_check(o, spec, err, errlen);
+}
+
+int svc_opts_apply(const svc_opts_t *o, ServiceSpec *spec, char *err, size_t errlen)
+{
+    return svc_opts_run(o, spec, 0, err, errlen);
+}
+
+int svc_opts_check(const svc_opts_t *o, char *err, size_t errlen)
+{
+    ServiceSpec *scratch = spec_new();
+    int rc;
+
+    if (!scratch) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    rc = svc_opts_run(o, scratch, 1, err, errlen);
+    pb_free(scratch);
+    return rc;
 }
 
 void svc_name_from_image(const char *image, char *out, size_t len)

@@ -60,6 +60,11 @@ int svc_opts_has(const svc_opts_t *o, const char *name);
  * (spec may then be half changed: throw it away); -ENOMEM. */
 int svc_opts_apply(const svc_opts_t *o, ServiceSpec *spec, char *err, size_t errlen);
 
+/* Checks every value of opts on an empty spec, before the current spec is
+ * read (update): what depends on it, such as --secret-rm of a secret the
+ * service does not use, is left to svc_opts_apply. Returns as it does. */
+int svc_opts_check(const svc_opts_t *o, char *err, size_t errlen);
+
 /* A service name from an image reference, for create without --name:
  * "registry:5000/team/web:v1" gives "web". Writes "" when none fits. */
 void svc_name_from_image(const char *image, char *out, size_t len);

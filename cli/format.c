@@ -427,6 +427,157 @@ out_free:
     return rc;
 }
 
+/* ------------------------------------------------------ secrets, configs */
+
+static int fmt_cmp_secret(const void *a, const void *b)
+{
+    return strcmp((*(Secret *const *)a)->name, (*(Secret *const *)b)->name);
+}
+
+int fmt_secrets(FILE *out, Secret *const *secrets, size_t n, const fmt_opts_t *o)
+{
+    static const char *const headers[] = { "ID", "NAME", "CREATED", "UPDATED" };
+    Secret **sorted;
+    table_t *t = NULL;
+    char created[48], updated[48];
+    int rc = 0;
+
+    if (o->json)
+        return fmt_secrets_inspect(out, secrets, n, 0);
+    sorted = (Secret **)fmt_sorted((void *const *)secrets, n, fmt_cmp_secret);
+    if (!sorted)
+        return -ENOMEM;
+    if (!o->quiet && !(t = table_create(4, headers))) {
+        free(sorted);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const Secret *k = sorted[i];
+        /* ids in full, as docker secret ls shows them */
+        if (o->quiet) {
+            fprintf(out, "%s\n", k->id);
+            continue;
+        }
+        const char *row[] = { k->id, k->name,
+                              fmt_age(k->created_ms, o->now_ms, created, sizeof(created)),
+                              fmt_age(k->updated_ms ? k->updated_ms : k->created_ms, o->now_ms,
+                                      updated, sizeof(updated)) };
+        rc = table_add(t, row);
+    }
+    free(sorted);
+    if (o->quiet)
+        return 0;
+    return fmt_print_table(out, t, rc);
+}
+
+static char *fmt_base64(const uint8_t *p, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        *o++ = tab[v >> 18 & 63];
+        *o++ = tab[v >> 12 & 63];
+        *o++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
+        *o++ = i + 2 < n ? tab[v & 63] : '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+/* pbjson's object, with a config's data in base64 and never a secret's. */
+static json_t *fmt_secret_json(const Secret *s)
+{
+    json_t *j = pbjson_from_message((const ProtobufCMessage *)s);
+    char *b64;
+
+    if (!j)
+        return NULL;
+    if (s->kind != SECRET_KIND_CONFIG) {
+        json_object_del(j, "data");
+        return j;
+    }
+    if (!(b64 = fmt_base64(s->data.data, s->data.len)) ||
+        json_object_set_new(j, "data", json_string(b64))) {
+        free(b64);
+        json_decref(j);
+        return NULL;
+    }
+    free(b64);
+    return j;
+}
+
+static void fmt_secret_pretty(FILE *out, const Secret *s)
+{
+    char created[48] = "", updated[48] = "";
+    struct tm tm;
+    time_t t;
+
+    if (s->created_ms) {
+        t = (time_t)(s->created_ms / 1000);
+        gmtime_r(&t, &tm);
+        strftime(created, sizeof(created), "%Y-%m-%d %H:%M:%S +0000 UTC", &tm);
+    }
+    t = (time_t)((s->updated_ms ? s->updated_ms : s->created_ms) / 1000);
+    gmtime_r(&t, &tm);
+    strftime(updated, sizeof(updated), "%Y-%m-%d %H:%M:%S +0000 UTC", &tm);
+    fprintf(out, "ID:              %s\nName:            %s\n", s->id, s->name);
+    if (s->n_labels) {
+        fprintf(out, "Labels:\n");
+        for (size_t i = 0; i < s->n_labels; i++)
+            fprintf(out, " - %s=%s\n", s->labels[i]->key, s->labels[i]->value);
+    }
+    if (*s->stack)
+        fprintf(out, "Stack:           %s\n", s->stack);
+    fprintf(out, "Size:            %u\n", s->size ? s->size : (unsigned)s->data.len);
+    fprintf(out, "Created at:      %s\nUpdated at:      %s\n", created, updated);
+    if (s->n_services) {
+        fprintf(out, "Services:\n");
+        for (size_t i = 0; i < s->n_services; i++)
+            fprintf(out, " - %s\n", s->services[i]);
+    }
+    if (s->kind == SECRET_KIND_CONFIG) {
+        fprintf(out, "Data:\n");
+        fwrite(s->data.data, 1, s->data.len, out);
+        if (s->data.len && s->data.data[s->data.len - 1] != '\n')
+            fputc('\n', out);
+    }
+}
+
+int fmt_secrets_inspect(FILE *out, Secret *const *secrets, size_t n, int pretty)
+{
+    json_t *arr;
+    char *s;
+
+    if (pretty) {
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                fputc('\n', out);
+            fmt_secret_pretty(out, secrets[i]);
+        }
+        return 0;
+    }
+    if (!(arr = json_array()))
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (json_array_append_new(arr, fmt_secret_json(secrets[i]))) {
+            json_decref(arr);
+            return -ENOMEM;
+        }
+    }
+    s = json_dumps(arr, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+    json_decref(arr);
+    if (!s)
+        return -ENOMEM;
+    fprintf(out, "%s\n", s);
+    free(s);
+    return 0;
+}
+
 /* ----------------------------------------------------------------- json */
 
 /* Decimal sizes, as docker stats writes network bytes: "3.61kB". */

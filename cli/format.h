@@ -39,6 +39,14 @@ int fmt_stacks(FILE *out, Service *const *svcs, size_t n, const fmt_opts_t *o);
  * NET I/O, CONN/S, ACTIVE (a task without figures yet shows "--"). */
 int fmt_stats(FILE *out, TaskStats *const *tasks, size_t n, const fmt_opts_t *o);
 
+/* `secret ls` and `config ls`: ID, NAME, CREATED, UPDATED, by name. */
+int fmt_secrets(FILE *out, Secret *const *secrets, size_t n, const fmt_opts_t *o);
+
+/* `secret inspect` and `config inspect`: one JSON array (a config's data in
+ * base64, as Docker's Spec.Data; a secret never has any), or with pretty
+ * Docker's --pretty text (a config's data as it is). */
+int fmt_secrets_inspect(FILE *out, Secret *const *secrets, size_t n, int pretty);
+
 /* Any messages as one JSON array, indented. */
 int fmt_json(FILE *out, void *const *msgs, size_t n);
 

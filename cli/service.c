@@ -157,16 +157,12 @@ static int service_get(client_t *c, const char *name, Envelope **reply)
 int service_update(cli_args_t *a)
 {
     Envelope *got = NULL, *reply = NULL;
-    ServiceSpec *scratch = spec_new();
     client_t *c = NULL;
     char err[512];
     int status = CLI_ERROR, rc;
 
     /* check every value before connecting */
-    if (!scratch)
-        return cli_error(CLI_ERROR, "out of memory");
-    rc = svc_opts_apply(&a->svc, scratch, err, sizeof(err));
-    pb_free(scratch);
+    rc = svc_opts_check(&a->svc, err, sizeof(err));
     if (rc)
         return cli_error(rc == -ENOMEM ? CLI_ERROR : CLI_USAGE, "%s", err);
     if (!(c = cli_connect(a)))

@@ -7,11 +7,21 @@
  * stack); then creates what is missing, scales what differs only in
  * replicas, updates what differs otherwise, and (with --prune) removes what
  * the file no longer has; then follows the services it changed.
+ *
+ * The stack's own secrets and configs (Secret.stack = STACK) are created in
+ * step 2 before the services; external ones must exist in step 1. One that
+ * exists already is kept when it is the stack's: a config only if its data
+ * is the file's, since configs are immutable; a secret's value cannot be
+ * read back, so a changed secret file is not noticed: as in Swarm, a new
+ * value needs a new name (secrets.KEY.name) and the services move to it.
+ * stack rm removes the stack's own secrets and configs after its services,
+ * never external ones.
  */
 #include "cli.h"
 #include "compose.h"
 #include "errors.h"
 #include "pbutil.h"
+#include "secret.h"
 #include "spec.h"
 #include "wire.h"
 
@@ -29,6 +39,9 @@ typedef struct stack_item {
     Envelope *result;       /* the reply to what was done */
     enum progress_op op;
 } stack_item_t;
+
+#define STACK_SECRET_RM_ATTEMPTS 20
+#define STACK_SECRET_RM_PAUSE_MS 250
 
 /* ServiceList{stack}. */
 static int stack_list(client_t *c, const char *stack, Envelope **reply)
@@ -86,6 +99,151 @@ static int stack_check_ports(client_t *c, const compose_t *cf)
     return status;
 }
 
+/* ------------------------------------------------- secrets and configs */
+
+/* Step 1 for the file's secrets and configs: sets create[i] for those to
+ * create; an error when an external one is missing, or a name is taken
+ * outside the stack, or a config of the stack has other data. */
+static int stack_plan_secrets(client_t *c, const char *stack, const compose_t *cf, int *create)
+{
+    for (size_t i = 0; i < cf->n_secrets; i++) {
+        const compose_secret_t *cs = &cf->secrets[i];
+        const Secret *want = cs->secret, *have;
+        const char *what = spec_secret_kind_name(want->kind);
+        Envelope *reply = NULL;
+        char err[512];
+        int rc = secret_get(c, want->kind, want->name, &reply, err, sizeof(err));
+
+        create[i] = 0;
+        if (rc == SKIFF_ENOTFOUND) {
+            if (cs->external)
+                return cli_error(CLI_ERROR, "%s %s is external and does not exist (%ss.%s); "
+                                 "nothing was deployed", what, want->name, what, cs->key);
+            create[i] = 1;
+            continue;
+        }
+        if (rc)
+            return cli_error(cli_status(rc), "%s", err);
+        have = reply->secret_reply->secret;
+        if (!cs->external && have && strcmp(have->stack, stack) != 0)
+            rc = cli_error(CLI_ERROR, "%s %s exists and is not part of stack %s; nothing was "
+                           "deployed", what, want->name, stack);
+        else if (!cs->external && have && want->kind == SECRET_KIND_CONFIG &&
+                 (have->data.len != want->data.len ||
+                  (want->data.len && memcmp(have->data.data, want->data.data,
+                                            want->data.len) != 0)))
+            rc = cli_error(CLI_ERROR, "config %s exists with other data: configs cannot "
+                           "change, give the new one another name (configs.%s.name); nothing "
+                           "was deployed", want->name, cs->key);
+        wire_free(reply);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Step 2: creates the ones step 1 found missing. */
+static int stack_create_secrets(client_t *c, const char *stack, const compose_t *cf,
+                                const int *create)
+{
+    for (size_t i = 0; i < cf->n_secrets; i++) {
+        Envelope req = PB_ENVELOPE_INIT, *reply = NULL;
+        SecretCreate sc = PB_SECRET_CREATE_INIT;
+        Secret *sec = cf->secrets[i].secret;
+        const char *what = spec_secret_kind_name(sec->kind);
+        char err[512];
+        int rc;
+
+        if (!create[i])
+            continue;
+        printf("Creating %s %s\n", what, sec->name);
+        fflush(stdout);
+        sc.secret = sec;
+        req.msg_case = MSG_SECRET_CREATE;
+        req.secret_create = &sc;
+        rc = client_call(c, &req, MSG_SECRET_REPLY, &reply, err, sizeof(err));
+        wire_free(reply);
+        reply = NULL;
+        if (rc == SKIFF_EEXISTS) {
+            /* made meanwhile (another deploy of the stack): fine if it is ours */
+            rc = secret_get(c, sec->kind, sec->name, &reply, err, sizeof(err));
+            if (rc == 0 && (!reply->secret_reply->secret ||
+                            strcmp(reply->secret_reply->secret->stack, stack) != 0)) {
+                snprintf(err, sizeof(err), "%s %s exists and is not part of stack %s", what,
+                         sec->name, stack);
+                rc = SKIFF_EEXISTS;
+            }
+            wire_free(reply);
+        }
+        if (rc)
+            return cli_error(cli_status(rc), "%s", err);
+    }
+    return 0;
+}
+
+/* The ids the controller gave the references of the service as it is, so
+ * that the file's spec compares equal when nothing changed. */
+static void stack_copy_ref_ids(SecretRef **to, size_t n, SecretRef *const *from, size_t m)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (*to[i]->id)
+            continue;
+        for (size_t j = 0; j < m; j++) {
+            if (strcmp(to[i]->name, from[j]->name) == 0) {
+                pb_set_str(&to[i]->id, from[j]->id); /* on -ENOMEM: an update, no harm */
+                break;
+            }
+        }
+    }
+}
+
+/* Removes the stack's own secrets or configs; *found counts them. A secret
+ * is in use until the controller has removed the services that use it:
+ * ERR_CONFLICT is tried again for a while. */
+static int stack_rm_secrets(client_t *c, const char *stack, SecretKind kind, size_t *found)
+{
+    Envelope req = PB_ENVELOPE_INIT, *list = NULL;
+    SecretList sl = PB_SECRET_LIST_INIT;
+    const char *what = spec_secret_kind_name(kind);
+    int status;
+
+    sl.kind = kind;
+    sl.stack = (char *)stack;
+    req.msg_case = MSG_SECRET_LIST;
+    req.secret_list = &sl;
+    if ((status = cli_request(c, &req, MSG_SECRET_LIST_REPLY, &list)))
+        return status;
+    for (size_t i = 0; i < list->secret_list_reply->n_secrets && status != CLI_INTERRUPTED;
+         i++) {
+        const Secret *sec = list->secret_list_reply->secrets[i];
+        SecretRemove rm = PB_SECRET_REMOVE_INIT;
+        char err[512] = "interrupted";
+        int rc;
+        if (strcmp(sec->stack, stack) != 0)
+            continue; /* never another's, nor an external one */
+        (*found)++;
+        printf("Removing %s %s\n", what, sec->name);
+        fflush(stdout);
+        rm.kind = kind;
+        rm.ref = sec->id;
+        req.msg_case = MSG_SECRET_REMOVE;
+        req.secret_remove = &rm;
+        for (int attempt = 1;; attempt++) {
+            Envelope *reply = NULL;
+            rc = client_call(c, &req, MSG_OK, &reply, err, sizeof(err));
+            wire_free(reply);
+            if (rc != SKIFF_ECONFLICT || attempt == STACK_SECRET_RM_ATTEMPTS)
+                break;
+            if ((rc = client_sleep(c, STACK_SECRET_RM_PAUSE_MS, err, sizeof(err))))
+                break;
+        }
+        if (rc)
+            status = cli_error(cli_status(rc), "%s", err);
+    }
+    wire_free(list);
+    return status;
+}
+
 /* What to do with one service of the file. Returns 0 or an exit status. */
 /* 1 when the file changes only the replica count: a scale. (A change of
  * the autoscaling policy is an update of the spec, which rolls nothing.) */
@@ -122,6 +280,10 @@ static int stack_plan(client_t *c, const char *stack, stack_item_t *it)
     if (strcmp(cur->spec->stack, stack) != 0)
         return cli_error(CLI_ERROR, "service %s exists and is not part of stack %s; nothing "
                          "was deployed", it->spec->name, stack);
+    stack_copy_ref_ids(it->spec->secrets, it->spec->n_secrets, cur->spec->secrets,
+                       cur->spec->n_secrets);
+    stack_copy_ref_ids(it->spec->configs, it->spec->n_configs, cur->spec->configs,
+                       cur->spec->n_configs);
     /* force_update is not the file's business: keep the service's */
     it->spec->force_update = cur->spec->force_update;
     /* nor, once the autoscaler runs it, the replica count (within the
@@ -223,6 +385,7 @@ int stack_deploy(cli_args_t *a)
     compose_t *cf = NULL;
     stack_item_t *items = NULL;
     client_t *c = NULL;
+    int *create = NULL;
     char err[600];
     int status = CLI_OK, rc;
 
@@ -234,7 +397,8 @@ int stack_deploy(cli_args_t *a)
         return cli_error(CLI_ERROR, "%s", err);
     for (size_t i = 0; i < cf->n_warnings; i++)
         fprintf(stderr, "skiff: warning: %s\n", cf->warnings[i]);
-    if (!(items = calloc(cf->n_services, sizeof(*items)))) {
+    if (!(items = calloc(cf->n_services, sizeof(*items))) ||
+        !(create = calloc(cf->n_secrets + 1, sizeof(*create)))) {
         status = cli_error(CLI_ERROR, "out of memory");
         goto out_free;
     }
@@ -243,6 +407,8 @@ int stack_deploy(cli_args_t *a)
         goto out_free;
     }
     /* 1. read everything; change nothing if anything is amiss */
+    if ((status = stack_plan_secrets(c, stack, cf, create)))
+        goto out_free;
     for (size_t i = 0; i < cf->n_services; i++) {
         items[i].spec = cf->services[i];
         if ((status = stack_plan(c, stack, &items[i])))
@@ -250,7 +416,8 @@ int stack_deploy(cli_args_t *a)
     }
     if ((status = stack_check_ports(c, cf)))
         goto out_free;
-    /* 2. change what changed */
+    /* 2. change what changed: secrets and configs first */
+    status = stack_create_secrets(c, stack, cf, create);
     for (size_t i = 0; i < cf->n_services && status == CLI_OK; i++)
         status = stack_apply(c, &items[i]);
     if (status == CLI_OK && a->prune)
@@ -274,6 +441,7 @@ out_free:
         wire_free(items[i].result);
     }
     free(items);
+    free(create);
     client_close(c);
     compose_free(cf);
     return status;
@@ -358,8 +526,7 @@ int stack_rm(cli_args_t *a)
             status = rc;
             continue;
         }
-        if (list->service_list_reply->n_services == 0)
-            status = cli_error(CLI_ERROR, "nothing found in stack: %s", a->argv[i]);
+        size_t found = list->service_list_reply->n_services;
         for (size_t k = 0; k < list->service_list_reply->n_services; k++) {
             const Service *s = list->service_list_reply->services[k];
             Envelope req = PB_ENVELOPE_INIT, *reply = NULL;
@@ -375,6 +542,12 @@ int stack_rm(cli_args_t *a)
             wire_free(reply);
         }
         wire_free(list);
+        /* then its own secrets and configs (the services no longer use them) */
+        for (int kind = SECRET_KIND_SECRET; kind <= SECRET_KIND_CONFIG; kind++)
+            if ((rc = stack_rm_secrets(c, a->argv[i], (SecretKind)kind, &found)))
+                status = rc;
+        if (found == 0)
+            status = cli_error(CLI_ERROR, "nothing found in stack: %s", a->argv[i]);
     }
     client_close(c);
     return status;

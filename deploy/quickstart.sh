@@ -309,10 +309,13 @@ api_answers() {
 deploy_shop() {
 	step "stack $STACK"
 	export_shop_env
-	# The volume is made here, with a label, so that `down` removes exactly it.
-	if ! docker volume inspect "${STACK}_pgdata" >/dev/null 2>&1; then
-		docker volume create --label "skiff.quickstart=$DIR" "${STACK}_pgdata" >/dev/null
-	fi
+	# The volumes are made here, with a label, so that `down` removes exactly them.
+	local vol
+	for vol in pgdata redisdata; do
+		if ! docker volume inspect "${STACK}_$vol" >/dev/null 2>&1; then
+			docker volume create --label "skiff.quickstart=$DIR" "${STACK}_$vol" >/dev/null
+		fi
+	done
 	if "$BIN/skiff" service inspect "${STACK}_api" >/dev/null 2>&1; then
 		say "already deployed; left as it is (skiff stack ps $STACK)"
 	else

@@ -25,11 +25,12 @@ setup_file() {
 
 teardown_file() {
 	skiff_teardown_file
-	# the shop stack test's image tags and volume, whatever became of the test
+	# the shop stack test's image tags and volumes, whatever became of the test
 	docker images --format '{{.Repository}}:{{.Tag}}' | grep "^skiffe2e-dapi-$SKIFF_PREFIX/" |
 		xargs -r docker rmi >/dev/null 2>&1 || true
 	[ -s "$BATS_FILE_TMPDIR/shop-stack" ] &&
-		docker volume rm "$(cat "$BATS_FILE_TMPDIR/shop-stack")_pgdata" >/dev/null 2>&1
+		docker volume rm "$(cat "$BATS_FILE_TMPDIR/shop-stack")_pgdata" \
+			"$(cat "$BATS_FILE_TMPDIR/shop-stack")_redisdata" >/dev/null 2>&1
 	true
 }
 

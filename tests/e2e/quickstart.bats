@@ -275,6 +275,7 @@ header() {
 	done
 	refute curl -fsS --max-time 2 "http://$REG/v2/"
 	refute docker volume inspect "${STACK}_pgdata"
+	refute docker volume inspect "${STACK}_redisdata"
 	[ ! -e "$SKIFF_QUICKSTART_DIR" ]
 	for addr in $(node_addrs); do
 		refute port_open "$addr" "$SHOP_API_PORT"

@@ -25,6 +25,7 @@
 #include "errors.h"
 #include "parse.h"
 #include "pbutil.h"
+#include "secret.h"
 #include "spec.h"
 
 /* ------------------------------------------------------------- helpers */
@@ -629,6 +630,192 @@ static void test_update_flags(void **state)
                  "health.http_path: the service has no port to probe");
 }
 
+
+/* ---------------------------------------------------- secrets and configs */
+
+static void test_secret_flags(void **state)
+{
+    ServiceSpec *s, *u;
+
+    (void)state;
+    s = create_spec("skiff service create --name api --secret db_pass "
+                    "--secret source=tls,target=cert.pem,uid=1000,gid=1001,mode=0400 "
+                    "--config app_conf --config src=nginx,dst=/etc/nginx.conf img");
+    assert_int_equal(s->n_secrets, 2);
+    assert_string_equal(s->secrets[0]->name, "db_pass");
+    assert_string_equal(s->secrets[0]->target, "db_pass");
+    assert_int_equal(s->secrets[0]->mode, 0444);
+    assert_string_equal(s->secrets[1]->name, "tls");
+    assert_string_equal(s->secrets[1]->target, "cert.pem");
+    assert_int_equal(s->secrets[1]->uid, 1000);
+    assert_int_equal(s->secrets[1]->gid, 1001);
+    assert_int_equal(s->secrets[1]->mode, 0400);
+    assert_int_equal(s->n_configs, 2);
+    assert_string_equal(s->configs[0]->target, "/app_conf");
+    assert_string_equal(s->configs[1]->name, "nginx");
+    assert_string_equal(s->configs[1]->target, "/etc/nginx.conf");
+
+    /* removals first (by name or target), then additions; same target: replaced */
+    u = update_spec(s, "skiff service update --secret-add db_pass2 --secret-rm db_pass "
+                       "--secret-rm cert.pem --config-rm nginx "
+                       "--config-add source=app_conf2,target=/app_conf api");
+    assert_int_equal(u->n_secrets, 1);
+    assert_string_equal(u->secrets[0]->name, "db_pass2");
+    assert_int_equal(u->n_configs, 1);
+    assert_string_equal(u->configs[0]->name, "app_conf2");
+    assert_string_equal(u->configs[0]->target, "/app_conf");
+    pb_free(u);
+    /* --secret on update adds, as --env does */
+    u = update_spec(s, "skiff service update --secret other api");
+    assert_int_equal(u->n_secrets, 3);
+    assert_string_equal(u->secrets[2]->name, "other");
+    pb_free(u);
+
+    expect_error("skiff service update --secret-rm nope web",
+                 "invalid value for --secret-rm: \"nope\" (the service uses no secret nope)");
+    expect_error("skiff service update --config-rm nope web",
+                 "invalid value for --config-rm: \"nope\" (the service uses no config nope)");
+    expect_error("skiff service create --secret 'bad name' img",
+                 "--secret: bad name is not a valid secret name");
+    expect_error("skiff service create --secret source=a,mode=999 img",
+                 "mode: \"999\" is not an octal mode like 0400");
+    expect_error("skiff service create --secret source=a,colour=red img",
+                 "--secret: colour: not an option skiff knows (source, target, uid, gid, mode)");
+    expect_error("skiff service create --config source=a,target=rel img",
+                 "configs[0].target: rel must be an absolute path without . or .. in it");
+    expect_error("skiff service create --secret source=a,target=x --secret source=b,target=x "
+                 "--secret source=c,target=x/y img",
+                 "secrets[1].target: x/y must be a file name (it is put in /run/secrets)");
+    pb_free(s);
+}
+
+static void write_file(const char *path, size_t n, char c)
+{
+    FILE *f = fopen(path, "wb");
+
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++)
+        fputc(c, f);
+    fclose(f);
+}
+
+static void test_secret_commands(void **state)
+{
+    char dir[] = "/tmp/skiff-test-cli-XXXXXX", path[128], err[256];
+    uint8_t *data;
+    size_t len;
+    line_t *l;
+
+    (void)state;
+    l = parse("skiff secret create --label a=1 -l b=2 db_pass ./pass.txt");
+    assert_int_equal(l->rc, 0);
+    assert_true(l->args.cmd->run == secret_create);
+    assert_int_equal(l->args.n_labels, 2);
+    assert_string_equal(l->args.labels[1], "b=2");
+    assert_int_equal(l->args.argc, 2);
+    line_free(l);
+    l = parse("skiff config inspect --pretty app_conf");
+    assert_int_equal(l->rc, 0);
+    assert_true(l->args.cmd->run == secret_inspect);
+    assert_true(l->args.pretty);
+    line_free(l);
+    l = parse("skiff secret ls -q --format json");
+    assert_int_equal(l->rc, 0);
+    assert_true(l->args.quiet && l->args.json);
+    line_free(l);
+    expect_error("skiff secret create db_pass",
+                 "\"skiff secret create\" requires exactly 2 arguments: [OPTIONS] SECRET "
+                 "FILE|-");
+    expect_error("skiff secret create --label =1 a f",
+                 "invalid value for --label: \"=1\" (KEY=VALUE)");
+    expect_error("skiff secret rm", "\"skiff secret rm\" requires at least 1 argument: "
+                 "SECRET [SECRET...]");
+
+    assert_int_equal(secret_check_name(SECRET_KIND_SECRET, "shop_db.pass-1", err, sizeof(err)), 0);
+    assert_int_equal(secret_check_name(SECRET_KIND_CONFIG, "-x", err, sizeof(err)), SKIFF_EINVAL);
+    assert_string_equal(err, "invalid config name \"-x\" (1 to 64 letters, digits, '-', '_' or "
+                        "'.', starting and ending with a letter or digit)");
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/big", dir);
+    write_file(path, 614400, 'a');
+    assert_int_equal(secret_read_file(SECRET_KIND_SECRET, "db_pass", path, &data, &len, err,
+                                      sizeof(err)), SKIFF_EINVAL);
+    assert_string_equal(err, "secret db_pass: 614400 bytes is more than the limit of 512000");
+    assert_null(data);
+    write_file(path, SPEC_SECRET_MAX_SIZE, 'b');
+    assert_int_equal(secret_read_file(SECRET_KIND_CONFIG, "c", path, &data, &len, err,
+                                      sizeof(err)), 0);
+    assert_int_equal(len, SPEC_SECRET_MAX_SIZE);
+    assert_int_equal(data[len - 1], 'b');
+    free(data);
+    write_file(path, 0, 'c');
+    assert_int_equal(secret_read_file(SECRET_KIND_SECRET, "e", path, &data, &len, err,
+                                      sizeof(err)), SKIFF_EINVAL);
+    snprintf(path, sizeof(path), "secret e: %s/big is empty", dir);
+    assert_string_equal(err, path);
+    snprintf(path, sizeof(path), "%s/big", dir);
+    unlink(path);
+    assert_int_equal(secret_read_file(SECRET_KIND_SECRET, "e", path, &data, &len, err,
+                                      sizeof(err)), SKIFF_EINVAL);
+    assert_non_null(strstr(err, "cannot read"));
+    rmdir(dir);
+}
+
+static void test_secret_output(void **state)
+{
+    Secret *sec = PB_NEW(Secret), *conf = PB_NEW(Secret);
+    Secret *both[2];
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out;
+    fmt_opts_t o = { .now_ms = 1000000 };
+
+    (void)state;
+    assert_non_null(sec);
+    assert_non_null(conf);
+    assert_int_equal(pb_set_str(&sec->id, "s1d"), 0);
+    assert_int_equal(pb_set_str(&sec->name, "zeta"), 0);
+    sec->created_ms = 1000000 - 120000;
+    assert_int_equal(pb_set_str(&conf->id, "c1d"), 0);
+    assert_int_equal(pb_set_str(&conf->name, "alpha"), 0);
+    conf->kind = SECRET_KIND_CONFIG;
+    conf->created_ms = conf->updated_ms = 1000000 - 5000;
+    conf->data.data = malloc(5);
+    assert_non_null(conf->data.data);
+    memcpy(conf->data.data, "hello", 5);
+    conf->data.len = 5;
+    both[0] = sec;
+    both[1] = conf;
+
+    assert_non_null(out = open_memstream(&buf, &len));
+    assert_int_equal(fmt_secrets(out, both, 2, &o), 0);
+    fclose(out);
+    assert_int_equal(strncmp(buf, "ID ", 3), 0);
+    assert_non_null(strstr(buf, " NAME "));
+    assert_non_null(strstr(buf, " CREATED "));
+    assert_non_null(strstr(buf, " UPDATED\n"));
+    assert_true(strstr(buf, "alpha") < strstr(buf, "zeta")); /* by name */
+    assert_non_null(strstr(buf, "2 minutes ago"));
+    free(buf);
+
+    assert_non_null(out = open_memstream(&buf, &len));
+    assert_int_equal(fmt_secrets_inspect(out, both, 2, 0), 0);
+    fclose(out);
+    assert_non_null(strstr(buf, "\"data\": \"aGVsbG8=\"")); /* base64, as Spec.Data */
+    assert_null(strstr(buf, "hello"));
+    free(buf);
+
+    assert_non_null(out = open_memstream(&buf, &len));
+    assert_int_equal(fmt_secrets_inspect(out, both + 1, 1, 1), 0);
+    fclose(out);
+    assert_non_null(strstr(buf, "Name:            alpha\n"));
+    assert_non_null(strstr(buf, "Data:\nhello\n"));
+    free(buf);
+    pb_free(sec);
+    pb_free(conf);
+}
+
 /* -------------------------------------------------------------- values */
 
 static void test_parse_values(void **state)
@@ -786,6 +973,9 @@ int main(void)
         cmocka_unit_test(test_create_defaults),
         cmocka_unit_test(test_create_bad_values),
         cmocka_unit_test(test_update_flags),
+        cmocka_unit_test(test_secret_flags),
+        cmocka_unit_test(test_secret_commands),
+        cmocka_unit_test(test_secret_output),
         cmocka_unit_test(test_parse_values),
         cmocka_unit_test(test_token),
         cmocka_unit_test(test_help_lists_flags),

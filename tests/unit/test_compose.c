@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -324,7 +325,13 @@ static void test_interpolate(void **state)
  * CLI's `docker stack deploy` both deploy: its skiff labels are read. */
 static void test_shop_example(void **state)
 {
-    compose_t *c = load_ok("../../deploy/examples/shop/stack.yml");
+    /* its files are found next to it, wherever it is read from */
+    compose_opts_t o = { .stack = "shop", .env = env_lookup };
+    compose_t *c = NULL;
+    char err[512];
+
+    if (compose_load("../../deploy/examples/shop/stack.yml", &o, &c, err, sizeof(err)))
+        fail_msg("%s", err);
     const ServiceSpec *api = find(c, "shop_api"), *pg = find(c, "shop_postgres");
 
     (void)state;
@@ -334,6 +341,30 @@ static void test_shop_example(void **state)
     assert_int_equal(pg->expose[0], 5432);
     assert_int_equal(find(c, "shop_redis")->expose[0], 6379);
     assert_int_equal(find(c, "shop_mongo")->expose[0], 27017);
+    /* PostgreSQL's password is a secret that both read, the API's settings
+     * a config; Redis has a volume and the databases' constraint */
+    assert_int_equal(c->n_secrets, 2);
+    assert_string_equal(c->secrets[0].secret->name, "shop_db_pass");
+    assert_string_equal(c->secrets[0].secret->stack, "shop");
+    assert_true(c->secrets[0].secret->data.len > 0);
+    assert_string_equal(c->secrets[1].secret->name, "shop_api_config");
+    assert_int_equal(c->secrets[1].secret->kind, SECRET_KIND_CONFIG);
+    assert_int_equal(pg->n_secrets, 1);
+    assert_string_equal(pg->secrets[0]->name, "shop_db_pass");
+    assert_string_equal(pg->secrets[0]->target, "db_pass");
+    assert_int_equal(pg->secrets[0]->uid, 999);
+    assert_int_equal(pg->secrets[0]->mode, 0400);
+    assert_int_equal(api->n_secrets, 1);
+    assert_string_equal(api->secrets[0]->target, "db_pass");
+    assert_int_equal(api->secrets[0]->mode, 0444);
+    assert_int_equal(api->n_configs, 1);
+    assert_string_equal(api->configs[0]->name, "shop_api_config");
+    assert_string_equal(api->configs[0]->target, "/etc/shop/api.json");
+    for (size_t i = 0; i < api->n_env; i++)
+        assert_null(strstr(api->env[i], "PASSWORD="));
+    assert_int_equal(find(c, "shop_redis")->n_mounts, 1);
+    assert_string_equal(find(c, "shop_redis")->mounts[0]->source, "shop_redisdata");
+    assert_int_equal(find(c, "shop_redis")->n_constraints, 1);
     compose_free(c);
 }
 
@@ -404,7 +435,49 @@ static const struct {
       "t.yml:4: services.api.x-skiff-typo: unknown key" },
     { "services:\n  api:\n    image: x\nnetworks:\n  front:\n",
       "t.yml:4: networks: not supported by skiff" },
-    { "services:\n  api:\n    image: x\nsecrets: {}\n", "t.yml:4: secrets: not supported by skiff" },
+    /* secrets and configs */
+    { "services:\n  api:\n    image: x\n    secrets: [db]\n",
+      "t.yml:4: services.api.secrets[0]: secret db is not declared in the top-level secrets" },
+    { "services:\n  api:\n    image: x\n    configs:\n      - source: db\n"
+      "secrets:\n  db: {external: true}\n",
+      "t.yml:5: services.api.configs[0]: config db is not declared in the top-level configs" },
+    { "services:\n  api:\n    image: x\n    secrets:\n      - target: x\n"
+      "secrets:\n  db: {external: true}\n",
+      "t.yml:5: services.api.secrets[0]: source: required" },
+    { "services:\n  api:\n    image: x\n    secrets:\n      - {source: db, mode: 0999}\n"
+      "secrets:\n  db: {external: true}\n",
+      "t.yml:5: services.api.secrets[0].mode: expected a mode like 0400, not \"0999\"" },
+    { "services:\n  api:\n    image: x\n    secrets:\n      - {source: db, mode: 1000}\n"
+      "secrets:\n  db: {external: true}\n",
+      "t.yml:5: services.api.secrets[0].mode: expected a mode like 0400, not \"1000\"" },
+    { "services:\n  api:\n    image: x\n    secrets:\n      - {source: db, colour: red}\n"
+      "secrets:\n  db: {external: true}\n",
+      "t.yml:5: services.api.secrets[0].colour: unknown key" },
+    { "services:\n  api:\n    image: x\n    secrets:\n      - db\n      - source: db\n"
+      "secrets:\n  db: {external: true}\n",
+      "t.yml:6: services.api.secrets[1]: target db is used twice" },
+    { "services:\n  api:\n    image: x\n    secrets:\n      - {source: db, target: a/b}\n"
+      "secrets:\n  db: {external: true}\n",
+      "t.yml:2: services.api: secrets[0].target: a/b must be a file name (it is put in "
+      "/run/secrets)" },
+    { "services:\n  api:\n    image: x\nsecrets:\n  db:\n    environment: DB_PASS\n",
+      "t.yml:6: secrets.db.environment: not supported by skiff" },
+    { "services:\n  api:\n    image: x\nconfigs:\n  c:\n    file: c.txt\n"
+      "    template_driver: golang\n",
+      "t.yml:7: configs.c.template_driver: not supported by skiff" },
+    { "services:\n  api:\n    image: x\nconfigs:\n  c:\n    file: c.txt\n    colour: red\n",
+      "t.yml:7: configs.c.colour: unknown key" },
+    { "services:\n  api:\n    image: x\nsecrets:\n  db:\n",
+      "t.yml:5: secrets.db: file or external: true is required" },
+    { "services:\n  api:\n    image: x\nsecrets:\n  db: {labels: {a: b}}\n",
+      "t.yml:5: secrets.db: file or external: true is required" },
+    { "services:\n  api:\n    image: x\nsecrets:\n  db: {file: a, external: true}\n",
+      "t.yml:5: secrets.db: file and external: true exclude each other" },
+    { "services:\n  api:\n    image: x\nsecrets:\n  db: {external: true, name: \"a b\"}\n",
+      "t.yml:5: secrets.db: a b is not a valid secret name" },
+    { "services:\n  api:\n    image: x\nsecrets:\n  a: {external: true, name: x}\n"
+      "  b: {file: f, name: x}\n",
+      "t.yml:6: secrets.b: secret x is also secrets.a" },
     { "services:\n  api:\n    image: x\nservice: {}\n", "t.yml:4: service: unknown key" },
     { "services:\n  api:\n    image: x\n    deploy:\n      resources:\n        limits:\n"
       "          pids: 10\n",
@@ -556,6 +629,129 @@ static const struct {
       "t.yml:2: services.api: labels: skiff.expose: \"http\" is not a port (1-65535)" },
 };
 
+
+/* --------------------------------------------------- secrets and configs */
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_secrets(void **state)
+{
+    compose_t *c = parse_ok(
+        "services:\n  api:\n    image: x\n    secrets:\n      - db_pass\n"
+        "      - source: tls\n        target: cert.pem\n        uid: \"1000\"\n"
+        "        gid: 1001\n        mode: 0400\n"
+        "      - {source: plain, mode: 292}\n"
+        "    configs:\n      - source: app\n        target: /etc/app.json\n"
+        "        mode: \"0440\"\n      - other\n"
+        "secrets:\n  db_pass:\n    file: ./db_pass.txt\n"
+        "  tls:\n    external: true\n    name: real_tls\n"
+        "  plain:\n    external: true\n"
+        "configs:\n  app:\n    file: ../conf/app.json\n    labels: {team: a}\n"
+        "    name: app_v2\n  other:\n    file: /etc/other\n    labels: [k=v]\n");
+    const ServiceSpec *api = find(c, "shop_api");
+
+    (void)state;
+    assert_int_equal(c->n_secrets, 5);
+    /* the stack's own: STACK_KEY, file relative to the file's directory */
+    assert_string_equal(c->secrets[0].key, "db_pass");
+    assert_string_equal(c->secrets[0].secret->name, "shop_db_pass");
+    assert_string_equal(c->secrets[0].secret->stack, "shop");
+    assert_int_equal(c->secrets[0].secret->kind, SECRET_KIND_SECRET);
+    assert_string_equal(c->secrets[0].file, "/srv/app/db_pass.txt");
+    assert_false(c->secrets[0].external);
+    /* external: its name, or the key; no stack, no file */
+    assert_string_equal(c->secrets[1].secret->name, "real_tls");
+    assert_string_equal(c->secrets[1].secret->stack, "");
+    assert_true(c->secrets[1].external);
+    assert_null(c->secrets[1].file);
+    assert_string_equal(c->secrets[2].secret->name, "plain");
+    /* configs: name: is the real name, even of the stack's own */
+    assert_int_equal(c->secrets[3].secret->kind, SECRET_KIND_CONFIG);
+    assert_string_equal(c->secrets[3].secret->name, "app_v2");
+    assert_string_equal(c->secrets[3].secret->stack, "shop");
+    assert_string_equal(c->secrets[3].file, "/srv/conf/app.json");
+    assert_int_equal(c->secrets[3].secret->n_labels, 1);
+    assert_string_equal(c->secrets[3].secret->labels[0]->key, "team");
+    assert_string_equal(c->secrets[4].secret->name, "shop_other");
+    assert_string_equal(c->secrets[4].file, "/etc/other");
+    assert_string_equal(c->secrets[4].secret->labels[0]->value, "v");
+    assert_int_equal(c->secrets[0].secret->data.len, 0); /* not read by compose_parse */
+
+    /* references: the real name, the key as default target */
+    assert_int_equal(api->n_secrets, 3);
+    assert_string_equal(api->secrets[0]->name, "shop_db_pass");
+    assert_string_equal(api->secrets[0]->target, "db_pass");
+    assert_int_equal(api->secrets[0]->mode, 0444);
+    assert_string_equal(api->secrets[1]->name, "real_tls");
+    assert_string_equal(api->secrets[1]->target, "cert.pem");
+    assert_int_equal(api->secrets[1]->uid, 1000);
+    assert_int_equal(api->secrets[1]->gid, 1001);
+    assert_int_equal(api->secrets[1]->mode, 0400);
+    assert_int_equal(api->secrets[2]->mode, 0444); /* 292, decimal */
+    assert_int_equal(api->n_configs, 2);
+    assert_string_equal(api->configs[0]->name, "app_v2");
+    assert_string_equal(api->configs[0]->target, "/etc/app.json");
+    assert_int_equal(api->configs[0]->mode, 0440);
+    assert_string_equal(api->configs[1]->name, "shop_other");
+    assert_string_equal(api->configs[1]->target, "/other");
+    compose_free(c);
+}
+
+static void test_secret_files(void **state)
+{
+    char dir[] = "/tmp/skiff-test-compose-XXXXXX", path[160], big[160], want[400], err[512];
+    compose_opts_t o = { .stack = "shop", .env = env_lookup };
+    compose_t *c = NULL;
+    FILE *f;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/db_pass.txt", dir);
+    write_text(path, "s3cret");
+    snprintf(path, sizeof(path), "%s/stack.yml", dir);
+    write_text(path, "services:\n  db:\n    image: x\n    secrets: [db_pass]\n"
+                     "secrets:\n  db_pass:\n    file: db_pass.txt\n");
+    /* a relative file starts at the Compose file's directory, not here */
+    if (compose_load(path, &o, &c, err, sizeof(err)))
+        fail_msg("%s", err);
+    assert_int_equal(c->secrets[0].secret->data.len, 6);
+    assert_memory_equal(c->secrets[0].secret->data.data, "s3cret", 6);
+    compose_free(c);
+
+    /* one over the limit: refused, naming the file's key and the secret */
+    snprintf(big, sizeof(big), "%s/big.txt", dir);
+    assert_non_null(f = fopen(big, "wb"));
+    for (int i = 0; i < 600 * 1024; i++)
+        fputc('x', f);
+    fclose(f);
+    write_text(path, "services:\n  db:\n    image: x\n    secrets: [db_pass]\n"
+                     "secrets:\n  db_pass:\n    file: big.txt\n");
+    assert_int_equal(compose_load(path, &o, &c, err, sizeof(err)), SKIFF_EINVAL);
+    assert_null(c);
+    snprintf(want, sizeof(want), "%s: secrets.db_pass: secret shop_db_pass: 614400 bytes is "
+             "more than the limit of 512000", path);
+    assert_string_equal(err, want);
+
+    /* a missing file */
+    write_text(path, "services:\n  db:\n    image: x\nconfigs:\n  conf:\n    file: nope.json\n");
+    assert_int_equal(compose_load(path, &o, &c, err, sizeof(err)), SKIFF_EINVAL);
+    snprintf(want, sizeof(want), "%s: configs.conf: config shop_conf: cannot read %s/nope.json: "
+             "No such file or directory", path, dir);
+    assert_string_equal(err, want);
+    unlink(big);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/db_pass.txt", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_bad_files(void **state)
 {
     for (size_t i = 0; i < sizeof(bad_files) / sizeof(bad_files[0]); i++) {
@@ -649,6 +845,8 @@ int main(void)
         cmocka_unit_test(test_interpolate),
         cmocka_unit_test(test_shop_example),
         cmocka_unit_test(test_skiff_labels),
+        cmocka_unit_test(test_secrets),
+        cmocka_unit_test(test_secret_files),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_relative_paths),

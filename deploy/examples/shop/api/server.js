@@ -32,9 +32,17 @@
  * "Connection: close", and exits once they are closed (at most
  * SHOP_SHUTDOWN_TIMEOUT_MS), so that a rolling update fails no request.
  *
- * Environment: PORT (3000), DATABASE_URL, REDIS_URL, SHOP_VERSION (set by the
- * image), CART_TTL_SECONDS (7 days), SHOP_SHUTDOWN_TIMEOUT_MS (10000).
+ * Environment: PORT (3000), DATABASE_URL, DB_PASSWORD_FILE (a file whose
+ * first line is PostgreSQL's password, such as the secret
+ * /run/secrets/db_pass; it goes into DATABASE_URL), REDIS_URL, SHOP_VERSION
+ * (set by the image), SHOP_CONFIG_FILE, CART_TTL_SECONDS (7 days),
+ * SHOP_SHUTDOWN_TIMEOUT_MS (10000).
+ *
+ * SHOP_CONFIG_FILE: a JSON object of settings, such as the config the stack
+ * mounts at /etc/shop/api.json: {"cartTtlSeconds": 604800,
+ * "shutdownTimeoutMs": 10000}. A variable of the environment wins over it.
  */
+const fs = require('fs');
 const http = require('http');
 const net = require('net');
 const os = require('os');
@@ -43,11 +51,13 @@ const Redis = require('ioredis');
 
 const VERSION = process.env.SHOP_VERSION || 'dev';
 const HOST = os.hostname();
+const CONFIG = readConfig(process.env.SHOP_CONFIG_FILE);
 const PORT = intFromEnv('PORT', 3000);
-const DATABASE_URL = process.env.DATABASE_URL || 'postgres://shop:shop@postgres:5432/shop';
+const DATABASE_URL = databaseUrl(process.env.DATABASE_URL || 'postgres://shop:shop@postgres:5432/shop',
+  process.env.DB_PASSWORD_FILE);
 const REDIS_URL = process.env.REDIS_URL || 'redis://redis:6379';
-const CART_TTL_SECONDS = intFromEnv('CART_TTL_SECONDS', 7 * 24 * 3600);
-const SHUTDOWN_TIMEOUT_MS = intFromEnv('SHOP_SHUTDOWN_TIMEOUT_MS', 10000);
+const CART_TTL_SECONDS = intFromEnv('CART_TTL_SECONDS', setting('cartTtlSeconds', 7 * 24 * 3600));
+const SHUTDOWN_TIMEOUT_MS = intFromEnv('SHOP_SHUTDOWN_TIMEOUT_MS', setting('shutdownTimeoutMs', 10000));
 const CHECK_TIMEOUT_MS = 2000;
 const BODY_MAX = 16 * 1024;
 
@@ -59,6 +69,51 @@ const SEED = [
   ['kettle', 'Gooseneck kettle', 4900],
   ['strainer', 'Tea strainer', 450],
 ];
+
+function fail(msg) {
+  console.error(`shop-api: ${msg}`);
+  process.exit(2);
+}
+
+// The settings file: a JSON object, or {} without one.
+function readConfig(file) {
+  if (!file) return {};
+  let c;
+  try {
+    c = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    fail(`SHOP_CONFIG_FILE ${file}: ${err.message}`);
+  }
+  if (typeof c !== 'object' || c === null || Array.isArray(c)) fail(`SHOP_CONFIG_FILE ${file}: not a JSON object`);
+  return c;
+}
+
+function setting(key, dflt) {
+  const v = CONFIG[key];
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 0) fail(`SHOP_CONFIG_FILE: ${key}: not a whole number`);
+  return v;
+}
+
+// DATABASE_URL with the password of passwordFile (its first line) in it.
+function databaseUrl(url, passwordFile) {
+  if (!passwordFile) return url;
+  let password;
+  try {
+    password = fs.readFileSync(passwordFile, 'utf8').split(/\r?\n/)[0];
+  } catch (err) {
+    fail(`DB_PASSWORD_FILE ${passwordFile}: ${err.message}`);
+  }
+  if (!password) fail(`DB_PASSWORD_FILE ${passwordFile}: empty`);
+  try {
+    const u = new URL(url);
+    u.password = password; // percent-encoded by the setter
+    return u.toString();
+  } catch (err) {
+    fail(`DATABASE_URL: ${err.message}`);
+  }
+  return url;
+}
 
 function intFromEnv(name, dflt) {
   const v = process.env[name];

@@ -11,7 +11,9 @@
 #
 # Environment: PGDATA (/var/lib/postgresql/data/pgdata), PGPORT (5432),
 # POSTGRES_USER (shop), POSTGRES_DB ($POSTGRES_USER), POSTGRES_PASSWORD
-# (required on the first start).
+# (required on the first start), or POSTGRES_PASSWORD_FILE: a file that
+# holds it (its first line), such as a secret at /run/secrets/db_pass, as
+# the official image reads it.
 set -eu
 
 : "${PGDATA:=/var/lib/postgresql/data/pgdata}"
@@ -35,11 +37,25 @@ name_ok() {
 	esac
 }
 
+# POSTGRES_PASSWORD_FILE: read as the postgres user (a secret may be
+# readable by it alone).
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+	if [ -n "${POSTGRES_PASSWORD:-}" ]; then
+		echo "postgres: both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set" >&2
+		exit 1
+	fi
+	POSTGRES_PASSWORD=
+	IFS= read -r POSTGRES_PASSWORD <"$POSTGRES_PASSWORD_FILE" || [ -n "$POSTGRES_PASSWORD" ] || {
+		echo "postgres: cannot read POSTGRES_PASSWORD_FILE $POSTGRES_PASSWORD_FILE" >&2
+		exit 1
+	}
+fi
+
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
 	name_ok "$POSTGRES_USER" || { echo "postgres: POSTGRES_USER: lowercase letters, digits and _" >&2; exit 1; }
 	name_ok "$POSTGRES_DB" || { echo "postgres: POSTGRES_DB: lowercase letters, digits and _" >&2; exit 1; }
 	if [ -z "${POSTGRES_PASSWORD:-}" ]; then
-		echo "postgres: POSTGRES_PASSWORD must be set for the first start" >&2
+		echo "postgres: POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE must be set for the first start" >&2
 		exit 1
 	fi
 	if [ -n "$(ls -A "$PGDATA")" ]; then
