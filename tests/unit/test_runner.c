@@ -861,7 +861,7 @@ static void test_secret_missing_rejected(void **state)
     assert_int_equal(fake.n, 0);
     assert_int_equal(runner_report(runner, 1, &rep), 0);
     assert_int_equal(rep.tasks[0]->state, TASK_REJECTED);
-    assert_non_null(strstr(rep.tasks[0]->message, "invalid spec: secret '../x'"));
+    assert_non_null(strstr(rep.tasks[0]->message, "invalid spec: secrets[0]: ../x is not a valid"));
     runner_report_free(&rep);
 }
 
