@@ -455,7 +455,14 @@ static int svc_apply_secret(const svc_flag_t *f, const char *v, ServiceSpec *s, 
     }
     if (rc)
         return rc;
-    return edit_secret_add(n, refs, r);
+    if (f->modes == SVC_CREATE) { /* two at one target: spec_validate says so */
+        if (pb_push_msg(n, (void ***)refs, r)) {
+            pb_free(r);
+            return -ENOMEM;
+        }
+        return 0;
+    }
+    return edit_secret_add(n, refs, r); /* an update's replaces the one at its target */
 }
 
 static int svc_apply_words(const svc_flag_t *f, const char *v, size_t *n, char ***arr,
