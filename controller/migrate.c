@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 #define MIG_CALL_MS 10000
 #define MIG_MAX_TABLES 64
@@ -437,6 +438,25 @@ int migrate_main(int argc, char **argv)
     if (!*m.cluster_id) {
         rc = mig_fail("%s has no cluster id: was its controller ever started?", path);
         goto out_close;
+    }
+    /* The secrets' data key, a file beside state.db: on etcd, a row
+     * (secrets.c), as it is (wrapped, with --autolock). */
+    {
+        char kpath[PATH_MAX + 16], line[SEAL_KEY_TEXT_MAX] = "";
+        FILE *f;
+        snprintf(kpath, sizeof(kpath), "%s/secret-key", from);
+        if ((f = fopen(kpath, "re"))) {
+            if (!fgets(line, sizeof(line), f))
+                line[0] = '\0';
+            fclose(f);
+            line[strcspn(line, "\n")] = '\0';
+            rc = *line ? mig_add(&m, "keys", "secret", (const uint8_t *)line, strlen(line)) : 0;
+            OPENSSL_cleanse(line, sizeof(line));
+            if (rc) {
+                rc = mig_fail("%s: out of memory", kpath);
+                goto out_close;
+            }
+        }
     }
     /* The claim writes these; the check counts them. */
     if (!mig_table(&m, "meta") || !mig_table(&m, "tokens")) {
