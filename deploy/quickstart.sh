@@ -475,6 +475,11 @@ down() {
 
 	step "stopping the registry"
 	"$SHOP/registry.sh" stop "$DIR/registry" | sed 's/^/    /'
+	# The agents' secrets tmpfs (<state-dir>/secrets) outlives them by design
+	# (running containers keep their files); none runs now.
+	while read -r f; do
+		umount -l "$f" 2>/dev/null || true
+	done < <(findmnt -rn -o TARGET 2>/dev/null | awk -v d="$DIR/" 'index($0, d) == 1')
 	rm -rf "$DIR"
 	say "removed $DIR"
 }
