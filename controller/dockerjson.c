@@ -352,7 +352,8 @@ static int dj_file_refs(dj_t *d, const json_t *c, SecretKind kind, ServiceSpec *
         if (bad)
             return -1;
         if (!f)
-            return dj_fail(d, path, "File: skiff puts %ss in files: File is needed", key);
+            return dj_fail(d, path, "File: needed (skiff puts every %s in a file)",
+                           spec_secret_kind_name(kind));
         if (dj_keys(d, f, fpath, file_keys) || dj_str(d, f, "Name", fpath, &r->target) ||
             dj_u32(d, f, "Mode", fpath, &r->mode))
             return -1;

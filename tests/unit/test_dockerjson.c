@@ -429,6 +429,113 @@ static void test_loopback(void **state)
     assert_false(dockerapi_loopback("nonsense"));
 }
 
+/* ContainerSpec.Secrets and Configs, in Docker's shape, both ways. */
+static void test_secret_refs(void **state)
+{
+    const char *body =
+        "{\"Name\": \"api\", \"TaskTemplate\": {\"ContainerSpec\": {\"Image\": \"x\","
+        " \"Secrets\": [{\"File\": {\"Name\": \"pw\", \"UID\": \"70\", \"GID\": \"71\","
+        " \"Mode\": 256}, \"SecretID\": \"abc\", \"SecretName\": \"db_pass\"}],"
+        " \"Configs\": [{\"File\": {\"Name\": \"/etc/api.json\", \"UID\": \"0\", \"GID\": \"0\","
+        " \"Mode\": 292}, \"ConfigID\": \"def\", \"ConfigName\": \"api\"}]}},"
+        " \"Mode\": {\"Replicated\": {\"Replicas\": 1}}}";
+    char err[256] = "";
+    ServiceSpec *s = parse(body, NULL, err, sizeof(err));
+    json_t *j, *c;
+
+    (void)state;
+    if (!s)
+        fail_msg("%s", err);
+    assert_int_equal(s->n_secrets, 1);
+    assert_string_equal(s->secrets[0]->name, "db_pass");
+    assert_string_equal(s->secrets[0]->target, "pw");
+    assert_int_equal(s->secrets[0]->uid, 70);
+    assert_int_equal(s->secrets[0]->gid, 71);
+    assert_int_equal(s->secrets[0]->mode, 0400);
+    assert_int_equal(s->n_configs, 1);
+    assert_string_equal(s->configs[0]->target, "/etc/api.json");
+    assert_int_equal(s->configs[0]->mode, 0444);
+    j = dockerjson_spec(s);
+    c = json_object_get(json_object_get(json_object_get(j, "TaskTemplate"), "ContainerSpec"),
+                        "Secrets");
+    assert_int_equal(json_array_size(c), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(c, 0), "SecretName")),
+                        "db_pass");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_array_get(c, 0), "File"), "UID")), "70");
+    json_decref(j);
+    pb_free(s);
+
+    /* Refused, naming the field. */
+    s = parse("{\"Name\": \"api\", \"TaskTemplate\": {\"ContainerSpec\": {\"Image\": \"x\","
+              " \"Secrets\": [{\"SecretName\": \"a\"}]}}}", NULL, err, sizeof(err));
+    assert_null(s);
+    assert_string_equal(err, "Spec.TaskTemplate.ContainerSpec.Secrets[0]: File: needed (skiff "
+                             "puts every secret in a file)");
+    s = parse("{\"Name\": \"api\", \"TaskTemplate\": {\"ContainerSpec\": {\"Image\": \"x\","
+              " \"Configs\": [{\"File\": {\"Name\": \"/x\"}, \"ConfigName\": \"a\","
+              " \"Runtime\": {\"x\": 1}}]}}}", NULL, err, sizeof(err));
+    assert_null(s);
+    assert_string_equal(err, "Spec.TaskTemplate.ContainerSpec.Configs[0]: Runtime: not "
+                             "supported by skiff");
+}
+
+/* A secret's and a config's objects, and the create body. */
+static void test_secret_objects(void **state)
+{
+    Secret s = PB_SECRET_INIT, *in;
+    Label l = PB_LABEL_INIT, *lp = &l;
+    json_t *j, *body;
+    char err[256] = "";
+
+    (void)state;
+    s.id = "0123456789abcdef";
+    s.name = "app";
+    s.kind = SECRET_KIND_CONFIG;
+    s.stack = "shop";
+    s.version = 1;
+    s.data.data = (uint8_t *)"hello";
+    s.data.len = 5;
+    l.key = "tier";
+    l.value = "front";
+    s.labels = &lp;
+    s.n_labels = 1;
+    j = dockerjson_secret(&s);
+    assert_string_equal(json_string_value(json_object_get(j, "ID")), "0123456789abcdef");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "Spec"), "Data")),
+                        "aGVsbG8=");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(
+                            j, "Spec"), "Labels"), "com.docker.stack.namespace")), "shop");
+    json_decref(j);
+    s.kind = SECRET_KIND_SECRET; /* a secret's data never shows */
+    j = dockerjson_secret(&s);
+    assert_null(json_object_get(json_object_get(j, "Spec"), "Data"));
+    json_decref(j);
+
+    body = json_loads("{\"Name\": \"shop_db\", \"Labels\": {\"com.docker.stack.namespace\":"
+                      " \"shop\"}, \"Data\": \"czNjcmV0\"}", 0, NULL);
+    in = PB_NEW(Secret);
+    assert_int_equal(dockerjson_secret_from(body, in, err, sizeof(err)), 0);
+    assert_string_equal(in->name, "shop_db");
+    assert_string_equal(in->stack, "shop");
+    assert_int_equal(in->data.len, 6);
+    assert_memory_equal(in->data.data, "s3cret", 6);
+    pb_free(in);
+    json_decref(body);
+    body = json_loads("{\"Name\": \"x\", \"Data\": \"not base64!\"}", 0, NULL);
+    in = PB_NEW(Secret);
+    assert_int_equal(dockerjson_secret_from(body, in, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "Data: not base64"));
+    pb_free(in);
+    json_decref(body);
+    body = json_loads("{\"Name\": \"x\", \"Driver\": {\"Name\": \"vault\"}}", 0, NULL);
+    in = PB_NEW(Secret);
+    assert_int_equal(dockerjson_secret_from(body, in, err, sizeof(err)), -1);
+    assert_string_equal(err, "SecretSpec: Driver: not supported by skiff");
+    pb_free(in);
+    json_decref(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,6 +549,8 @@ int main(void)
         cmocka_unit_test(test_service_task_node),
         cmocka_unit_test(test_filters),
         cmocka_unit_test(test_loopback),
+        cmocka_unit_test(test_secret_refs),
+        cmocka_unit_test(test_secret_objects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
