@@ -476,9 +476,10 @@ static int cli_set_common(cli_args_t *a, const cli_flag_t *f, const char *v, cha
               (klen == 4 && strncmp(v, "node", 4) == 0)))
             return cli_fail(err, len, "invalid filter: \"%.100s\" (type, service or node)", v);
         if (klen == 4 && strncmp(v, "type", 4) == 0 && strcmp(eq + 1, "service") != 0 &&
-            strcmp(eq + 1, "task") != 0 && strcmp(eq + 1, "node") != 0)
-            return cli_fail(err, len, "invalid filter: \"%.100s\" (type is service, task or "
-                            "node)", v);
+            strcmp(eq + 1, "task") != 0 && strcmp(eq + 1, "node") != 0 &&
+            strcmp(eq + 1, "secret") != 0 && strcmp(eq + 1, "config") != 0)
+            return cli_fail(err, len, "invalid filter: \"%.100s\" (type is service, task, "
+                            "node, secret or config)", v);
         return pb_push_str(&a->n_filters, &a->filters, v) ? -ENOMEM : 0;
     }
     case CF_NO_STREAM: a->no_stream = 1; return 0;

@@ -781,9 +781,10 @@ static void route_events(ctl_t *ctl, httpd_req_t *r, const char *arg)
         httpd_respond_error(r, 400, "until: before since");
         return;
     }
-    if (type && strcmp(type, "service") && strcmp(type, "task") && strcmp(type, "node")) {
-        httpd_respond_error(r, 400, "type: unknown event type \"%.64s\" (service, task or node)",
-                            type);
+    if (type && strcmp(type, "service") && strcmp(type, "task") && strcmp(type, "node") &&
+        strcmp(type, "secret") && strcmp(type, "config")) {
+        httpd_respond_error(r, 400, "type: unknown event type \"%.64s\" (service, task, node, "
+                            "secret or config)", type);
         return;
     }
     if (a->n_sse >= HTTPAPI_MAX_SSE) {
