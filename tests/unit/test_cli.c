@@ -684,8 +684,9 @@ static void test_secret_flags(void **state)
     expect_error("skiff service create --config source=a,target=rel img",
                  "configs[0].target: rel must be an absolute path without . or .. in it");
     expect_error("skiff service create --secret source=a,target=x --secret source=b,target=x "
-                 "--secret source=c,target=x/y img",
-                 "secrets[1].target: x/y must be a file name (it is put in /run/secrets)");
+                 "img", "secrets: target x is used twice (a and b)");
+    expect_error("skiff service create --secret source=a,target=x --secret source=c,target=x/y "
+                 "img", "secrets[1].target: x/y must be a file name (it is put in /run/secrets)");
     pb_free(s);
 }
 
