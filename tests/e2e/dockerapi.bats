@@ -213,15 +213,16 @@ dk() {
 	run dk service create -d --name edge-engine --constraint engine.labels.zone==edge \
 		--no-resolve-image skiff-test/web:v1
 	[ "$status" -eq 0 ]
-	wait_until 30 '[ "$(dk service ps edge-engine --format "{{.CurrentState}} {{.Error}}")" != "" ]'
-	[[ "$(dk service ps edge-engine --format '{{.CurrentState}} {{.Error}}' --no-trunc)" == *"engine.labels.zone==edge"* ]]
+	wait_until 30 '[[ "$(skiff service ps --format json edge-engine | jq -r ".[0].message")" == *"3 nodes fail engine.labels.zone==edge"* ]]'
 	dk service rm edge-engine
 	# removed: the replicas fit nowhere now, and stop (as Swarm does)
 	run dk node update --label-rm zone "$node"
 	[ "$status" -eq 0 ]
 	[ "$(dk node inspect --format '{{len .Spec.Labels}}' "$node")" -eq 0 ]
 	wait_until 60 '[ "$(count_running edge)" -eq 0 ]'
-	[[ "$(dk service ps edge --filter desired-state=running --format '{{.Error}}' --no-trunc)" == *"node.labels.zone==edge"* ]]
+	run skiff service ps --format json edge
+	[ "$(jq '[.[] | select(.desired_state == "running" and .state == "pending")] | length' <<<"$output")" -eq 3 ]
+	[[ "$(jq -r '[.[] | select(.state == "pending")][0].message' <<<"$output")" == *"3 nodes fail node.labels.zone==edge"* ]]
 	run dk service rm edge
 	[ "$status" -eq 0 ]
 }
