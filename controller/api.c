@@ -11,6 +11,8 @@
 #include "spec.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utlist.h>
@@ -591,6 +593,24 @@ static int api_check_node_labels(ctl_t *ctl, peer_t *p, uint64_t id, const NodeU
     return 0;
 }
 
+/* Appends to the change's description for its event; a full buffer cuts it. */
+static void api_what(char *what, size_t len, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void api_what(char *what, size_t len, size_t *used, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (*used >= len)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(what + *used, len - *used, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *used += (size_t)n;
+}
+
 /* Applies checked label changes to pb's spec labels; returns how many
  * changed (a label added with the value it has is no change), or -ENOMEM
  * (the labels that were changed stay changed: the caller commits them). */
@@ -600,16 +620,11 @@ static int api_apply_node_labels(const NodeUpdate *req, Node *pb, char *what, si
     int changed = 0;
 
     what[0] = '\0';
-#define API_WHAT(...)                                                                   \
-    do {                                                                                \
-        int n_ = used < len ? snprintf(what + used, len - used, __VA_ARGS__) : 0;       \
-        used += n_ > 0 ? (size_t)n_ : 0;                                                \
-    } while (0)
     for (size_t i = 0; i < req->n_label_rm; i++) {
         int k = api_label_index(pb->spec_labels, pb->n_spec_labels, req->label_rm[i]);
         if (k < 0)
             continue; /* named twice */
-        API_WHAT("%slabel %s removed", changed ? ", " : "", req->label_rm[i]);
+        api_what(what, len, &used, "%slabel %s removed", changed ? ", " : "", req->label_rm[i]);
         pb_free(pb->spec_labels[k]);
         memmove(pb->spec_labels + k, pb->spec_labels + k + 1,
                 (pb->n_spec_labels - (size_t)k - 1) * sizeof(*pb->spec_labels));
@@ -630,10 +645,9 @@ static int api_apply_node_labels(const NodeUpdate *req, Node *pb, char *what, si
             pb_free(copy);
             return -ENOMEM;
         }
-        API_WHAT("%slabel %s=%s", changed ? ", " : "", l->key, l->value);
+        api_what(what, len, &used, "%slabel %s=%s", changed ? ", " : "", l->key, l->value);
         changed++;
     }
-#undef API_WHAT
     return changed;
 }
 
