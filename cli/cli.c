@@ -10,6 +10,7 @@
 #include "errors.h"
 #include "parse.h"
 #include "pbutil.h"
+#include "spec.h"
 #include "wire.h"
 
 #include <ctype.h>
@@ -45,6 +46,8 @@ enum {
     CF_ROTATE = 1u << 18,
     CF_LABEL = 1u << 19,   /* secret|config create --label */
     CF_PRETTY = 1u << 20,  /* secret|config inspect --pretty */
+    CF_LABEL_ADD = 1u << 21,
+    CF_LABEL_RM = 1u << 22,
 };
 
 typedef struct cli_flag {
@@ -69,6 +72,9 @@ static const cli_flag_t cli_flags[] = {
     { CF_COMPOSE, "compose-file", 'c', "FILE", "Compose file of the stack (\"-\": stdin)" },
     { CF_PRUNE, "prune", 0, NULL, "Remove the stack's services that the file no longer has" },
     { CF_AVAILABILITY, "availability", 0, "active|drain", "Node availability" },
+    { CF_LABEL_ADD, "label-add", 0, "KEY=VALUE",
+      "Set a node label (repeatable); it wins over the agent's --label of the same key" },
+    { CF_LABEL_RM, "label-rm", 0, "KEY", "Remove a node label set with --label-add (repeatable)" },
     { CF_SINCE, "since", 0, "TIME",
       "Show events since TIME: a duration back (10m), Unix seconds, or RFC 3339" },
     { CF_UNTIL, "until", 0, "TIME", "Stop at TIME (same forms); without it, follow" },
@@ -100,9 +106,10 @@ static const cli_command_t cli_commands[] = {
     { "node", "ls", "list", "[OPTIONS]", "List nodes", LISTING, 0, 0, 0, node_ls },
     { "node", "inspect", NULL, "NODE [NODE...]", "Display nodes in detail, as JSON", 0, 0, 1,
       -1, node_inspect },
-    { "node", "update", NULL, "--availability active|drain NODE",
-      "Change a node's availability (drain moves its tasks away)", CF_AVAILABILITY, 0, 1, 1,
-      node_update },
+    { "node", "update", NULL,
+      "[--availability active|drain] [--label-add KEY=VALUE] [--label-rm KEY] NODE",
+      "Change a node's availability (drain moves its tasks away) or labels",
+      CF_AVAILABILITY | CF_LABEL_ADD | CF_LABEL_RM, 0, 1, 1, node_update },
     { "node", "rm", "remove", "[OPTIONS] NODE [NODE...]", "Remove nodes from the cluster",
       CF_FORCE_NODE, 0, 1, -1, node_rm },
     { "service", "create", NULL, "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a service",
@@ -453,6 +460,28 @@ static int cli_set_common(cli_args_t *a, const cli_flag_t *f, const char *v, cha
             return cli_fail(err, len, "invalid value for --availability: \"%.100s\" (active or "
                             "drain)", v);
         return 0;
+    case CF_LABEL_ADD: {
+        const char *eq = strchr(v, '=');
+        size_t klen = eq ? (size_t)(eq - v) : strlen(v);
+        char key[256], msg[256];
+        if (klen >= sizeof(key))
+            return cli_fail(err, len, "invalid value for --label-add: \"%.100s\" (a key of at "
+                            "most %zu bytes)", v, sizeof(key) - 1);
+        memcpy(key, v, klen);
+        key[klen] = '\0';
+        if (spec_label_check("--label-add", key, eq ? eq + 1 : "", NULL, msg, sizeof(msg)))
+            return cli_fail(err, len, "%s", msg);
+        return pb_push_str(&a->n_label_add, &a->label_add, v) ? -ENOMEM : 0;
+    }
+    case CF_LABEL_RM: {
+        char msg[256];
+        if (strchr(v, '='))
+            return cli_fail(err, len, "invalid value for --label-rm: \"%.100s\" (a key, "
+                            "without =VALUE)", v);
+        if (spec_label_check("--label-rm", v, "", NULL, msg, sizeof(msg)))
+            return cli_fail(err, len, "%s", msg);
+        return pb_push_str(&a->n_label_rm, &a->label_rm, v) ? -ENOMEM : 0;
+    }
     case CF_HELP: a->help = 1; return 0;
     case CF_SINCE:
     case CF_UNTIL: {
@@ -647,8 +676,10 @@ int cli_parse(int argc, char **argv, cli_args_t *a, char *err, size_t errlen)
         return cli_fail(err, errlen, "\"%s\" takes %s%d argument%s, not %d: %s", name,
                         cmd->max_args ? "at most " : "", cmd->max_args,
                         cmd->max_args == 1 ? "" : "s", a->argc, cmd->usage);
-    if ((cmd->flags & CF_AVAILABILITY) && a->availability < 0)
-        return cli_fail(err, errlen, "\"%s\" requires --availability active|drain", name);
+    if ((cmd->flags & CF_AVAILABILITY) && a->availability < 0 && !a->n_label_add &&
+        !a->n_label_rm)
+        return cli_fail(err, errlen, "\"%s\" requires --availability active|drain, --label-add "
+                        "KEY=VALUE or --label-rm KEY", name);
     if ((cmd->flags & CF_COMPOSE) && !a->compose_file)
         return cli_fail(err, errlen, "\"%s\" requires -c/--compose-file FILE", name);
     return 0;
@@ -663,6 +694,12 @@ void cli_args_free(cli_args_t *a)
     for (size_t i = 0; i < a->n_labels; i++)
         free(a->labels[i]);
     free(a->labels);
+    for (size_t i = 0; i < a->n_label_add; i++)
+        free(a->label_add[i]);
+    free(a->label_add);
+    for (size_t i = 0; i < a->n_label_rm; i++)
+        free(a->label_rm[i]);
+    free(a->label_rm);
 }
 
 /* ---------------------------------------------------------------- help */

@@ -47,6 +47,10 @@ typedef struct cli_args {
     const char *compose_file;
     int prune;
     int availability;          /* -1: not given */
+    char **label_add;          /* node update --label-add KEY[=VALUE], checked */
+    size_t n_label_add;
+    char **label_rm;           /* node update --label-rm KEY, checked */
+    size_t n_label_rm;
     int64_t since_ms, until_ms;  /* --since, --until; 0: not given */
     char **filters;            /* --filter KEY=VALUE, checked */
     size_t n_filters;

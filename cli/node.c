@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int node_ls(cli_args_t *a)
 {
@@ -70,23 +71,60 @@ out_free:
     return status;
 }
 
+/* Availability and labels in one NodeUpdate; the flags were checked by
+ * cli_parse, so nothing here is refused before it is sent. */
 int node_update(cli_args_t *a)
 {
     Envelope req = PB_ENVELOPE_INIT, *reply = NULL;
     NodeUpdate up = PB_NODE_UPDATE_INIT;
-    client_t *c = cli_connect(a);
+    Label *labels = NULL, **add = NULL;
+    char **keys = NULL;
+    client_t *c = NULL;
     int status;
 
-    if (!c)
-        return CLI_ERROR;
+    if (a->n_label_add && (!(labels = calloc(a->n_label_add, sizeof(*labels))) ||
+                           !(add = calloc(a->n_label_add, sizeof(*add))) ||
+                           !(keys = calloc(a->n_label_add, sizeof(*keys))))) {
+        status = cli_error(CLI_ERROR, "out of memory");
+        goto out_free;
+    }
+    for (size_t i = 0; i < a->n_label_add; i++) {
+        char *eq;
+        if (!(keys[i] = strdup(a->label_add[i]))) {
+            status = cli_error(CLI_ERROR, "out of memory");
+            goto out_free;
+        }
+        labels[i] = (Label)PB_LABEL_INIT;
+        eq = strchr(keys[i], '=');
+        labels[i].key = keys[i];
+        labels[i].value = eq ? eq + 1 : "";
+        if (eq)
+            *eq = '\0';
+        add[i] = &labels[i];
+    }
+    if (!(c = cli_connect(a))) {
+        status = CLI_ERROR;
+        goto out_free;
+    }
     up.node = a->argv[0];
-    up.availability = (NodeAvailability)a->availability;
+    up.keep_availability = a->availability < 0;
+    up.availability = a->availability < 0 ? AVAILABILITY_ACTIVE : (NodeAvailability)a->availability;
+    up.n_label_add = a->n_label_add;
+    up.label_add = add;
+    up.n_label_rm = a->n_label_rm;
+    up.label_rm = a->label_rm;
     req.msg_case = MSG_NODE_UPDATE;
     req.node_update = &up;
     status = cli_request(c, &req, MSG_NODE_REPLY, &reply);
     if (status == 0)
         printf("%s\n", reply->node_reply->node ? reply->node_reply->node->name : a->argv[0]);
     wire_free(reply);
+out_free:
+    for (size_t i = 0; keys && i < a->n_label_add; i++)
+        free(keys[i]);
+    free(keys);
+    free(add);
+    free(labels);
     client_close(c);
     return status;
 }

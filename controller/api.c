@@ -10,6 +10,9 @@
 #include "pbutil.h"
 #include "spec.h"
 
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utlist.h>
@@ -532,18 +535,150 @@ static int api_node_get(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
     return 0;
 }
 
+/* Spec labels a node may have; as many as an agent may give. */
+#define API_NODE_MAX_LABELS 64
+
+static int api_label_index(Label *const *labels, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(labels[i]->key, key) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Checks a node update's label changes against the node; replies the error
+ * and returns nonzero when one is not acceptable: a bad label, a key both
+ * added and removed, a key to remove that the node's spec labels lack (with
+ * a word when it is its agent's), too many labels after the change. */
+static int api_check_node_labels(ctl_t *ctl, peer_t *p, uint64_t id, const NodeUpdate *req,
+                                 const Node *pb)
+{
+    size_t after = pb->n_spec_labels;
+    char err[256];
+
+    for (size_t i = 0; i < req->n_label_add; i++) {
+        const Label *l = req->label_add[i];
+        if (!l) {
+            ctl_send_error(ctl, p, id, ERR_INVALID, "label_add: empty key");
+            return -1;
+        }
+        if (spec_label_check("label_add", l->key, l->value, NULL, err, sizeof(err))) {
+            ctl_send_error(ctl, p, id, ERR_INVALID, "%s", err);
+            return -1;
+        }
+        for (size_t k = 0; k < req->n_label_rm; k++)
+            if (strcmp(req->label_rm[k], l->key) == 0) {
+                ctl_send_error(ctl, p, id, ERR_INVALID,
+                               "label %.100s: both added and removed", l->key);
+                return -1;
+            }
+        if (api_label_index(pb->spec_labels, pb->n_spec_labels, l->key) < 0 &&
+            api_label_index((Label *const *)req->label_add, i, l->key) < 0)
+            after++;
+    }
+    for (size_t i = 0; i < req->n_label_rm; i++) {
+        const char *key = req->label_rm[i];
+        if (spec_label_check("label_rm", key, "", NULL, err, sizeof(err))) {
+            ctl_send_error(ctl, p, id, ERR_INVALID, "%s", err);
+            return -1;
+        }
+        if (api_label_index(pb->spec_labels, pb->n_spec_labels, key) >= 0)
+            continue;
+        if (api_label_index(pb->labels, pb->n_labels, key) >= 0)
+            ctl_send_error(ctl, p, id, ERR_NOT_FOUND,
+                           "label %.100s comes from the agent's --label on %s", key, pb->name);
+        else
+            ctl_send_error(ctl, p, id, ERR_NOT_FOUND, "node %s has no label %.100s", pb->name,
+                           key);
+        return -1;
+    }
+    if (after > API_NODE_MAX_LABELS) {
+        ctl_send_error(ctl, p, id, ERR_INVALID, "label_add: more than %d labels on node %s",
+                       API_NODE_MAX_LABELS, pb->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Appends to the change's description for its event; a full buffer cuts it. */
+static void api_what(char *what, size_t len, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void api_what(char *what, size_t len, size_t *used, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (*used >= len)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(what + *used, len - *used, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *used += (size_t)n;
+}
+
+/* Applies checked label changes to pb's spec labels; returns how many
+ * changed (a label added with the value it has is no change), or -ENOMEM
+ * (the labels that were changed stay changed: the caller commits them). */
+static int api_apply_node_labels(const NodeUpdate *req, Node *pb, char *what, size_t len)
+{
+    size_t used = 0;
+    int changed = 0;
+
+    what[0] = '\0';
+    for (size_t i = 0; i < req->n_label_rm; i++) {
+        int k = api_label_index(pb->spec_labels, pb->n_spec_labels, req->label_rm[i]);
+        if (k < 0)
+            continue; /* named twice */
+        api_what(what, len, &used, "%slabel %s removed", changed ? ", " : "", req->label_rm[i]);
+        pb_free(pb->spec_labels[k]);
+        memmove(pb->spec_labels + k, pb->spec_labels + k + 1,
+                (pb->n_spec_labels - (size_t)k - 1) * sizeof(*pb->spec_labels));
+        pb->n_spec_labels--;
+        changed++;
+    }
+    for (size_t i = 0; i < req->n_label_add; i++) {
+        const Label *l = req->label_add[i];
+        int k = api_label_index(pb->spec_labels, pb->n_spec_labels, l->key);
+        Label *copy;
+        if (k >= 0) {
+            if (strcmp(pb->spec_labels[k]->value, l->value) == 0)
+                continue;
+            if (pb_set_str(&pb->spec_labels[k]->value, l->value))
+                return -ENOMEM;
+        } else if (!(copy = pb_dup(l)) ||
+                   pb_push_msg(&pb->n_spec_labels, (void ***)&pb->spec_labels, copy)) {
+            pb_free(copy);
+            return -ENOMEM;
+        }
+        api_what(what, len, &used, "%slabel %s=%s", changed ? ", " : "", l->key, l->value);
+        changed++;
+    }
+    return changed;
+}
+
+/* Availability (unless keep_availability) and the node's spec labels, in one
+ * change. A change of either reschedules: tasks waiting for a label may fit
+ * now, and running tasks whose constraints the node no longer satisfies
+ * move (orch_task_fits). */
 static int api_node_update(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *env)
 {
     const NodeUpdate *req = env->node_update;
     node_t *node = api_node(ctl, p, id, req->node);
+    char what[512];
+    int changed;
 
     if (!node)
         return 0;
-    if (req->availability != AVAILABILITY_ACTIVE && req->availability != AVAILABILITY_DRAIN) {
+    if (!req->keep_availability && req->availability != AVAILABILITY_ACTIVE &&
+        req->availability != AVAILABILITY_DRAIN) {
         ctl_send_error(ctl, p, id, ERR_INVALID, "availability: must be active or drain");
         return 0;
     }
-    if (node->pb->availability != req->availability) {
+    if (api_check_node_labels(ctl, p, id, req, node->pb))
+        return 0;
+    if (!req->keep_availability && node->pb->availability != req->availability) {
         node->pb->availability = req->availability;
         model_touch_node(&ctl->model, node);
         orch_mark_node(node);
@@ -552,6 +687,18 @@ static int api_node_update(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *e
                                                                                    : "active",
                                      node),
                  "availability %s", req->availability == AVAILABILITY_DRAIN ? "drain" : "active");
+    }
+    changed = api_apply_node_labels(req, node->pb, what, sizeof(what));
+    if (changed) {
+        model_touch_node(&ctl->model, node);
+        orch_mark_node(node);
+        ctl->sched_needed = 1;
+        if (changed > 0)
+            ctl_emit(ctl, ctl_event_node(ctl, "update", node), "%s", what);
+    }
+    if (changed < 0) {
+        ctl_send_error(ctl, p, id, ERR_INTERNAL, "out of memory");
+        return 0;
     }
     api_reply_node(ctl, p, id, node);
     return 0;

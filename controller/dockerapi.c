@@ -522,17 +522,20 @@ static void ok_answer(dcall_t *c, const Envelope *env)
     c->req = NULL;
 }
 
-/* POST /nodes/{id}/update?version=N with a NodeSpec: availability; the
- * labels and role can't change (an agent's labels are its --label). */
+/* POST /nodes/{id}/update?version=N with a NodeSpec: availability, and
+ * Labels, the node's spec labels, which the docker CLI sends whole: the
+ * difference with the current ones becomes label_add and label_rm. The role
+ * can't change. */
 static void route_node_update(ctl_t *ctl, httpd_req_t *r, const char *arg)
 {
     Envelope env = PB_ENVELOPE_INIT;
     NodeUpdate req = PB_NODE_UPDATE_INIT;
     json_t *j, *labels, *v;
     const char *k, *avail, *role;
+    char err[256];
     node_t *node;
     uint64_t version;
-    int ambiguous;
+    int ambiguous, rc;
     dcall_t *c;
 
     if (dapi_version(r, &version) || !(j = dapi_body(r)))
@@ -564,36 +567,34 @@ static void route_node_update(ctl_t *ctl, httpd_req_t *r, const char *arg)
         return;
     }
     labels = json_object_get(j, "Labels");
-    if (labels && !json_is_null(labels)) {
-        int same = json_is_object(labels) && json_object_size(labels) == node->pb->n_labels;
-        for (size_t i = 0; same && i < node->pb->n_labels; i++) {
-            const char *have = json_string_value(json_object_get(labels, node->pb->labels[i]->key));
-            same = have && strcmp(have, node->pb->labels[i]->value) == 0;
-        }
-        if (!same) {
-            json_decref(j);
-            dapi_error(r, 400, "Spec.Labels: a skiff node's labels are its agent's --label: "
-                       "change them there");
-            return;
-        }
+    if ((rc = dockerjson_node_labels(labels, node->pb, &req, err, sizeof(err)))) {
+        json_decref(j);
+        dockerjson_node_labels_free(&req);
+        if (rc == -ENOMEM)
+            dapi_error(r, 500, "out of memory");
+        else
+            dapi_error(r, 400, "%s", err);
+        return;
     }
     avail = json_string_value(json_object_get(j, "Availability"));
     if (avail && strcmp(avail, "active") && strcmp(avail, "drain")) {
         dapi_error(r, 400, "Spec.Availability: skiff takes \"active\" or \"drain\", not "
                    "\"%.32s\"", avail);
         json_decref(j); /* after: avail is j's */
+        dockerjson_node_labels_free(&req);
         return;
     }
     req.node = node->pb->id;
-    req.availability = avail ? (strcmp(avail, "drain") == 0 ? AVAILABILITY_DRAIN
-                                                            : AVAILABILITY_ACTIVE)
-                             : node->pb->availability;
+    req.keep_availability = !avail;
+    req.availability = avail && strcmp(avail, "drain") == 0 ? AVAILABILITY_DRAIN
+                                                            : AVAILABILITY_ACTIVE;
     json_decref(j);
-    if (!(c = dcall_new(ctl, r, ok_answer, NULL)))
-        return;
-    env.msg_case = MSG_NODE_UPDATE;
-    env.node_update = &req;
-    dcall_send(c, &env);
+    if ((c = dcall_new(ctl, r, ok_answer, NULL))) {
+        env.msg_case = MSG_NODE_UPDATE;
+        env.node_update = &req;
+        dcall_send(c, &env);
+    }
+    dockerjson_node_labels_free(&req);
 }
 
 static void route_node_delete(ctl_t *ctl, httpd_req_t *r, const char *arg)

@@ -1,5 +1,6 @@
 /* dockerjson: see dockerjson.h. */
 #include "dockerjson.h"
+#include "errors.h"
 #include "pbutil.h"
 #include "spec.h"
 
@@ -1045,11 +1046,11 @@ uint64_t dockerjson_node_version(const Node *n)
     const unsigned char *p;
 
     h = (h ^ (unsigned)n->availability) * 1099511628211ULL;
-    for (size_t i = 0; i < n->n_labels; i++) {
-        for (p = (const unsigned char *)n->labels[i]->key; *p; p++)
+    for (size_t i = 0; i < n->n_spec_labels; i++) {
+        for (p = (const unsigned char *)n->spec_labels[i]->key; *p; p++)
             h = (h ^ *p) * 1099511628211ULL;
         h = (h ^ '=') * 1099511628211ULL;
-        for (p = (const unsigned char *)n->labels[i]->value; *p; p++)
+        for (p = (const unsigned char *)n->spec_labels[i]->value; *p; p++)
             h = (h ^ *p) * 1099511628211ULL;
         h = (h ^ ',') * 1099511628211ULL;
     }
@@ -1069,22 +1070,80 @@ json_t *dockerjson_node(const Node *n)
          dj_set_time(j, "CreatedAt", n->created_ms) ||
          dj_set_time(j, "UpdatedAt", n->last_heartbeat_ms) ||
          dj_set(j, "Spec", json_pack("{s:o, s:s, s:s}", "Labels",
-                                     dj_label_map(n->labels, n->n_labels), "Role", "worker",
-                                     "Availability",
+                                     dj_label_map(n->spec_labels, n->n_spec_labels), "Role",
+                                     "worker", "Availability",
                                      n->availability == AVAILABILITY_DRAIN ? "drain" : "active")) ||
          dj_set(j, "Description",
-                json_pack("{s:s, s:{s:s, s:s}, s:{s:I, s:I}, s:{s:s}}", "Hostname", n->name,
+                json_pack("{s:s, s:{s:s, s:s}, s:{s:I, s:I}, s:{s:s, s:o}}", "Hostname", n->name,
                           "Platform", "Architecture", "x86_64", "OS", "linux", "Resources",
                           "NanoCPUs", (json_int_t)(n->resources ? n->resources->nano_cpus : 0),
                           "MemoryBytes",
                           (json_int_t)(n->resources ? n->resources->memory_bytes : 0), "Engine",
-                          "EngineVersion", n->engine_version)) ||
+                          "EngineVersion", n->engine_version, "Labels",
+                          dj_label_map(n->labels, n->n_labels))) ||
          dj_set(j, "Status", json_pack("{s:s, s:s}", "State", state, "Addr", n->address));
     if (rc) {
         json_decref(j);
         return NULL;
     }
     return j;
+}
+
+static const char *dj_find_label(Label *const *l, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(l[i]->key, key) == 0)
+            return l[i]->value;
+    return NULL;
+}
+
+int dockerjson_node_labels(const json_t *labels, const Node *n, NodeUpdate *up, char *err,
+                           size_t errlen)
+{
+    const char *k, *have;
+    json_t *v;
+
+    if (!labels || json_is_null(labels))
+        return 0;
+    if (!json_is_object(labels)) {
+        snprintf(err, errlen, "Spec.Labels: not an object");
+        return SKIFF_EINVAL;
+    }
+    json_object_foreach((json_t *)labels, k, v) {
+        Label *l;
+        if (!json_is_string(v)) {
+            snprintf(err, errlen, "Spec.Labels.%.100s: not a string", k);
+            return SKIFF_EINVAL;
+        }
+        have = dj_find_label(n->spec_labels, n->n_spec_labels, k);
+        if (have && strcmp(have, json_string_value(v)) == 0)
+            continue;
+        if (!(l = PB_NEW(Label)))
+            return -ENOMEM;
+        if (pb_set_str(&l->key, k) || pb_set_str(&l->value, json_string_value(v)) ||
+            pb_push_msg(&up->n_label_add, (void ***)&up->label_add, l)) {
+            pb_free(l);
+            return -ENOMEM;
+        }
+    }
+    for (size_t i = 0; i < n->n_spec_labels; i++)
+        if (!json_object_get(labels, n->spec_labels[i]->key) &&
+            pb_push_str(&up->n_label_rm, &up->label_rm, n->spec_labels[i]->key))
+            return -ENOMEM;
+    return 0;
+}
+
+void dockerjson_node_labels_free(NodeUpdate *up)
+{
+    for (size_t i = 0; i < up->n_label_add; i++)
+        pb_free(up->label_add[i]);
+    free(up->label_add);
+    for (size_t i = 0; i < up->n_label_rm; i++)
+        free(up->label_rm[i]);
+    free(up->label_rm);
+    up->label_add = NULL;
+    up->label_rm = NULL;
+    up->n_label_add = up->n_label_rm = 0;
 }
 
 /* ------------------------------------------------------------ filters */

@@ -40,12 +40,25 @@ json_t *dockerjson_service(const Service *svc);
 /* A Task as Docker's Task. */
 json_t *dockerjson_task(const Task *t);
 
-/* A Node as Docker's Node (a worker). */
+/* A Node as Docker's Node (a worker): Spec.Labels are the labels set on the
+ * controller (spec_labels), Description.Engine.Labels the agent's --label,
+ * as Docker shows a node's and its engine's labels. */
 json_t *dockerjson_node(const Node *n);
 
 /* A node's Version.Index: a checksum of what its Spec shows (availability,
- * labels), so that an update with a version read before a change is seen. */
+ * spec labels), so that an update with a version read before a change is
+ * seen. */
 uint64_t dockerjson_node_version(const Node *n);
+
+/* The label changes that make n's spec labels the object labels (a NodeSpec's
+ * Labels, which the docker CLI sends whole): up->label_add gets the keys new
+ * or with another value, up->label_rm the keys that are gone. labels NULL or
+ * null: no change. Returns 0, SKIFF_EINVAL with one line in err ("Spec.Labels:
+ * not an object", "Spec.Labels.zone: not a string"), or -ENOMEM; what it added
+ * to up is freed by dockerjson_node_labels_free() in every case. */
+int dockerjson_node_labels(const json_t *labels, const Node *n, NodeUpdate *up, char *err,
+                           size_t errlen);
+void dockerjson_node_labels_free(NodeUpdate *up);
 
 /* Docker's name of a task state ("running", "preparing", "remove"...). */
 const char *dockerjson_task_state(TaskState s);

@@ -400,6 +400,70 @@ static void route_node_availability(ctl_t *ctl, httpd_req_t *r, const char *arg)
     httpapi_call(ctl, r, &env);
 }
 
+/* {"add": {"K": "V", ...}, "rm": ["K", ...]}: the node's labels set on the
+ * controller (skiff node update --label-add/--label-rm); its availability
+ * stays. */
+static void route_node_labels(ctl_t *ctl, httpd_req_t *r, const char *arg)
+{
+    static const char *const allowed[] = { "add", "rm", NULL };
+    Envelope env = PB_ENVELOPE_INIT;
+    NodeUpdate req = PB_NODE_UPDATE_INIT;
+    json_t *j = httpapi_body(r, allowed), *add, *rm, *v;
+    const char *k;
+    size_t i;
+
+    if (!j)
+        return;
+    add = json_object_get(j, "add");
+    rm = json_object_get(j, "rm");
+    if (add && !json_is_object(add)) {
+        httpd_respond_error(r, 400, "add: must be an object of labels (\"KEY\": \"VALUE\")");
+        goto out_free;
+    }
+    if (rm && !json_is_array(rm)) {
+        httpd_respond_error(r, 400, "rm: must be an array of label keys");
+        goto out_free;
+    }
+    json_object_foreach(add, k, v) {
+        Label *l;
+        if (!json_is_string(v)) {
+            httpd_respond_error(r, 400, "add.%.100s: must be a string", k);
+            goto out_free;
+        }
+        if (!(l = PB_NEW(Label)) || pb_set_str(&l->key, k) ||
+            pb_set_str(&l->value, json_string_value(v)) ||
+            pb_push_msg(&req.n_label_add, (void ***)&req.label_add, l)) {
+            pb_free(l);
+            httpd_respond_error(r, 500, "out of memory");
+            goto out_free;
+        }
+    }
+    json_array_foreach(rm, i, v) {
+        if (!json_is_string(v)) {
+            httpd_respond_error(r, 400, "rm[%zu]: must be a string", i);
+            goto out_free;
+        }
+        if (pb_push_str(&req.n_label_rm, &req.label_rm, json_string_value(v))) {
+            httpd_respond_error(r, 500, "out of memory");
+            goto out_free;
+        }
+    }
+    req.node = (char *)arg;
+    req.keep_availability = 1;
+    env.msg_case = MSG_NODE_UPDATE;
+    env.node_update = &req;
+    httpapi_call(ctl, r, &env);
+
+out_free:
+    for (i = 0; i < req.n_label_add; i++)
+        pb_free(req.label_add[i]);
+    free(req.label_add);
+    for (i = 0; i < req.n_label_rm; i++)
+        free(req.label_rm[i]);
+    free(req.label_rm);
+    json_decref(j);
+}
+
 static void route_services(ctl_t *ctl, httpd_req_t *r, const char *arg)
 {
     Envelope env = PB_ENVELOPE_INIT;
@@ -869,6 +933,7 @@ static const struct {
     { "GET", "/nodes", route_nodes },
     { "GET", "/nodes/*", route_node },
     { "POST", "/nodes/*/availability", route_node_availability },
+    { "POST", "/nodes/*/labels", route_node_labels },
     { "GET", "/services", route_services },
     { "GET", "/services/*", route_service },
     { "GET", "/services/*/tasks", route_service_tasks },

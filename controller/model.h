@@ -49,7 +49,7 @@ struct task {
  * skiff_task_replacements_total. */
 #define MODEL_REPLACE_REASONS(X) \
     X(FAILED, "failed") X(REJECTED, "rejected") X(COMPLETED, "completed") \
-    X(NODE_DOWN, "node_down") X(DRAIN, "drain") X(UPDATE, "update") X(ROLLBACK, "rollback") \
+    X(NODE_DOWN, "node_down") X(DRAIN, "drain") X(CONSTRAINT, "constraint") X(UPDATE, "update") X(ROLLBACK, "rollback") \
     X(REBALANCE, "rebalance") X(OTHER, "other")
 enum model_replace {
 #define MODEL_REPLACE_ENUM(name, text) MODEL_REPLACE_##name,

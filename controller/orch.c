@@ -164,6 +164,56 @@ static int orch_node_usable(const node_t *n)
     return orch_node_up(n) && n->pb->availability == AVAILABILITY_ACTIVE;
 }
 
+/* Fills out[0..n) with the keys and values of labels; returns n. */
+static size_t orch_labels(sched_label_t *out, Label *const *labels, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[i].key = labels[i]->key;
+        out[i].value = labels[i]->value;
+    }
+    return n;
+}
+
+/* Labels of a node as orch_task_fits looks at them; a node with more (none
+ * has: the agent's and the controller's are both held to 64) is not
+ * checked. */
+#define ORCH_NODE_LABELS 64
+
+/* 0 when the node the task is on no longer satisfies the constraints of the
+ * task's spec: a label changed on the controller (node update --label-add,
+ * --label-rm). Such a task moves as from a drained node, the way Swarm's
+ * constraint enforcer moves it: a replacement is placed where the
+ * constraints hold, and the task stops once that one is ready, or at once
+ * when it fits nowhere. */
+static int orch_task_fits(const task_t *t)
+{
+    const ServiceSpec *spec = model_service_spec(t->svc, t->pb->spec_version);
+    sched_label_t labels[ORCH_NODE_LABELS], spec_labels[ORCH_NODE_LABELS];
+    const Node *pb = t->node ? t->node->pb : NULL;
+    sched_node_t sn = { 0 };
+    constraint_t c;
+
+    if (!pb || !spec || !spec->n_constraints || pb->n_labels > ORCH_NODE_LABELS ||
+        pb->n_spec_labels > ORCH_NODE_LABELS)
+        return 1;
+    sn.id = pb->id;
+    sn.name = pb->name;
+    sn.labels = labels;
+    sn.n_labels = orch_labels(labels, pb->labels, pb->n_labels);
+    sn.spec_labels = spec_labels;
+    sn.n_spec_labels = orch_labels(spec_labels, pb->spec_labels, pb->n_spec_labels);
+    for (size_t i = 0; i < spec->n_constraints; i++)
+        if (constraint_parse(spec->constraints[i], &c) == 0 && !sched_constraint_ok(&sn, &c))
+            return 0;
+    return 1;
+}
+
+/* The task's node is up, active, and satisfies the task's constraints. */
+static int orch_task_usable(const task_t *t)
+{
+    return orch_node_usable(t->node) && orch_task_fits(t);
+}
+
 /* A task that still has a container running somewhere reachable: told to
  * stop, not stopped yet, on a node that is up. */
 static int orch_still_stopping(const task_t *t)
@@ -329,7 +379,7 @@ static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slo
                         orch_match_t *match, int updating)
 {
     task_t *good = NULL, *ready = NULL;
-    int has_away = 0, has_down = 0;
+    int has_away = 0, has_down = 0, has_drained = 0;
     int64_t wait;
 
     if (orch_settle_move(ctl, s))
@@ -337,7 +387,7 @@ static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slo
 
     for (size_t i = 0; i < s->n_run; i++) {
         task_t *t = s->run[i];
-        if (!t->node || orch_node_usable(t->node)) {
+        if (!t->node || orch_task_usable(t)) {
             if (!good || (t->node && !good->node) || (model_task_ready(t) && !model_task_ready(good)))
                 good = t;
             if (t->node && model_task_ready(t))
@@ -345,6 +395,7 @@ static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slo
         } else {
             has_away = 1;
             has_down |= !orch_node_up(t->node);
+            has_drained |= !orch_node_usable(t->node);
         }
     }
     if (has_away && !good) {
@@ -355,7 +406,9 @@ static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slo
         if ((wait = orch_slot_backoff(s)) > 0)
             orch_wake(ctl, svc, wait);
         else
-            orch_new_task(ctl, svc, slot, has_down ? MODEL_REPLACE_NODE_DOWN : MODEL_REPLACE_DRAIN);
+            orch_new_task(ctl, svc, slot, has_down ? MODEL_REPLACE_NODE_DOWN
+                                          : has_drained ? MODEL_REPLACE_DRAIN
+                                                        : MODEL_REPLACE_CONSTRAINT);
         return;
     }
     for (size_t i = 0; i < s->n_run;) {
@@ -369,9 +422,11 @@ static void orch_settle(ctl_t *ctl, service_t *svc, slot_view_t *s, uint32_t slo
             stop = ready != NULL;
             if (stop)
                 orch_set_state(ctl, t, TASK_ORPHANED, "node down; replaced");
-        } else if (t->node && t->node->pb->availability != AVAILABILITY_ACTIVE) {
-            /* Drained: stop once the replacement is ready, or when none can be
-             * placed (drain wins). */
+        } else if (t->node && (t->node->pb->availability != AVAILABILITY_ACTIVE ||
+                               !orch_task_fits(t))) {
+            /* Drained, or its node no longer satisfies its constraints: stop
+             * once the replacement is ready, or when none can be placed
+             * (drain wins). */
             stop = (good && model_task_ready(good)) || (good && !good->node);
         } else if (t != good && !(updating && s->n_run == 2 &&
                                   orch_matches(svc, match, t->pb->spec_version) !=
@@ -678,7 +733,7 @@ static int orch_sched_view(ctl_t *ctl, orch_sched_t *v)
     node_t *node, *tmp;
 
     HASH_ITER(hh, ctl->model.nodes, node, tmp)
-        n_labels += node->pb->n_labels;
+        n_labels += node->pb->n_labels + node->pb->n_spec_labels;
     v->nodes = calloc(n ? n : 1, sizeof(*v->nodes));
     v->owners = calloc(n ? n : 1, sizeof(*v->owners));
     v->labels = calloc(n_labels ? n_labels : 1, sizeof(*v->labels));
@@ -693,11 +748,12 @@ static int orch_sched_view(ctl_t *ctl, orch_sched_t *v)
         sn->id = node->pb->id;
         sn->name = node->pb->name;
         sn->labels = &v->labels[li];
-        for (size_t k = 0; k < node->pb->n_labels; k++, li++) {
-            v->labels[li].key = node->pb->labels[k]->key;
-            v->labels[li].value = node->pb->labels[k]->value;
-        }
-        sn->n_labels = node->pb->n_labels;
+        sn->n_labels = orch_labels(&v->labels[li], node->pb->labels, node->pb->n_labels);
+        li += sn->n_labels;
+        sn->spec_labels = &v->labels[li];
+        sn->n_spec_labels = orch_labels(&v->labels[li], node->pb->spec_labels,
+                                        node->pb->n_spec_labels);
+        li += sn->n_spec_labels;
         sn->ready = node->pb->state == NODE_READY && node->peer != NULL;
         sn->active = node->pb->availability == AVAILABILITY_ACTIVE;
         if (node->pb->resources) {

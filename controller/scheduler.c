@@ -35,6 +35,21 @@ static const char *sched_str(const char *s)
     return s ? s : "";
 }
 
+static const char *sched_find_label(const sched_label_t *labels, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (labels[i].key && strcmp(labels[i].key, key) == 0)
+            return sched_str(labels[i].value);
+    return NULL;
+}
+
+const char *sched_node_label(const sched_node_t *node, const char *key)
+{
+    const char *v = sched_find_label(node->spec_labels, node->n_spec_labels, key);
+
+    return v ? v : sched_find_label(node->labels, node->n_labels, key);
+}
+
 int sched_constraint_ok(const sched_node_t *node, const constraint_t *c)
 {
     const char *have = NULL;
@@ -47,12 +62,10 @@ int sched_constraint_ok(const sched_node_t *node, const constraint_t *c)
         have = sched_str(node->id);
         break;
     case CONSTRAINT_NODE_LABEL:
-        for (size_t i = 0; i < node->n_labels; i++) {
-            if (node->labels[i].key && strcmp(node->labels[i].key, c->key) == 0) {
-                have = sched_str(node->labels[i].value);
-                break;
-            }
-        }
+    case CONSTRAINT_ENGINE_LABEL:
+        have = c->kind == CONSTRAINT_NODE_LABEL
+                   ? sched_node_label(node, c->key)
+                   : sched_find_label(node->labels, node->n_labels, c->key);
         /* Like Swarm: a node without the label fails ==, satisfies !=. */
         if (!have)
             return !c->equal;
@@ -166,6 +179,7 @@ static void sched_reason(const sched_node_t *nodes, size_t n, const sched_reques
         [CONSTRAINT_NODE_NAME] = "node.name",
         [CONSTRAINT_NODE_ID] = "node.id",
         [CONSTRAINT_NODE_LABEL] = "node.labels.",
+        [CONSTRAINT_ENGINE_LABEL] = "engine.labels.",
     };
     sched_text_t t = { reason, reasonlen, 0 };
     int first = 1;
@@ -196,7 +210,8 @@ static void sched_reason(const sched_node_t *nodes, size_t n, const sched_reques
         sched_text_add(&t, "%s%s%s%s",
                        (unsigned)c->kind < sizeof(kinds) / sizeof(kinds[0])
                            ? kinds[c->kind] : "node.?",
-                       c->kind == CONSTRAINT_NODE_LABEL ? c->key : "",
+                       c->kind == CONSTRAINT_NODE_LABEL || c->kind == CONSTRAINT_ENGINE_LABEL
+                           ? c->key : "",
                        c->equal ? "==" : "!=", c->value);
     }
     if (counts[SCHED_CAUSE_CPU])

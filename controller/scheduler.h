@@ -25,12 +25,19 @@ typedef struct sched_label {
 
 /* One node as the scheduler sees it. The counters are in/out: sched_place()
  * adds what it places, so that calls for several services in a row see
- * each other's placements. */
+ * each other's placements.
+ *
+ * A node has two sets of labels: those of its agent (--label) and those set
+ * on the controller (node update --label-add). Its effective labels, which
+ * node.labels.K constraints match, are both, the controller's winning for a
+ * key in both; engine.labels.K constraints match the agent's alone. */
 typedef struct sched_node {
     const char *id;
     const char *name;
-    const sched_label_t *labels;
+    const sched_label_t *labels;       /* the agent's */
     size_t n_labels;
+    const sched_label_t *spec_labels;  /* the controller's */
+    size_t n_spec_labels;
     int ready;               /* NODE_READY */
     int active;              /* AVAILABILITY_ACTIVE */
     int64_t cpu_total;       /* nano-CPUs; 0: unknown, no CPU reservation fits */
@@ -60,6 +67,10 @@ typedef struct sched_request {
  * or -ENOMEM. */
 int sched_place(sched_node_t *nodes, size_t n, const sched_request_t *req,
                 int *out, char *reason, size_t reasonlen);
+
+/* The value of the node's effective label key (see sched_node_t), or NULL
+ * when it has none. */
+const char *sched_node_label(const sched_node_t *node, const char *key);
 
 /* 1 when the node satisfies the constraint. */
 int sched_constraint_ok(const sched_node_t *node, const constraint_t *c);

@@ -396,12 +396,23 @@ static int spec_check_labels(const ServiceSpec *s, const spec_limits_t *lim, cha
         const Label *l = s->labels[i];
         if (!l || !*l->key)
             return spec_fail(err, len, "labels[%zu]: empty key", i);
-        if (strncmp(l->key, SPEC_LABEL_PREFIX, strlen(SPEC_LABEL_PREFIX)) == 0)
-            return spec_fail(err, len, "labels: %s: the skiff. prefix is reserved", l->key);
-        if (spec_check_str("labels", l->key, lim, err, len) ||
-            spec_check_str("labels", l->value, lim, err, len))
+        if (spec_label_check("labels", l->key, l->value, lim, err, len))
             return SKIFF_EINVAL;
     }
+    return 0;
+}
+
+int spec_label_check(const char *field, const char *key, const char *value,
+                     const spec_limits_t *lim, char *err, size_t len)
+{
+    if (!lim)
+        lim = &spec_limits_default;
+    if (!*key)
+        return spec_fail(err, len, "%s: empty key", field);
+    if (strncmp(key, SPEC_LABEL_PREFIX, strlen(SPEC_LABEL_PREFIX)) == 0)
+        return spec_fail(err, len, "%s: %.100s: the skiff. prefix is reserved", field, key);
+    if (spec_check_str(field, key, lim, err, len) || spec_check_str(field, value, lim, err, len))
+        return SKIFF_EINVAL;
     return 0;
 }
 
@@ -566,7 +577,7 @@ int spec_validate(const ServiceSpec *s, const spec_limits_t *lim, char *err, siz
         if (constraint_parse(s->constraints[i], &c) || !spec_utf8_valid(s->constraints[i]))
             return spec_fail(err, len,
                              "constraints[%zu]: %.100s: expected node.name, node.id or "
-                             "node.labels.KEY, then == or !=, then a value", i,
+                             "node.labels.KEY or engine.labels.KEY, then == or !=, then a value", i,
                              s->constraints[i]);
     if (spec_check_user(s->user, err, len) || spec_check_secret_refs(s, lim, err, len))
         return SKIFF_EINVAL;
@@ -659,12 +670,14 @@ int constraint_parse(const char *s, constraint_t *out)
         out->kind = CONSTRAINT_NODE_NAME;
     } else if (strcmp(lhs, "node.id") == 0) {
         out->kind = CONSTRAINT_NODE_ID;
-    } else if (strncmp(lhs, "node.labels.", 12) == 0 && lhs[12]) {
-        keylen = strlen(lhs + 12);
+    } else if ((strncmp(lhs, "node.labels.", 12) == 0 && lhs[12]) ||
+               (strncmp(lhs, "engine.labels.", 14) == 0 && lhs[14])) {
+        const char *key = lhs[0] == 'n' ? lhs + 12 : lhs + 14;
+        keylen = strlen(key);
         if (keylen >= sizeof(out->key))
             return SKIFF_EINVAL;
-        out->kind = CONSTRAINT_NODE_LABEL;
-        memcpy(out->key, lhs + 12, keylen + 1);
+        out->kind = lhs[0] == 'n' ? CONSTRAINT_NODE_LABEL : CONSTRAINT_ENGINE_LABEL;
+        memcpy(out->key, key, keylen + 1);
     } else {
         return SKIFF_EINVAL;
     }

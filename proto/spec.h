@@ -66,6 +66,14 @@ int spec_complete(ServiceSpec *spec);
 #define SPEC_LABEL_EXPOSE "skiff.expose"
 int spec_take_labels(ServiceSpec *spec, char *err, size_t len);
 
+/* Checks one user label, a service's or a node's: a key that is not empty
+ * and not in the reserved skiff. prefix, key and value not too long, without
+ * control characters, valid UTF-8. field names it in the message ("labels",
+ * "label_add"). Returns 0 or SKIFF_EINVAL with one line in err. limits NULL:
+ * spec_limits_default. */
+int spec_label_check(const char *field, const char *key, const char *value,
+                     const spec_limits_t *limits, char *err, size_t errlen);
+
 /* 1 when path can be an HTTP probe's path: it starts with / and holds no
  * space, tab or line break (what --health-http, x-skiff-http and the label
  * take). */
@@ -81,17 +89,26 @@ int spec_validate(const ServiceSpec *spec, const spec_limits_t *limits,
 int spec_same_but_replicas(const ServiceSpec *a, const ServiceSpec *b);
 
 /* A placement constraint, parsed. */
-enum constraint_kind { CONSTRAINT_NODE_NAME, CONSTRAINT_NODE_ID, CONSTRAINT_NODE_LABEL };
+/* CONSTRAINT_NODE_LABEL matches a node's effective labels (those set on the
+ * controller, then the agent's --label); CONSTRAINT_ENGINE_LABEL, Docker's
+ * engine.labels.K, only the agent's. */
+enum constraint_kind {
+    CONSTRAINT_NODE_NAME,
+    CONSTRAINT_NODE_ID,
+    CONSTRAINT_NODE_LABEL,
+    CONSTRAINT_ENGINE_LABEL,
+};
 
 typedef struct constraint {
     enum constraint_kind kind;
     int equal;       /* == (1) or != (0) */
-    char key[128];   /* the label key, for CONSTRAINT_NODE_LABEL */
+    char key[128];   /* the label key, for CONSTRAINT_NODE_LABEL and _ENGINE_LABEL */
     char value[256];
 } constraint_t;
 
-/* Parses "node.name==N", "node.id!=I", "node.labels.K==V" (spaces around
- * the operator allowed). Returns 0 or SKIFF_EINVAL. */
+/* Parses "node.name==N", "node.id!=I", "node.labels.K==V",
+ * "engine.labels.K==V" (spaces around the operator allowed). Returns 0 or
+ * SKIFF_EINVAL. */
 int constraint_parse(const char *s, constraint_t *out);
 
 /* 1 when the name is a valid service, stack, node or volume name: 1 to 63

@@ -279,11 +279,14 @@ async function pageCluster(view) {
     const groups = {};
     for (const t of mine) (groups[t.service_name] = groups[t.service_name] || []).push(t);
     const drain = n.availability === 'drain';
+    // the effective labels: those set on the controller, then the agent's not shadowed by one
+    const set = n.spec_labels || [];
+    const labels = set.concat((n.labels || []).filter((l) => !set.some((s) => s.key === l.key)));
     return el('div', { class: 'node ' + n.state, 'data-node': n.name },
       el('h3', {}, n.name),
       el('div', { class: 'meta' }, `${n.address} · ${n.state} · ${n.availability}`),
       el('div', { class: 'meta' }, n.resources ? `${(n.resources.nano_cpus / 1e9).toFixed(1)} CPU · ${gib(n.resources.memory_bytes)}` : ''),
-      el('div', { class: 'labels' }, (n.labels || []).map((l) => el('span', {}, `${l.key}=${l.value}`))),
+      el('div', { class: 'labels' }, labels.map((l) => el('span', {}, `${l.key}=${l.value}`))),
       el('button', { type: 'button', class: 'availability', 'data-action': drain ? 'activate' : 'drain',
         onclick: () => act(`${drain ? 'Activate' : 'Drain'} node ${n.name}?`, 'POST',
           `nodes/${encodeURIComponent(n.id)}/availability`, { availability: drain ? 'active' : 'drain' }) },

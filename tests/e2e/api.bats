@@ -161,6 +161,25 @@ body_of() { tail -n +2 <<<"$1"; }
 	[ "$(body_of "$out" | jq -r .availability)" = active ]
 }
 
+@test "POST nodes/{id}/labels sets and removes the node's labels; mistakes 400 and 404" {
+	out=$(api POST "nodes/$NODE_1/labels" '{"add":{"zone":"edge","tier":"1"}}')
+	[ "$(status_of "$out")" = 200 ]
+	[ "$(body_of "$out" | jq -r '.spec_labels | map(.key + "=" + .value) | sort | join(",")')" = "tier=1,zone=edge" ]
+	[ "$(body_of "$out" | jq -r .availability)" = active ]
+	out=$(api POST "nodes/$NODE_1/labels" '{"rm":["zone","tier"]}')
+	[ "$(status_of "$out")" = 200 ]
+	[ "$(body_of "$out" | jq -r '.spec_labels | length')" = 0 ]
+	out=$(api POST "nodes/$NODE_1/labels" '{"rm":["zone"]}')
+	[ "$(status_of "$out")" = 404 ]
+	body_of "$out" | jq -e '.error | endswith("has no label zone")'
+	out=$(api POST "nodes/$NODE_1/labels" '{"add":{"skiff.x":"1"}}')
+	[ "$(status_of "$out")" = 400 ]
+	body_of "$out" | jq -e '.error == "label_add: skiff.x: the skiff. prefix is reserved"'
+	out=$(api POST "nodes/$NODE_1/labels" '{"add":["zone"]}')
+	[ "$(status_of "$out")" = 400 ]
+	body_of "$out" | jq -e '.error | startswith("add:")'
+}
+
 @test "GET events is Server-Sent Events: the past with ?since=, then live; bad filters 400" {
 	curl -s -N --noproxy '*' --max-time 6 -H "Authorization: Bearer $(cat "$SKIFF_TOKEN_FILE")" \
 		"$API/events?since=1h&type=service" >"$BATS_TEST_TMPDIR/sse" &

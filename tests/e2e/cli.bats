@@ -308,6 +308,53 @@ per_node() {
 	skiff service rm cdrain
 }
 
+@test "node update --label-add places constrained tasks; --label-rm moves them; bad labels refused" {
+	n2=$(node_name 2)
+	run skiff node update --label-add zone=edge --label-add tier=1 "$n2"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$n2" ]
+	run skiff node inspect "$n2"
+	[ "$(jq -r '.[0].spec_labels | map(.key + "=" + .value) | sort | join(",")' <<<"$output")" = "tier=1,zone=edge" ]
+	run skiff node ls --format json
+	[ "$(jq -r --arg n "$n2" '.[] | select(.name == $n) | .spec_labels | length' <<<"$output")" -eq 2 ]
+	run skiff service create --name cedge --replicas 2 --constraint node.labels.zone==edge skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	[ "$(running_on cedge "$n2")" -eq 2 ]
+	[ "$(per_node cedge)" = 2 ]
+	# the label moves to node 3: so do the tasks
+	n3=$(node_name 3)
+	skiff node update --label-add zone=edge "$n3"
+	run skiff node update --label-rm zone "$n2"
+	[ "$status" -eq 0 ]
+	wait_until 60 '[ "$(running_on cedge "$n3")" -eq 2 ] && [ "$(running_on cedge "$n2")" -eq 0 ]'
+	wait_until 30 '[ "$(docker ps -q --filter "label=skiff.cluster=$CLUSTER_ID" --filter label=skiff.service=cedge --filter "label=skiff.node=$n2" | wc -l)" -eq 0 ]'
+	[ "$(skiff node inspect "$n2" | jq -r '.[0].spec_labels | map(.key) | join(",")')" = tier ]
+
+	# mistakes: one line naming it, a non-zero exit, nothing sent
+	run skiff node update --label-add skiff.zone=x "$n2"
+	[ "$status" -eq 2 ]
+	one_line
+	[ "$output" = "skiff: --label-add: skiff.zone: the skiff. prefix is reserved" ]
+	run skiff node update --label-add =x "$n2"
+	[ "$status" -eq 2 ]
+	[ "$output" = "skiff: --label-add: empty key" ]
+	run skiff node update --label-rm zone=edge "$n2"
+	[ "$status" -eq 2 ]
+	[ "$output" = 'skiff: invalid value for --label-rm: "zone=edge" (a key, without =VALUE)' ]
+	run skiff node update "$n2"
+	[ "$status" -eq 2 ]
+	one_line
+	# refused by the controller: a key the node does not have
+	run skiff node update --label-rm nosuch "$n2"
+	[ "$status" -eq 1 ]
+	[ "$output" = "skiff: node $n2 has no label nosuch" ]
+	[ "$(skiff node inspect "$n2" | jq -r '.[0].spec_labels | length')" -eq 1 ]
+
+	skiff service rm cedge
+	skiff node update --label-rm tier "$n2"
+	skiff node update --label-rm zone "$n3"
+}
+
 @test "mistakes: one line, a non-zero exit, nothing changed" {
 	before=$(skiff service ls --format json | jq -c 'map(.spec.name) | sort')
 

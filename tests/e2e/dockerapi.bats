@@ -188,10 +188,43 @@ dk() {
 	[ "$output" = drain ]
 	wait_until 60 '[ -z "$(dk service ps web --filter desired-state=running --format "{{.Node}}" | grep -x "$node")" ]'
 	wait_until 30 '[ "$(count_running web)" -eq 3 ]'
-	run dk node update --label-add x=y "$node"
-	[ "$status" -ne 0 ]
-	[[ "$output" == *"Spec.Labels: a skiff node's labels are its agent's --label"* ]]
 	run dk node update --availability active "$node"
+	[ "$status" -eq 0 ]
+}
+
+@test "docker node update --label-add: constrained replicas go there; --label-rm: they leave" {
+	local node
+	node=$(node_name 2)
+	run dk node update --label-add zone=edge "$node"
+	[ "$status" -eq 0 ]
+	# Spec.Labels are the controller's, Description.Engine.Labels the agent's --label
+	run dk node inspect --format '{{index .Spec.Labels "zone"}} {{len .Spec.Labels}} {{index .Description.Engine.Labels "db"}}' "$node"
+	[ "$status" -eq 0 ]
+	[ "$output" = "edge 1 dapi" ]
+	run dk service create -d --name edge --replicas 3 --constraint node.labels.zone==edge \
+		--no-resolve-image skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	wait_until 60 '[ "$(count_running edge)" -eq 3 ]'
+	# every replica on that node, as the engine's labels say
+	run docker ps --filter "label=skiff.cluster=$CLUSTER_ID" --filter label=skiff.service=edge \
+		--filter status=running --format '{{.Label "skiff.node"}}'
+	[ "${#lines[@]}" -eq 3 ]
+	[ "$(printf '%s\n' "${lines[@]}" | sort -u)" = "$node" ]
+	# engine.labels.K sees the agent's labels alone
+	run dk service create -d --name edge-engine --constraint engine.labels.zone==edge \
+		--no-resolve-image skiff-test/web:v1
+	[ "$status" -eq 0 ]
+	wait_until 30 '[[ "$(skiff service ps --format json edge-engine | jq -r ".[0].message")" == *"3 nodes fail engine.labels.zone==edge"* ]]'
+	dk service rm edge-engine
+	# removed: the replicas fit nowhere now, and stop (as Swarm does)
+	run dk node update --label-rm zone "$node"
+	[ "$status" -eq 0 ]
+	[ "$(dk node inspect --format '{{len .Spec.Labels}}' "$node")" -eq 0 ]
+	wait_until 60 '[ "$(count_running edge)" -eq 0 ]'
+	run skiff service ps --format json edge
+	[ "$(jq '[.[] | select(.desired_state == "running" and .state == "pending")] | length' <<<"$output")" -eq 3 ]
+	[[ "$(jq -r '[.[] | select(.state == "pending")][0].message' <<<"$output")" == *"3 nodes fail node.labels.zone==edge"* ]]
+	run dk service rm edge
 	[ "$status" -eq 0 ]
 }
 

@@ -1231,6 +1231,44 @@ Envelope *h_node_update(harness_t *h, const char *node, NodeAvailability availab
     H_REQUEST(node_update, MSG_NODE_UPDATE, m);
 }
 
+Envelope *h_node_labels(harness_t *h, const char *node, const char *add, const char *rm)
+{
+    NodeUpdate m = PB_NODE_UPDATE_INIT;
+    char addbuf[256], rmbuf[256], *save = NULL, *tok;
+    Envelope *r;
+
+    m.node = (char *)node;
+    m.keep_availability = 1;
+    snprintf(addbuf, sizeof(addbuf), "%s", add ? add : "");
+    snprintf(rmbuf, sizeof(rmbuf), "%s", rm ? rm : "");
+    for (tok = strtok_r(addbuf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        Label *l = PB_NEW(Label);
+        assert_non_null(l);
+        if (eq)
+            *eq = '\0';
+        assert_int_equal(pb_set_str(&l->key, tok), 0);
+        assert_int_equal(pb_set_str(&l->value, eq ? eq + 1 : ""), 0);
+        assert_int_equal(pb_push_msg(&m.n_label_add, (void ***)&m.label_add, l), 0);
+    }
+    save = NULL;
+    for (tok = strtok_r(rmbuf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        assert_int_equal(pb_push_str(&m.n_label_rm, &m.label_rm, tok), 0);
+    {
+        Envelope env = PB_ENVELOPE_INIT;
+        env.msg_case = MSG_NODE_UPDATE;
+        env.node_update = &m;
+        r = h_call(h, &env);
+    }
+    for (size_t i = 0; i < m.n_label_add; i++)
+        pb_free(m.label_add[i]);
+    free(m.label_add);
+    for (size_t i = 0; i < m.n_label_rm; i++)
+        free(m.label_rm[i]);
+    free(m.label_rm);
+    return r;
+}
+
 Envelope *h_node_remove(harness_t *h, const char *node, int force)
 {
     NodeRemove m = PB_NODE_REMOVE_INIT;

@@ -274,6 +274,9 @@ Envelope *h_service_list(harness_t *h);
 Envelope *h_task_list(harness_t *h, const char *service, const char *node, int all);
 Envelope *h_node_list(harness_t *h);
 Envelope *h_node_update(harness_t *h, const char *node, NodeAvailability availability);
+/* Changes the node's spec labels alone (keep_availability): add is
+ * "k=v,k2=v2", rm "k,k2"; either may be NULL. */
+Envelope *h_node_labels(harness_t *h, const char *node, const char *add, const char *rm);
 Envelope *h_node_remove(harness_t *h, const char *node, int force);
 
 /* Fails unless env is an Error with this code whose message contains text. */

@@ -183,6 +183,17 @@ static void test_parse_commands(void **state)
     assert_int_equal(l->args.availability, AVAILABILITY_DRAIN);
     line_free(l);
 
+    l = parse("skiff node update --label-add zone=edge --label-add ssd --label-rm tier n1");
+    assert_int_equal(l->rc, 0);
+    assert_int_equal(l->args.availability, -1);
+    assert_int_equal(l->args.n_label_add, 2);
+    assert_string_equal(l->args.label_add[0], "zone=edge");
+    assert_string_equal(l->args.label_add[1], "ssd");
+    assert_int_equal(l->args.n_label_rm, 1);
+    assert_string_equal(l->args.label_rm[0], "tier");
+    assert_string_equal(l->args.argv[0], "n1");
+    line_free(l);
+
     l = parse("skiff service scale web=3 api=0");
     assert_int_equal(l->rc, 0);
     assert_int_equal(l->args.argc, 2);
@@ -240,7 +251,18 @@ static void test_parse_errors(void **state)
           "invalid value for --host: \"nohost\" (ADDRESS:PORT, e.g. 127.0.0.1:7400, or a list of them)" },
         { "skiff node update --availability pause n1",
           "invalid value for --availability: \"pause\" (active or drain)" },
-        { "skiff node update n1", "\"skiff node update\" requires --availability active|drain" },
+        { "skiff node update n1",
+          "\"skiff node update\" requires --availability active|drain, --label-add KEY=VALUE or "
+          "--label-rm KEY" },
+        { "skiff node update --label-add =edge n1", "--label-add: empty key" },
+        { "skiff node update --label-add skiff.zone=edge n1",
+          "--label-add: skiff.zone: the skiff. prefix is reserved" },
+        { "skiff node update --label-rm zone=edge n1",
+          "invalid value for --label-rm: \"zone=edge\" (a key, without =VALUE)" },
+        { "skiff node update --label-rm '' n1", "--label-rm: empty key" },
+        { "skiff node update --label-add zone n1 n2",
+          "\"skiff node update\" takes at most 1 argument, not 2: [--availability active|drain] "
+          "[--label-add KEY=VALUE] [--label-rm KEY] NODE" },
         { "skiff service create",
           "\"skiff service create\" requires at least 1 argument: [OPTIONS] IMAGE [COMMAND] "
           "[ARG...]" },

@@ -8,6 +8,7 @@
 
 #include "ctl.h"
 #include "dockerjson.h"
+#include "errors.h"
 #include "pbutil.h"
 #include "spec.h"
 
@@ -388,6 +389,113 @@ static void test_service_task_node(void **state)
     pb_free(n);
 }
 
+static void push_label(size_t *n, Label ***labels, const char *key, const char *value)
+{
+    Label *l = PB_NEW(Label);
+
+    assert_non_null(l);
+    assert_int_equal(pb_set_str(&l->key, key), 0);
+    assert_int_equal(pb_set_str(&l->value, value), 0);
+    assert_int_equal(pb_push_msg(n, (void ***)labels, l), 0);
+}
+
+/* Spec.Labels are the labels set on the controller, Description.Engine.
+ * Labels the agent's; the version follows what Spec shows. */
+static void test_node_labels_json(void **state)
+{
+    Node *n = PB_NEW(Node);
+    json_t *j, *spec, *engine;
+    uint64_t v;
+
+    (void)state;
+    assert_non_null(n);
+    assert_int_equal(pb_set_str(&n->id, "n1"), 0);
+    assert_int_equal(pb_set_str(&n->name, "node-1"), 0);
+    push_label(&n->n_labels, &n->labels, "zone", "core");
+    push_label(&n->n_labels, &n->labels, "disk", "ssd");
+    push_label(&n->n_spec_labels, &n->spec_labels, "zone", "edge");
+    j = dockerjson_node(n);
+    assert_non_null(j);
+    spec = json_object_get(json_object_get(j, "Spec"), "Labels");
+    engine = json_object_get(json_object_get(json_object_get(j, "Description"), "Engine"),
+                             "Labels");
+    assert_int_equal(json_object_size(spec), 1);
+    assert_string_equal(json_string_value(json_object_get(spec, "zone")), "edge");
+    assert_int_equal(json_object_size(engine), 2);
+    assert_string_equal(json_string_value(json_object_get(engine, "zone")), "core");
+    assert_string_equal(json_string_value(json_object_get(engine, "disk")), "ssd");
+    json_decref(j);
+
+    v = dockerjson_node_version(n);
+    push_label(&n->n_labels, &n->labels, "rack", "1"); /* not in Spec */
+    assert_true(v == dockerjson_node_version(n));
+    assert_int_equal(pb_set_str(&n->spec_labels[0]->value, "core"), 0);
+    assert_true(v != dockerjson_node_version(n));
+    pb_free(n);
+}
+
+/* The whole Labels of a NodeSpec against the node's spec labels: what is new
+ * or changed is added, what is gone removed, the agent's labels untouched. */
+static void test_node_labels_diff(void **state)
+{
+    static const struct {
+        const char *labels; /* the body's Spec.Labels */
+        const char *add;    /* "k=v,k=v" */
+        const char *rm;     /* "k,k" */
+        const char *err;
+    } cases[] = {
+        { "{\"zone\": \"edge\", \"tier\": \"1\"}", "", "" },
+        { "{\"zone\": \"edge\", \"tier\": \"2\"}", "tier=2", "" },
+        { "{\"zone\": \"edge\", \"tier\": \"1\", \"rack\": \"\"}", "rack=", "" },
+        { "{\"zone\": \"edge\"}", "", "tier" },
+        { "{}", "", "zone,tier" },
+        { "{\"disk\": \"ssd\"}", "disk=ssd", "zone,tier" }, /* the agent's key: added */
+        { "null", "", "" },
+        { NULL, "", "" },
+        { "[]", "", "", "Spec.Labels: not an object" },
+        { "{\"zone\": 1}", "", "", "Spec.Labels.zone: not a string" },
+    };
+    Node *n = PB_NEW(Node);
+
+    (void)state;
+    assert_non_null(n);
+    push_label(&n->n_labels, &n->labels, "disk", "hdd");
+    push_label(&n->n_spec_labels, &n->spec_labels, "zone", "edge");
+    push_label(&n->n_spec_labels, &n->spec_labels, "tier", "1");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        NodeUpdate up = PB_NODE_UPDATE_INIT;
+        json_t *labels = cases[i].labels ? json_loads(cases[i].labels, JSON_DECODE_ANY, NULL)
+                                         : NULL;
+        char err[128] = "", add[128] = "", rm[128] = "";
+        size_t used = 0;
+        int rc;
+
+        assert_true(!cases[i].labels || labels);
+        rc = dockerjson_node_labels(labels, n, &up, err, sizeof(err));
+        if (cases[i].err) {
+            assert_int_equal(rc, SKIFF_EINVAL);
+            assert_string_equal(err, cases[i].err);
+        } else {
+            assert_int_equal(rc, 0);
+        }
+        for (size_t k = 0; k < up.n_label_add; k++)
+            used += (size_t)snprintf(add + used, sizeof(add) - used, "%s%s=%s", k ? "," : "",
+                                     up.label_add[k]->key, up.label_add[k]->value);
+        used = 0;
+        for (size_t k = 0; k < up.n_label_rm; k++)
+            used += (size_t)snprintf(rm + used, sizeof(rm) - used, "%s%s", k ? "," : "",
+                                     up.label_rm[k]);
+        if (!cases[i].err && (strcmp(add, cases[i].add) || strcmp(rm, cases[i].rm)))
+            fail_msg("%s: add \"%s\" rm \"%s\", want add \"%s\" rm \"%s\"",
+                     cases[i].labels ? cases[i].labels : "(none)", add, rm, cases[i].add,
+                     cases[i].rm);
+        dockerjson_node_labels_free(&up);
+        assert_int_equal(up.n_label_add + up.n_label_rm, 0);
+        json_decref(labels);
+    }
+    pb_free(n);
+}
+
 static void test_filters(void **state)
 {
     static const char *const allowed[] = { "name", "id", NULL };
@@ -547,6 +655,8 @@ int main(void)
         cmocka_unit_test(test_skiff_labels),
         cmocka_unit_test(test_stack_label),
         cmocka_unit_test(test_service_task_node),
+        cmocka_unit_test(test_node_labels_json),
+        cmocka_unit_test(test_node_labels_diff),
         cmocka_unit_test(test_filters),
         cmocka_unit_test(test_loopback),
         cmocka_unit_test(test_secret_refs),

@@ -616,6 +616,91 @@ static void test_drain(void **state)
     done(h);
 }
 
+/* The value of the node's spec label key in the model, or NULL. */
+static const char *spec_label(harness_t *h, const char *node, const char *key)
+{
+    const node_t *n = model_node_by_name(&h->ctl->model, node);
+
+    for (size_t i = 0; n && i < n->pb->n_spec_labels; i++)
+        if (strcmp(n->pb->spec_labels[i]->key, key) == 0)
+            return n->pb->spec_labels[i]->value;
+    return NULL;
+}
+
+/* Labels set on the controller: checked, kept across a restart and the
+ * agents' registrations, and what node.labels constraints see, winning over
+ * the agent's label of the same key; engine.labels sees the agent's alone.
+ * A pending task waiting for a label is placed once it is added; running
+ * tasks whose node no longer satisfies their constraints move (Swarm). */
+static void test_node_labels(void **state)
+{
+    harness_t *h = cluster(3); /* agents' labels: n1 zone=a, n2 zone=b, n3 zone=a */
+    h_agent_t *n2 = &h->agents[1], *n3 = &h->agents[2];
+    ServiceSpec *spec;
+    Envelope *r;
+
+    (void)state;
+    spec = h_spec("edge", "edge:1", 2);
+    pb_push_str(&spec->n_constraints, &spec->constraints, "node.labels.zone==edge");
+    create(h, spec);
+    spec = h_spec("bees", "bees:1", 1);
+    pb_push_str(&spec->n_constraints, &spec->constraints, "node.labels.zone==b");
+    create(h, spec);
+    spec = h_spec("engine", "engine:1", 1);
+    pb_push_str(&spec->n_constraints, &spec->constraints, "engine.labels.zone==b");
+    create(h, spec);
+    H_RUN_UNTIL(h, tasks_in(h, "edge", 0, DESIRED_RUNNING, TASK_PENDING) == 2 &&
+                   h_converged(h, "bees") && h_converged(h, "engine"), WAIT_MS);
+    assert_int_equal(h_agent_running(n2, "bees"), 1);
+
+    /* Refused, and nothing changes. */
+    h_expect_error(h_node_labels(h, "n2", NULL, "nope"), ERR_NOT_FOUND,
+                   "node n2 has no label nope");
+    h_expect_error(h_node_labels(h, "n2", NULL, "zone"), ERR_NOT_FOUND,
+                   "label zone comes from the agent's --label on n2");
+    h_expect_error(h_node_labels(h, "n2", "skiff.x=1", NULL), ERR_INVALID,
+                   "label_add: skiff.x: the skiff. prefix is reserved");
+    h_expect_error(h_node_labels(h, "n2", "=1", NULL), ERR_INVALID, "label_add: empty key");
+    h_expect_error(h_node_labels(h, "n2", "a=1", "a"), ERR_INVALID,
+                   "label a: both added and removed");
+    h_expect_error(h_node_labels(h, "n9", "a=1", NULL), ERR_NOT_FOUND, "no such node: n9");
+    assert_null(spec_label(h, "n2", "a"));
+
+    /* Added: the pending tasks land there; the controller's zone wins over
+     * the agent's, so bees (zone==b) fits nowhere and stops, while engine
+     * (engine.labels.zone==b) stays. */
+    r = h_expect(h_node_labels(h, "n2", "zone=edge,tier=1", NULL), MSG_NODE_REPLY);
+    assert_int_equal(r->node_reply->node->n_spec_labels, 2);
+    assert_int_equal(r->node_reply->node->n_labels, 1);
+    assert_int_equal(r->node_reply->node->availability, AVAILABILITY_ACTIVE);
+    wire_free(r);
+    H_RUN_UNTIL(h, h_converged(h, "edge") && h_agent_running(n2, "edge") == 2 &&
+                   tasks_in(h, "bees", 0, DESIRED_RUNNING, TASK_PENDING) == 1 &&
+                   h_agent_count(n2, "bees", DESIRED_RUNNING) == 0, WAIT_MS);
+    assert_int_equal(h_agent_running(n2, "engine"), 1);
+    assert_string_equal(spec_label(h, "n2", "zone"), "edge");
+
+    /* Kept across a restart of the controller and the agents' registrations. */
+    restart(h);
+    H_RUN_UNTIL(h, h_converged(h, "edge"), WAIT_MS);
+    assert_string_equal(spec_label(h, "n2", "zone"), "edge");
+    assert_string_equal(spec_label(h, "n2", "tier"), "1");
+    assert_int_equal(h_agent_running(n2, "edge"), 2);
+
+    /* Moved: n3 takes zone=edge, n2 loses it; edge's tasks go to n3 and
+     * bees comes back to n2. */
+    wire_free(h_expect(h_node_labels(h, "n3", "zone=edge", NULL), MSG_NODE_REPLY));
+    r = h_expect(h_node_labels(h, "n2", NULL, "zone"), MSG_NODE_REPLY);
+    assert_int_equal(r->node_reply->node->n_spec_labels, 1);
+    wire_free(r);
+    H_RUN_UNTIL(h, h_converged(h, "edge") && h_agent_running(n3, "edge") == 2 &&
+                   h_agent_count(n2, "edge", DESIRED_RUNNING) == 0 && h_converged(h, "bees") &&
+                   h_agent_running(n2, "bees") == 1, WAIT_MS);
+    assert_null(spec_label(h, "n2", "zone"));
+    assert_int_equal(h_max_per_slot(h, "edge"), 1);
+    done(h);
+}
+
 /* The id of the agent's task of service in its set (the first), or "". */
 static const char *task_of(const h_agent_t *a, const char *service)
 {
@@ -1805,6 +1890,7 @@ int main(void)
         cmocka_unit_test(test_errors_change_nothing),
         cmocka_unit_test(test_placement),
         cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_node_labels),
         cmocka_unit_test(test_node_loss),
         cmocka_unit_test(test_node_remove),
         cmocka_unit_test(test_endpoints),

@@ -26,7 +26,8 @@
 /* A node of a table. Defaults (zero) are: ready, active, no resources known. */
 typedef struct node_def {
     const char *name;
-    const char *labels;  /* "zone=eu,disk=ssd" */
+    const char *labels;  /* "zone=eu,disk=ssd": the agent's */
+    const char *spec;    /* the same, set on the controller */
     int down, drain;
     int64_t cpu, mem, cpu_res, mem_res;
     uint32_t tasks, service_tasks;
@@ -46,17 +47,38 @@ typedef struct sched_case {
 typedef struct cluster {
     sched_node_t nodes[MAX_NODES];
     sched_label_t labels[MAX_NODES][MAX_LABELS];
+    sched_label_t spec_labels[MAX_NODES][MAX_LABELS];
     char label_text[MAX_NODES][128];
+    char spec_text[MAX_NODES][128];
     char ids[MAX_NODES][32];
     size_t n;
 } cluster_t;
+
+/* "k=v,k2=v2" in text (changed in place) into labels; returns how many. */
+static size_t labels_build(sched_label_t *labels, char *text, size_t textlen, const char *def)
+{
+    char *save = NULL, *tok;
+    size_t n = 0;
+
+    if (!def)
+        return 0;
+    snprintf(text, textlen, "%s", def);
+    for (tok = strtok_r(text, ",", &save); tok && n < MAX_LABELS;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+
+        assert_non_null(eq);
+        *eq = '\0';
+        labels[n++] = (sched_label_t){ tok, eq + 1 };
+    }
+    return n;
+}
 
 static void cluster_build(cluster_t *cl, const node_def_t *defs)
 {
     memset(cl, 0, sizeof(*cl));
     for (size_t i = 0; i < MAX_NODES && defs[i].name; i++, cl->n++) {
         sched_node_t *nd = &cl->nodes[i];
-        char *save = NULL, *tok;
 
         snprintf(cl->ids[i], sizeof(cl->ids[i]), "id-%s", defs[i].name);
         nd->id = cl->ids[i];
@@ -70,17 +92,11 @@ static void cluster_build(cluster_t *cl, const node_def_t *defs)
         nd->tasks = defs[i].tasks;
         nd->service_tasks = defs[i].service_tasks;
         nd->labels = cl->labels[i];
-        if (!defs[i].labels)
-            continue;
-        snprintf(cl->label_text[i], sizeof(cl->label_text[i]), "%s", defs[i].labels);
-        for (tok = strtok_r(cl->label_text[i], ",", &save); tok && nd->n_labels < MAX_LABELS;
-             tok = strtok_r(NULL, ",", &save)) {
-            char *eq = strchr(tok, '=');
-
-            assert_non_null(eq);
-            *eq = '\0';
-            cl->labels[i][nd->n_labels++] = (sched_label_t){ tok, eq + 1 };
-        }
+        nd->n_labels = labels_build(cl->labels[i], cl->label_text[i],
+                                    sizeof(cl->label_text[i]), defs[i].labels);
+        nd->spec_labels = cl->spec_labels[i];
+        nd->n_spec_labels = labels_build(cl->spec_labels[i], cl->spec_text[i],
+                                         sizeof(cl->spec_text[i]), defs[i].spec);
     }
 }
 
@@ -205,6 +221,37 @@ static const sched_case_t cases[] = {
         .count = 1,
         .want = "-",
         .reason = "no suitable node (3 nodes fail node.labels.zone==eu)",
+    },
+    {
+        .name = "constraint node.labels.K==V: labels set on the controller count",
+        .nodes = { { "a" }, { "b", .spec = "zone=edge" }, { "c", "zone=edge" } },
+        .constraints = { "node.labels.zone==edge" },
+        .count = 4,
+        .want = "b c b c",
+    },
+    {
+        .name = "constraint node.labels.K==V: the controller's label wins over the agent's",
+        .nodes = { { "a", "zone=edge", "zone=core" }, { "b", "zone=core", "zone=edge" },
+                   { "c", "zone=edge" } },
+        .constraints = { "node.labels.zone==edge" },
+        .count = 2,
+        .want = "b c",
+    },
+    {
+        .name = "constraint engine.labels.K==V: the agent's labels alone",
+        .nodes = { { "a", "zone=edge", "zone=core" }, { "b", .spec = "zone=edge" },
+                   { "c", "zone=core" } },
+        .constraints = { "engine.labels.zone==edge" },
+        .count = 2,
+        .want = "a a",
+    },
+    {
+        .name = "constraint engine.labels.K==V: the reason names it",
+        .nodes = { { "a", .spec = "zone=edge" }, { "b", "zone=core", "zone=edge" } },
+        .constraints = { "engine.labels.zone==edge" },
+        .count = 1,
+        .want = "-",
+        .reason = "no suitable node (2 nodes fail engine.labels.zone==edge)",
     },
     {
         .name = "constraints: all must hold; the reason names the first that fails",
@@ -379,6 +426,7 @@ static void test_constraint_ok(void **state)
     static const struct {
         const char *labels, *constraint;
         int ok;
+        const char *spec; /* labels set on the controller */
     } rows[] = {
         { NULL, "node.name==n1", 1 },
         { NULL, "node.name==n2", 0 },
@@ -397,18 +445,35 @@ static void test_constraint_ok(void **state)
         { "disk=ssd,zone=eu", "node.labels.zone==eu", 1 },
         { "zoned=eu", "node.labels.zone==eu", 0 },
         { "zone=eu", "node.labels.zone==EU", 0 },
+        /* the controller's labels: the effective labels are both sets */
+        { NULL, "node.labels.zone==edge", 1, "zone=edge" },
+        { "disk=ssd", "node.labels.disk==ssd", 1, "zone=edge" },
+        { "disk=ssd", "node.labels.zone==edge", 1, "zone=edge" },
+        { NULL, "node.labels.zone!=edge", 0, "zone=edge" },
+        /* ... and the controller's win for a key in both */
+        { "zone=eu", "node.labels.zone==edge", 1, "zone=edge" },
+        { "zone=eu", "node.labels.zone==eu", 0, "zone=edge" },
+        { "zone=eu", "node.labels.zone!=eu", 1, "zone=edge" },
+        { "zone=edge", "node.labels.zone==edge", 0, "zone=" },
+        /* engine.labels.K: the agent's alone (Docker's engine labels) */
+        { "zone=eu", "engine.labels.zone==eu", 1 },
+        { "zone=eu", "engine.labels.zone==eu", 1, "zone=edge" },
+        { NULL, "engine.labels.zone==edge", 0, "zone=edge" },
+        { NULL, "engine.labels.zone!=edge", 1, "zone=edge" },
+        { "zone=eu", "engine.labels.zone!=eu", 0, "zone=edge" },
     };
     (void)state;
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        node_def_t defs[2] = { { "n1", rows[i].labels } };
+        node_def_t defs[2] = { { "n1", rows[i].labels, rows[i].spec } };
         cluster_t cl;
         constraint_t c;
 
         cluster_build(&cl, defs);
         assert_int_equal(constraint_parse(rows[i].constraint, &c), 0);
         if (sched_constraint_ok(&cl.nodes[0], &c) != rows[i].ok)
-            fail_msg("labels %s, %s: want %d", rows[i].labels ? rows[i].labels : "(none)",
-                     rows[i].constraint, rows[i].ok);
+            fail_msg("labels %s, spec labels %s, %s: want %d",
+                     rows[i].labels ? rows[i].labels : "(none)",
+                     rows[i].spec ? rows[i].spec : "(none)", rows[i].constraint, rows[i].ok);
     }
 }
 

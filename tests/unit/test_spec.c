@@ -430,7 +430,7 @@ MUT(constraint_no_value) { add_constraint(s, "node.name=="); }
 MUT(constraint_second_bad)
 {
     add_constraint(s, "node.name==a");
-    add_constraint(s, "engine.labels.x==y");
+    add_constraint(s, "node.platform.os==linux");
 }
 MUT(constraints_too_many)
 {
@@ -554,7 +554,7 @@ static const struct bad_case {
     BAD(constraint_single_equals, "constraints[0]: node.name=x:"),
     BAD(constraint_empty_label_key, "constraints[0]: node.labels.==x:"),
     BAD(constraint_no_value, "constraints[0]: node.name==:"),
-    BAD(constraint_second_bad, "constraints[1]: engine.labels.x==y:"),
+    BAD(constraint_second_bad, "constraints[1]: node.platform.os==linux:"),
     BAD(constraints_too_many, "constraints: more than 32"),
     BAD(user_spaces, "user: www data "),
     BAD(user_too_long, "user: longer than 64"),
@@ -837,6 +837,8 @@ static void test_constraint_parse_good(void **state)
           "com.example.tier", "db" },
         { "node.name\t==\tn 1", CONSTRAINT_NODE_NAME, 1, "", "n 1" },
         { "node.labels.x==a=b", CONSTRAINT_NODE_LABEL, 1, "x", "a=b" },
+        { "engine.labels.zone==edge", CONSTRAINT_ENGINE_LABEL, 1, "zone", "edge" },
+        { " engine.labels.disk != ssd", CONSTRAINT_ENGINE_LABEL, 0, "disk", "ssd" },
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -871,7 +873,9 @@ static void test_constraint_parse_bad(void **state)
         "node.name!=a==b",
         "node.labels.k!=v==w", /* two operators: not a key "k!=v" */
         "node.labels.k==v!=w",
-        "engine.labels.x==y",
+        "engine.labels.==y",
+        "engine.label.x==y",
+        "node.platform.os==linux",
         "NODE.NAME==x",
         "node.name<>x",
         "node.name~=x",

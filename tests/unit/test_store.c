@@ -153,6 +153,11 @@ static node_t *add_node(model_t *m, const char *id, const char *name, const char
         pb_set_str(&l->key, "zone");
         pb_set_str(&l->value, zone);
         assert_int_equal(pb_push_msg(&pb->n_labels, (void ***)&pb->labels, l), 0);
+        /* and one set on the controller: the store keeps it (pb_equal) */
+        l = PB_NEW(Label);
+        pb_set_str(&l->key, "tier");
+        pb_set_str(&l->value, zone);
+        assert_int_equal(pb_push_msg(&pb->n_spec_labels, (void ***)&pb->spec_labels, l), 0);
     }
     n = model_node_add(m, pb);
     assert_non_null(n);
