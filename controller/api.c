@@ -41,17 +41,6 @@ static void api_reply_service(ctl_t *ctl, peer_t *p, uint64_t id, service_t *svc
     orch_service_view_free(reply.service);
 }
 
-static void api_reply_ok(ctl_t *ctl, peer_t *p, uint64_t id)
-{
-    Envelope env = PB_ENVELOPE_INIT;
-    Ok ok = PB_OK_INIT;
-
-    env.id = id;
-    env.msg_case = MSG_OK;
-    env.ok = &ok;
-    ctl_send(ctl, p, &env);
-}
-
 /* Finds a live service, or replies the error and returns NULL. */
 static service_t *api_service(ctl_t *ctl, peer_t *p, uint64_t id, const char *ref)
 {
@@ -301,7 +290,7 @@ static int api_service_remove(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope
     model_service_mark_removed(&ctl->model, svc);
     orch_mark(svc);
     ctl->endpoints_check = 1;
-    api_reply_ok(ctl, p, id);
+    ctl_send_ok(ctl, p, id);
     return 0;
 }
 
@@ -739,7 +728,7 @@ static int api_node_remove(ctl_t *ctl, peer_t *p, uint64_t id, const Envelope *e
     model_node_remove(&ctl->model, node);
     ctl->sched_needed = 1;
     ctl->endpoints_check = 1;
-    api_reply_ok(ctl, p, id);
+    ctl_send_ok(ctl, p, id);
     return 0;
 }
 

@@ -301,6 +301,17 @@ void ctl_send(ctl_t *ctl, peer_t *p, const Envelope *env)
     ctl->out_tail = &m->next;
 }
 
+void ctl_send_ok(ctl_t *ctl, peer_t *peer, uint64_t id)
+{
+    Envelope env = PB_ENVELOPE_INIT;
+    Ok ok = PB_OK_INIT;
+
+    env.id = id;
+    env.msg_case = MSG_OK;
+    env.ok = &ok;
+    ctl_send(ctl, peer, &env);
+}
+
 void ctl_send_error(ctl_t *ctl, peer_t *p, uint64_t id, ErrorCode code, const char *fmt, ...)
 {
     Envelope env = PB_ENVELOPE_INIT;

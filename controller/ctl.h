@@ -230,6 +230,9 @@ void ctl_send(ctl_t *ctl, peer_t *peer, const Envelope *env);
 /* Frees outbox messages that must never leave. */
 void ctl_drop_outbox(outmsg_t *m);
 
+/* Replies Ok to request id (through the outbox, as ctl_send). */
+void ctl_send_ok(ctl_t *ctl, peer_t *peer, uint64_t id);
+
 /* Replies Error{code, message} to request id. */
 void ctl_send_error(ctl_t *ctl, peer_t *peer, uint64_t id, ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

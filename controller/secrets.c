@@ -194,14 +194,7 @@ static int secrets_unlock(ctl_t *ctl, peer_t *p, uint64_t id, const ControllerUn
     /* The sets held back go now. */
     HASH_ITER(hh, ctl->model.nodes, n, tmp)
         n->assign_dirty = 1;
-    {
-        Envelope env = PB_ENVELOPE_INIT;
-        Ok ok = PB_OK_INIT;
-        env.id = id;
-        env.msg_case = MSG_OK;
-        env.ok = &ok;
-        ctl_send(ctl, p, &env);
-    }
+    ctl_send_ok(ctl, p, id);
     return 0;
 }
 
@@ -526,14 +519,7 @@ static int secrets_remove(ctl_t *ctl, peer_t *p, uint64_t id, const SecretRemove
     }
     model_row_delete(&ctl->model, secrets_table(s->kind), s->id);
     secrets_event(ctl, "remove", s);
-    {
-        Envelope env = PB_ENVELOPE_INIT;
-        Ok ok = PB_OK_INIT;
-        env.id = id;
-        env.msg_case = MSG_OK;
-        env.ok = &ok;
-        ctl_send(ctl, p, &env);
-    }
+    ctl_send_ok(ctl, p, id);
 out:
     pb_free(rec);
     return 0;
