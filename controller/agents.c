@@ -103,9 +103,25 @@ static void agents_copy_ports(Task *t, const TaskStatus *s)
 }
 
 /* Applies one reported status. */
-static void agents_apply(ctl_t *ctl, node_t *node, const TaskStatus *s, unsigned gen)
+/* The task a status names. *hint is where the node's list is expected to go
+ * on (agents report in the order of their assignments, which is the list's):
+ * with 100,000 tasks a second reported, the lookups in the table of all
+ * tasks were a fifth of the controller's steady time, mostly cache misses.
+ * The id is compared in full either way. */
+static task_t *agents_find(ctl_t *ctl, task_t **hint, const char *id)
 {
-    task_t *t = model_task_by_id(&ctl->model, s->task_id);
+    task_t *t = *hint;
+
+    if (!t || strcmp(t->pb->id, id) != 0)
+        t = model_task_by_id(&ctl->model, id);
+    *hint = t ? t->node_next : NULL;
+    return t;
+}
+
+static void agents_apply(ctl_t *ctl, node_t *node, const TaskStatus *s, unsigned gen,
+                         task_t **hint)
+{
+    task_t *t = agents_find(ctl, hint, s->task_id);
     Task *pb;
     int was_ready, was_terminal;
 
@@ -251,6 +267,7 @@ static void agents_report(ctl_t *ctl, node_t *node, TaskStatus **tasks, size_t n
                           int registering)
 {
     static unsigned gen;
+    task_t *hint;
 
     gen++;
     node->last_seen_ms = ctl_now(ctl);
@@ -258,12 +275,13 @@ static void agents_report(ctl_t *ctl, node_t *node, TaskStatus **tasks, size_t n
         node->back_ms = ctl->node_back_ms = ctl_now(ctl);
     node->pb->last_heartbeat_ms = model_wall_ms(); /* shown, not stored each beat */
     agents_node_ready(ctl, node, "up", "ready again");
+    hint = node->tasks;
     for (size_t i = 0; i < n; i++) {
         if (!agents_status_valid(tasks[i]))
             continue;
         if (registering)
             agents_keep_health(ctl, tasks[i]);
-        agents_apply(ctl, node, tasks[i], gen);
+        agents_apply(ctl, node, tasks[i], gen, &hint);
     }
     if (full)
         agents_missing(ctl, node, gen);

@@ -527,8 +527,10 @@ long tls_read(tls_t *t, void *buf, size_t len)
         return 0;
     ERR_clear_error();
     r = SSL_read(t->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
-    if (r > 0)
+    if (r > 0) {
+        tls_bio_release(t->rbio); /* when the records fed are all read */
         return r;
+    }
     e = SSL_get_error(t->ssl, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         ERR_clear_error();
