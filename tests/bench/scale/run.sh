@@ -177,6 +177,7 @@ hollow_ticks=$(($(cpu_ticks "$HOLLOW_PID") - ht))
 {
     echo "steady_rss_mb=$(awk -v k=$((rss_sum / STEADY)) 'BEGIN { printf "%.1f", k / 1024 }')"
     echo "steady_rss_max_mb=$(awk -v k="$rss_max" 'BEGIN { printf "%.1f", k / 1024 }')"
+    echo "steady_rss_last_mb=$(awk -v k="$r" 'BEGIN { printf "%.1f", k / 1024 }')"
     echo "peak_rss_mb=$(awk -v k="$(status_kb "$CTL_PID" VmHWM)" 'BEGIN { printf "%.1f", k / 1024 }')"
     echo "hollow_cpu=$(awk -v t=$hollow_ticks -v hz="$HZ" -v s="$STEADY" 'BEGIN { printf "%.1f%%", 100 * t / hz / s }')"
     echo "hollow_rss_mb=$(awk -v k="$(status_kb "$HOLLOW_PID" VmRSS)" 'BEGIN { printf "%.1f", k / 1024 }')"
@@ -229,6 +230,7 @@ $(printf '| %-53s | %-16s | %-8s |\n' \
     "(c) scale to 0, until no task runs" "$(ms_to_s "$(fig scale_down_ms)")" "-" \
     "(d) RSS, peak (VmHWM, whole run before the kill)" "$(fig peak_rss_mb) MB" "<= $RSS_TARGET MB" \
     "(d) RSS, steady (mean over ${STEADY} s)" "$(fig steady_rss_mb) MB" "<= $RSS_TARGET MB" \
+    "(d) RSS, at the end of the steady window" "$(fig steady_rss_last_mb) MB" "<= $RSS_TARGET MB" \
     "(d) CPU, steady, $NODES nodes heartbeating 1/s" "$(cpu_pct steady_cpu)" "<= $CPU_TARGET %" \
     "/metrics scrape, $REPLICAS tasks (median of 10)" "$(fig scrape_ms) ms" "<= 100 ms" \
     "(e) restart: controller listening (from the kill)" "$(ms_to_s "$(fig restart_listening_ms)")" "-" \
