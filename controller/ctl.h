@@ -178,6 +178,9 @@ struct ctl {
     int endpoints_check;    /* endpoints may have changed: rebuild and compare */
     int endpoints_wanted;   /* some agent waits for the endpoints */
     int64_t heartbeats_checked_ms; /* when the node monitor last looked */
+    int64_t lead_ms;        /* uv_now() when this controller took the lead */
+    int64_t node_back_ms;   /* uv_now() when a node last registered since then */
+    int64_t trimmed_ms;     /* when free heap was last given back (malloc_trim) */
     int64_t capacity_checked_ms;   /* when the autoscaler and rebalancer last looked */
     uint8_t *endpoints_packed;  /* the services part of the last Endpoints sent */
     size_t endpoints_len;

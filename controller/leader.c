@@ -32,7 +32,10 @@ void leader_lead(ctl_t *ctl)
     /* Counted from now: the loop's clock still shows the time before the
      * store was loaded. */
     uv_update_time(ctl->loop);
+    ctl->lead_ms = ctl_now(ctl);
+    ctl->node_back_ms = 0;
     for (node_t *n = ctl->model.nodes; n; n = n->hh.next) {
+        n->back_ms = 0;
         n->last_seen_ms = ctl_now(ctl) + LEADER_GRACE_MS;
         n->ready_since_ms = n->pb->state == NODE_READY ? ctl_now(ctl) : 0;
     }

@@ -103,6 +103,8 @@ struct node {
     int64_t ready_since_ms;  /* uv_now() when it last became ready; 0: not ready */
     int64_t gone_ms;         /* uv_now() when its agent's connection closed; 0: open */
     int64_t suspect_ms;      /* uv_now() when other balancers last failed to reach it */
+    int64_t back_ms;         /* uv_now() when its agent registered since this
+                              * controller took the lead; 0: not yet */
     int assign_dirty;        /* its set changed: push Assignments */
     int sched_index;         /* scratch for the scheduler's view */
     LbStats **lb_stats;      /* the agent's last counters (owned) */

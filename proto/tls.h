@@ -118,6 +118,11 @@ void tls_shutdown(tls_t *t);
 size_t tls_out_pending(const tls_t *t);
 size_t tls_out_take(tls_t *t, void *buf, size_t len);
 
+/* Bytes allocated in the session's two memory BIOs: 0 once what was fed
+ * is read and what was made is taken (an idle session keeps no buffer;
+ * for tests and measurements). */
+size_t tls_buffered(const tls_t *t);
+
 /* 1 while part of a record from the peer waits for the rest. */
 int tls_in_partial(const tls_t *t);
 

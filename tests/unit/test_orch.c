@@ -740,6 +740,41 @@ static int no_backend_at(harness_t *h, const char *address)
     return 1;
 }
 
+/* After a restart, a node not back yet is not down for its silence while
+ * the other nodes still come back (thousands of agents, each a TLS
+ * handshake on the loop, take longer than the grace): here n1-n4 return
+ * one every 100 ms past the grace (2 s plus the heartbeat timeout), n5
+ * stays away and is down only once the returns stopped. */
+static void test_restart_nodes_returning(void **state)
+{
+    harness_t *h = cluster(5);
+
+    (void)state;
+    create(h, h_spec("web", "web:v1", 5));
+    H_RUN_UNTIL(h, h_converged(h, "web"), WAIT_MS);
+    H_RUN_UNTIL(h, quiet(h), WAIT_MS);
+    h->agents[4].silent = h->agents[4].deaf = 1;
+    h_ctl_stop(h);
+    h_ctl_start(h);
+    h_client_connect(h);
+    h_run_for(h, 2100);
+    for (size_t i = 0; i < 4; i++) {
+        if (!h->agents[i].conn)
+            h_agent_connect(h, &h->agents[i]);
+        h_run_for(h, 100);
+    }
+    /* Past the grace (2.3 s after the start), yet the others came back
+     * within the heartbeat timeout. */
+    assert_int_equal(node_state(h, "n5"), NODE_READY);
+    H_RUN_UNTIL(h, node_state(h, "n5") == NODE_DOWN, HB_TIMEOUT_MS + 1000);
+    for (size_t i = 0; i < 4; i++) {
+        char name[8];
+        snprintf(name, sizeof(name), "n%zu", i + 1);
+        assert_int_equal(node_state(h, name), NODE_READY);
+    }
+    done(h);
+}
+
 /* A node that stops reporting is down after the heartbeat timeout: its
  * tasks are replaced elsewhere (constraints respected), its endpoints go;
  * a task pinned to it stays, and runs again when it returns, with a set
@@ -1892,6 +1927,7 @@ int main(void)
         cmocka_unit_test(test_drain),
         cmocka_unit_test(test_node_labels),
         cmocka_unit_test(test_node_loss),
+        cmocka_unit_test(test_restart_nodes_returning),
         cmocka_unit_test(test_node_remove),
         cmocka_unit_test(test_endpoints),
         cmocka_unit_test(test_remove_and_list),

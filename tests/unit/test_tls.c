@@ -457,6 +457,32 @@ static void test_handshake_pinned_and_mutual(void **state)
     assert_non_null(tls_peer_cert(s));
     assert_int_equal(pki_name(tls_peer_cert(s), &name), 0);
     assert_string_equal(name.id, "n1");
+    /* Idle sessions keep no buffer, after a message of several records
+     * too (the memory BIOs give theirs back once drained). */
+    assert_int_equal(tls_buffered(c), 0);
+    assert_int_equal(tls_buffered(s), 0);
+    {
+        static char big[40000], got[sizeof(big) + 64];
+        size_t have = 0;
+        long r;
+
+        memset(big, 'x', sizeof(big));
+        assert_int_equal(tls_write(s, big, sizeof(big)), 0);
+        assert_true(tls_buffered(s) >= sizeof(big));
+        move_bytes(s, c);
+        assert_int_equal(tls_buffered(s), 0);
+        while ((r = tls_read(c, got + have, sizeof(got) - have)) > 0)
+            have += (size_t)r;
+        assert_int_equal(r, 0);
+        assert_int_equal(have, sizeof(big));
+        assert_memory_equal(got, big, sizeof(big));
+        assert_int_equal(tls_buffered(c), 0);
+        /* And it still works after: a reply. */
+        assert_int_equal(tls_write(c, "ok", 2), 0);
+        move_bytes(c, s);
+        assert_int_equal(tls_read(s, got, sizeof(got)), 2);
+        assert_int_equal(tls_buffered(s), 0);
+    }
     tls_free(c);
     tls_free(s);
     SSL_CTX_free(cctx);
