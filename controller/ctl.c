@@ -394,13 +394,15 @@ void ctl_emit(ctl_t *ctl, Event *e, const char *fmt, ...)
         log_debug("event: %s", line + 25);
     else
         log_info("event: %s", line + 25);
-    events_add(ctl->events, e);
+    if (events_add(ctl->events, e))
+        log_error("event not kept for readers (out of memory): %s", line);
     if (!ctl->events_batch)
         ctl->events_batch = store_batch_new();
     if (!ctl->events_batch || store_add_event(ctl->events_batch, e)) {
         ctl->counters.events_lost++;
         log_error("event not stored (out of memory): %s", line);
     }
+    pb_free(e);
     ctl->model.meta_dirty = 1; /* makes the next flush commit */
 }
 
@@ -449,6 +451,7 @@ static void ctl_task_events(ctl_t *ctl, task_t *t)
 static void ctl_on_loaded_event(void *arg, Event *e)
 {
     events_load(arg, e);
+    pb_free(e);
 }
 
 int ctl_load_events(ctl_t *ctl)

@@ -44,11 +44,13 @@ void events_free(events_t *ev);
 
 /* Sets the sequence number of the next event (after a restart). */
 void events_set_next_seq(events_t *ev, uint64_t seq);
-/* Adds e (owned from now on; its seq is set here), evicting the oldest when
- * full. Returns its seq. The event is not visible until published. */
-uint64_t events_add(events_t *ev, Event *e);
-/* Adds an event loaded from the store, visible at once (seq kept). */
-void events_load(events_t *ev, Event *e);
+/* Sets e's seq (the next one) and keeps a packed copy of it (e stays the
+ * caller's), evicting the oldest when full. The event is not visible until
+ * published. Returns 0, or -ENOMEM (the seq is used all the same). */
+int events_add(events_t *ev, Event *e);
+/* Keeps a copy of an event loaded from the store, visible at once (seq
+ * kept); one out of order, or out of memory, is left out. */
+void events_load(events_t *ev, const Event *e);
 /* Events up to seq are committed: readers may see them. */
 void events_publish(events_t *ev, uint64_t seq);
 /* The seq of the last event added; 0 when none. */

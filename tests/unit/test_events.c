@@ -75,7 +75,13 @@ static uint64_t add(events_t *ev, const char *type, const char *name, const char
         assert_int_equal(event_set_service(e, service), 0);
     if (node)
         assert_int_equal(event_set_node(e, node), 0);
-    return events_add(ev, e);
+    {
+        uint64_t seq;
+        assert_int_equal(events_add(ev, e), 0);
+        seq = e->seq;
+        pb_free(e);
+        return seq;
+    }
 }
 
 static void test_publish_and_follow(void **state)
@@ -264,11 +270,13 @@ static void test_load_and_seq(void **state)
         Event *e = event_new("node", "up", "id", "n", 1000 + (int64_t)i);
         e->seq = i;
         events_load(ev, e);
+        pb_free(e);
     }
     {
         Event *e = event_new("node", "up", "id", "late", 1);
         e->seq = 50; /* out of order */
         events_load(ev, e);
+        pb_free(e);
     }
     assert_int_equal(events_count(ev), 4);
     assert_int_equal(add(ev, "node", "new", NULL, NULL, 2000), 104);
