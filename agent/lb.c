@@ -1076,6 +1076,7 @@ static int conn_read_early(lb_conn_t *c)
 }
 
 static void worker_arm_resume(lb_worker_t *w);
+static void worker_take_table(lb_worker_t *w);
 
 /* Accepts the clients waiting on l (a batch at most: the listener is level-
  * triggered, the rest come with the next event). */
@@ -1161,6 +1162,10 @@ static void on_events(uv_poll_t *poll, int status, int events)
     struct epoll_event ev[LB_EVENTS];
     int n;
 
+    /* Threads: a table published since the last batch counts for this one
+     * (an atomic load when there is none). */
+    if (w->lb->threaded)
+        worker_take_table(w);
     do
         n = epoll_wait(w->epfd, ev, LB_EVENTS, 0);
     while (n < 0 && errno == EINTR);
