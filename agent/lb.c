@@ -134,6 +134,7 @@ typedef struct lb_target {
  * built; refs is atomic as connections of every worker hold it. */
 typedef struct lb_set {
     _Atomic int refs;
+    _Atomic uint32_t rr; /* the round-robin cursor, one for every worker */
     char *service_name;
     uint16_t port;
     size_t n;
@@ -169,7 +170,6 @@ typedef struct lb_listener {
     /* Threads: the worker's view, from the table it runs. */
     lb_link_t wlink;        /* w->listeners, while in its epoll */
     lb_set_t *set;          /* NULL: not in the table the worker runs */
-    uint32_t rr;            /* the worker's own round-robin cursor */
     bool seen;              /* found in the table being taken */
     /* The loop's thread: retired in a table's generation, freed when every
      * worker runs that one or a later one. */
@@ -186,7 +186,6 @@ typedef struct lb_route {
     bool internal;
     char *service_name;
     lb_set_t *set;
-    uint32_t rr;
     lb_listener_t *ls[LB_SIDES];
     lb_listener_t **tls[LB_SIDES]; /* threads: one listener per worker, or NULL */
     int err[LB_SIDES]; /* the last listen error, logged when it changes */
@@ -424,6 +423,7 @@ static lb_set_t *set_build(lb_t *lb, const ServiceEndpoints *s, const ServicePor
     if (!set)
         return NULL;
     set->refs = 1;
+    set->rr = 0;
     set->n = 0;
     set->port = (uint16_t)sp->port;
     set->service_name = strdup(s->service_name ? s->service_name : "");
@@ -1086,9 +1086,8 @@ static void listener_accept(lb_listener_t *l)
     lb_t *lb = w->lb;
 
     for (int i = 0; i < LB_ACCEPTS && (l->route || l->set); i++) {
-        /* One worker: the route's set and cursor; threads: the worker's. */
+        /* One worker: the route's set; threads: the worker's table's. */
         lb_set_t *set = l->route ? l->route->set : l->set;
-        uint32_t *rr = l->route ? &l->route->rr : &l->rr;
         const char *service = set->service_name;
         unsigned port = set->port;
         lb_conn_t *c;
@@ -1148,7 +1147,9 @@ static void listener_accept(lb_listener_t *l)
         }
         c->set = set;
         c->set->refs++;
-        c->first = (*rr)++ % c->set->n;
+        /* One cursor for all workers (an atomic add): the order stays
+         * strict round-robin over the connections of every thread. */
+        c->first = set->rr++ % c->set->n;
         c->seq0 = lb->fail_seq;
         conn_connect_next(c);
     }
@@ -1712,7 +1713,7 @@ int lb_apply(lb_t *lb, const Endpoints *eps)
             }
         }
         if (r) {
-            r->rr = old->rr;
+            r->set->rr = (uint32_t)old->set->rr;
             if (r->set->n != old->set->n)
                 log_info("lb: %s: port %u: %zu backends", r->service_name, r->port, r->set->n);
         } else {
