@@ -69,7 +69,7 @@ answers() {
 }
 
 @test "with --lb-threads 2, a replica scaled away is tried by no thread of any node" {
-	local port i addr before after gone f0 f1 t0 t1
+	local port i addr before gone f0 f1 t0 t1
 	port=$(free_port)
 	run skiff service create -q --name drain2 --replicas 3 -p "$port:8080" \
 		--health-http /health --health-interval 500ms skiff-test/web:v1
@@ -77,16 +77,19 @@ answers() {
 	for i in 1 2 3; do
 		wait_until 90 "[ \"\$(backends $(agent_addr "$i") drain2)\" -eq 3 ]"
 	done
+	# Task id and host name of each replica, before one is taken out.
 	before=$(for c in $(service_containers drain2); do
-		docker inspect -f '{{.Config.Hostname}}' "$c"; done | sort)
+		docker inspect -f '{{index .Config.Labels "skiff.task"}} {{.Config.Hostname}}' "$c"
+	done)
 	run skiff service scale drain2=2
 	[ "$status" -eq 0 ]
 	for i in 1 2 3; do
 		wait_until 90 "[ \"\$(backends $(agent_addr "$i") drain2)\" -eq 2 ]"
 	done
-	after=$(for c in $(service_containers drain2); do
-		docker inspect -f '{{.Config.Hostname}}' "$c"; done | sort)
-	gone=$(comm -23 <(echo "$before") <(echo "$after"))
+	# The replica taken out (its container may still be stopping).
+	gone=$(skiff service ps --format json drain2 |
+		jq -r '.[] | select(.desired_state != "running") | .id' |
+		while read -r id; do awk -v id="$id" '$1 == id { print $2 }' <<<"$before"; done)
 	[ -n "$gone" ]
 	echo "# removed: $gone" >&3
 	for i in 1 2 3; do
