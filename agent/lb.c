@@ -1,9 +1,10 @@
 /* lb: see lb.h.
  *
- * Shape. A route is one listening port: the service's current backend set,
- * the round-robin cursor, and up to two listeners (advertise, gateway). A set
- * is a refcounted array of targets that lb_apply swaps whole; a target is one
- * backend ADDRESS:PORT of one service and carries its counters. Sets and
+ * Shape. A route is one listening port: the service's current backend set
+ * (with its round-robin cursor), and up to two listeners (advertise,
+ * gateway). A set is a refcounted array of targets that lb_apply swaps
+ * whole; a target is one backend ADDRESS:PORT of one service and carries
+ * its counters. Sets and
  * connections hold references to targets, so an apply can drop a backend
  * while its connections go on, and an apply that keeps a backend keeps its
  * counters.
@@ -37,6 +38,23 @@
  * on after the batch of events that saw it: when the other direction has
  * ended too (a reply and its FIN, then the client's close), the connection
  * is just closed, without a shutdown(2) of each side.
+ *
+ * Threads. The I/O above is a worker's: its epoll, connections, buffers,
+ * timers. With one worker it runs on the agent's loop and the routes own its
+ * listeners, as they always did. With N, each worker has a thread and loop
+ * of its own, and every route/side has N listeners (SO_REUSEPORT, made and
+ * closed by the loop's thread). lb_apply builds the routes, then an
+ * immutable table (per listener: its worker, its set), swaps it into
+ * lb->table and wakes every worker (uv_async); a worker takes the newest
+ * table at the wakeup and before each batch of events, stores its
+ * generation in w->acked and wakes the loop, which frees a retired table
+ * or listener once every worker's acked has passed it (lb_collect). Targets
+ * are freed on the loop's thread only (lb_reap) once no set or connection
+ * refers to them. What workers share: sets and targets (refcounts, live,
+ * down_until, fail_seq are atomics; counters are per worker, a cache line
+ * each, summed by lb_stats), the round-robin cursor of a set, fail_seq and
+ * nconns (atomics). A target removed by lb_apply is not live before the
+ * table without it is published, and conn_next_target skips it.
  *
  * Timeouts. The connect timeout and the idle timeout are the same for every
  * connection, so connections sit in two lists ordered by deadline

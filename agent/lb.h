@@ -17,9 +17,13 @@
  * and an idle timeout. It knows nothing of tasks, health or the controller:
  * what it is given is what it balances.
  *
- * Everything runs on the loop's thread; nothing blocks. The balancer's
- * sockets sit in an epoll of its own, which is one uv_poll_t on the loop
- * (Linux only, as skiff is).
+ * With one thread (cfg.threads 0 or 1) everything runs on the loop's thread;
+ * nothing blocks. The balancer's sockets sit in an epoll of its own, which
+ * is one uv_poll_t on the loop (Linux only, as skiff is). With N threads,
+ * each worker thread has its own loop, epoll, connections and listener per
+ * port (SO_REUSEPORT); the functions below are still called on the loop's
+ * thread only, and none waits for a worker (lb_close joins threads that
+ * exit at once).
  */
 #ifndef SKIFF_LB_H
 #define SKIFF_LB_H
