@@ -328,6 +328,6 @@ END {
             for (r in rounds) if (cell[h, r, c] + 0 > 0) list = list " " cell[s, r, c] / cell[h, r, c]
             ratio[c] = median_of(list)
         }
-        printf "  %-11s req/s %.2f %s  p99 %.2f %s  CPU/req %.2f %s\n", modes[m], ratio[4], ratio[4] >= 1.2 ? "(ok)  " : "(miss)", ratio[6], ratio[6] <= 1.0 ? "(ok)  " : "(miss)", ratio[7], ratio[7] <= 0.7 ? "(ok)" : "(miss)"
+        printf "  %-11s req/s %.2f %s  p99 %.2f %s  CPU/req %.2f %s\n", modes[m], ratio[4], (ratio[4] >= 1.2 ? "(ok)  " : "(miss)"), ratio[6], (ratio[6] <= 1.0 ? "(ok)  " : "(miss)"), ratio[7], (ratio[7] <= 0.7 ? "(ok)" : "(miss)")
     }
 }' "$WORK/results"
