@@ -77,6 +77,7 @@ struct agent {
     Label **labels;             /* from --label, sent at registration */
     size_t n_labels;
     uint64_t heartbeat_ms;
+    unsigned lb_threads;        /* lb_config_t.threads */
     char *metrics_listen;       /* NULL: no /metrics */
 
     httpc_t *http;
@@ -346,6 +347,7 @@ static void agent_engine_ready(agent_t *a)
     runner_set_gateway(a->runner, a->gateway);
     lbc.advertise = a->advertise;
     lbc.gateway = a->gateway;
+    lbc.threads = a->lb_threads;
     a->lb = lb_create(a->loop, &lbc);
     if (!a->lb)
         log_error("cannot create the load balancer (advertise %s, gateway %s)", a->advertise,
@@ -1290,6 +1292,7 @@ agent_t *agent_create(uv_loop_t *loop, const agent_config_t *cfg, char *err, siz
     a->socket = agent_strdup(cfg->docker_socket);
     a->state_dir = agent_strdup(cfg->state_dir);
     a->heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 1000;
+    a->lb_threads = cfg->lb_threads;
     a->backoff_ms = AGENT_BACKOFF_MIN_MS;
     a->engine_backoff_ms = AGENT_ENGINE_BACKOFF_MIN_MS;
     if (!a->name || !a->advertise || !a->token || !a->socket || !a->state_dir ||

@@ -52,6 +52,7 @@ typedef struct agent_config {
     size_t n_labels;
     uint64_t heartbeat_ms;
     const char *metrics_listen; /* "ADDR:PORT" of /metrics; NULL or "": none */
+    unsigned lb_threads;        /* the balancer's threads; 0 or 1: on the loop */
     struct ssl_ctx_st *http_tls; /* HTTPS for /metrics (a reference is taken); NULL: HTTP */
 } agent_config_t;
 

@@ -17,9 +17,13 @@
  * and an idle timeout. It knows nothing of tasks, health or the controller:
  * what it is given is what it balances.
  *
- * Everything runs on the loop's thread; nothing blocks. The balancer's
- * sockets sit in an epoll of its own, which is one uv_poll_t on the loop
- * (Linux only, as skiff is).
+ * With one thread (cfg.threads 0 or 1) everything runs on the loop's thread;
+ * nothing blocks. The balancer's sockets sit in an epoll of its own, which
+ * is one uv_poll_t on the loop (Linux only, as skiff is). With N threads,
+ * each worker thread has its own loop, epoll, connections and listener per
+ * port (SO_REUSEPORT); the functions below are still called on the loop's
+ * thread only, and none waits for a worker (lb_close joins threads that
+ * exit at once).
  */
 #ifndef SKIFF_LB_H
 #define SKIFF_LB_H
@@ -40,6 +44,7 @@ typedef struct lb_config {
     size_t buffer_size;          /* per direction and connection; 0: 16 KiB */
     size_t max_connections;      /* client connections at once; 0: 10000 */
     uint64_t retry_ms;           /* how often to retry a failed listen; 0: 2 s */
+    unsigned threads;            /* workers; 0 or 1: on the loop's thread (at most 64) */
 } lb_config_t;
 
 /* A balancer with no listeners. The config's strings are copied. Returns NULL
@@ -64,6 +69,11 @@ void lb_stats_free(LbStats **stats, size_t n);
 
 /* Client connections open now. */
 size_t lb_connections(const lb_t *lb);
+
+/* The number of workers, and the client connections worker i has accepted
+ * (0 when there is no worker i). */
+size_t lb_threads(const lb_t *lb);
+uint64_t lb_thread_connections(const lb_t *lb, size_t i);
 
 /* Closes every listener and connection; done(arg) is called from the loop
  * once all handles are closed, after which lb is freed. */

@@ -52,6 +52,8 @@ static const char usage[] =
     "  --label KEY=VALUE            a node label, for placement constraints\n"
     "                               (repeatable)\n"
     "  --heartbeat-interval DURATION  how often to report (default 1s)\n"
+    "  --lb-threads N               load balancer threads, 1 to 64 (default: the number\n"
+    "                               of online CPUs; 1: on the agent's own loop)\n"
     "  --metrics-listen ADDR:PORT   serve Prometheus metrics at http://ADDR:PORT/metrics\n"
     "                               (off when not given)\n"
     "  --http-tls-cert FILE         serve /metrics over HTTPS with this certificate chain\n"
@@ -135,7 +137,7 @@ int main(int argc, char **argv)
 {
     enum { OPT_CONTROLLER = 256, OPT_NAME, OPT_ADVERTISE, OPT_TOKEN_FILE, OPT_DOCKER_HOST,
            OPT_LABEL, OPT_HEARTBEAT, OPT_LOG_LEVEL, OPT_VERSION, OPT_METRICS, OPT_STATE_DIR,
-           OPT_HTTP_TLS_CERT, OPT_HTTP_TLS_KEY };
+           OPT_HTTP_TLS_CERT, OPT_HTTP_TLS_KEY, OPT_LB_THREADS };
     static const struct option options[] = {
         { "controller", required_argument, NULL, OPT_CONTROLLER },
         { "name", required_argument, NULL, OPT_NAME },
@@ -147,6 +149,7 @@ int main(int argc, char **argv)
         { "heartbeat-interval", required_argument, NULL, OPT_HEARTBEAT },
         { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
         { "metrics-listen", required_argument, NULL, OPT_METRICS },
+        { "lb-threads", required_argument, NULL, OPT_LB_THREADS },
         { "http-tls-cert", required_argument, NULL, OPT_HTTP_TLS_CERT },
         { "http-tls-key", required_argument, NULL, OPT_HTTP_TLS_KEY },
         { "help", no_argument, NULL, 'h' },
@@ -161,6 +164,7 @@ int main(int argc, char **argv)
     size_t n_labels = 0;
     int64_t heartbeat_ms = 1000;
     const char *metrics_listen = NULL, *http_cert = NULL, *http_key = NULL;
+    unsigned lb_threads = 0; /* 0: the online CPUs */
     enum log_level level = LOG_INFO;
     char hostname[256], token[MAIN_TOKEN_FILE_MAX] = "", socket_path[256], err[512], host[256];
     char token_err[600] = "";
@@ -205,6 +209,14 @@ int main(int argc, char **argv)
                 return main_fail("--heartbeat-interval: '%.100s' is not a duration between "
                                  "10ms and 1m (like 1s or 500ms)", optarg);
             break;
+        case OPT_LB_THREADS: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (!*optarg || *end || v < 1 || v > 64)
+                return main_fail("--lb-threads: '%.100s' is not a number from 1 to 64", optarg);
+            lb_threads = (unsigned)v;
+            break;
+        }
         case OPT_METRICS: {
             struct sockaddr_storage ss;
             if (conn_parse_addr(optarg, &ss) != 0)
@@ -316,6 +328,11 @@ int main(int argc, char **argv)
     cfg.n_labels = n_labels;
     cfg.heartbeat_ms = (uint64_t)heartbeat_ms;
     cfg.metrics_listen = metrics_listen;
+    if (!lb_threads) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        lb_threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (unsigned)ncpu;
+    }
+    cfg.lb_threads = lb_threads;
     if (http_cert && !(cfg.http_tls = tls_server_ctx_files(http_cert, http_key, err, sizeof(err))))
         return main_fail("%s", err);
     the_agent = agent_create(loop, &cfg, err, sizeof(err));

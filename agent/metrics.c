@@ -50,6 +50,15 @@ static void metrics_lb(prom_t *p, lb_t *lb)
     }
     if (st)
         lb_stats_free(st, n);
+    prom_family(p, "skiff_lb_thread_connections_total", "counter",
+                "Client connections each balancer thread accepted.");
+    for (size_t i = 0; lb && i < lb_threads(lb); i++) {
+        char thread[24];
+
+        snprintf(thread, sizeof(thread), "%zu", i);
+        prom_sample(p, "skiff_lb_thread_connections_total", (double)lb_thread_connections(lb, i),
+                    "thread", thread, NULL);
+    }
 }
 
 typedef struct metrics_walk {

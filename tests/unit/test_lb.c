@@ -1227,6 +1227,196 @@ static void test_max_connections(void **state)
     assert_true(accepted(be) == 3);
 }
 
+/* Threads (lb_config_t.threads > 1): every worker has its own listener
+ * (SO_REUSEPORT); they share the round-robin cursor; every connection must
+ * be served, by every worker. */
+
+typedef struct thread_args {
+    lb_t *lb;
+    size_t n;
+    uint64_t per[8];
+    uint64_t total;
+} thread_args_t;
+
+static void threads_cb(void *arg)
+{
+    thread_args_t *a = arg;
+
+    a->n = lb_threads(a->lb);
+    a->total = 0;
+    for (size_t i = 0; i < a->n && i < 8; i++) {
+        a->per[i] = lb_thread_connections(a->lb, i);
+        a->total += a->per[i];
+    }
+}
+
+static thread_args_t thread_counts(void)
+{
+    thread_args_t a = { .lb = fx.lb };
+
+    on_loop(threads_cb, &a);
+    return a;
+}
+
+static const lb_config_t threads_cfg = { .advertise = "127.0.0.1", .threads = 2 };
+
+static void test_threads_spread(void **state)
+{
+    backend_t *be[3];
+    int port = free_port("127.0.0.1");
+    int hits[3] = { 0 };
+    int n = 200;
+    uint64_t conns = 0;
+    thread_args_t t;
+
+    for (int i = 0; i < 3; i++)
+        be[i] = backend_start(BE_ECHO, 0);
+    lb_start(&threads_cfg);
+    svc_t s = { "web", (uint32_t)port, false, 3, { be[0]->port, be[1]->port, be[2]->port } };
+    assert_int_equal(apply(&s, 1), 0);
+    for (int i = 0; i < n; i++) {
+        int fd = client("127.0.0.1", port);
+        int id;
+
+        assert_true(fd >= 0);
+        id = read_banner(fd);
+        assert_true(id >= 0 && id < 3);
+        hits[id]++;
+        close(fd);
+    }
+    t = thread_counts();
+    assert_int_equal(t.n, 2);
+    assert_int_equal(t.total, (uint64_t)n);
+    /* The kernel hashes each connection to one listener: about half each. */
+    for (size_t i = 0; i < t.n; i++)
+        assert_true(t.per[i] >= (uint64_t)n / 4);
+    /* One cursor for both workers: strict round-robin still. */
+    for (int i = 0; i < 3; i++) {
+        assert_in_range(hits[i], n / 3 - 1, n / 3 + 1);
+        conns += stats_of(be[i]->port).s.connections;
+    }
+    assert_int_equal(conns, (uint64_t)n);
+}
+
+static void test_threads_drain(void **state)
+{
+    backend_t *a = backend_start(BE_ECHO, 0);
+    backend_t *b = backend_start(BE_ECHO, 0);
+    int port = free_port("127.0.0.1");
+    int open_fd;
+
+    lb_start(&threads_cfg);
+    svc_t s2 = { "web", (uint32_t)port, false, 2, { a->port, b->port } };
+    assert_int_equal(apply(&s2, 1), 0);
+    /* A connection to a, kept open across the drain. */
+    do {
+        open_fd = client("127.0.0.1", port);
+        assert_true(open_fd >= 0);
+        if (read_banner(open_fd) == a->id)
+            break;
+        close(open_fd);
+        open_fd = -1;
+    } while (open_fd < 0);
+    svc_t s1 = { "web", (uint32_t)port, false, 1, { b->port } };
+    assert_int_equal(apply(&s1, 1), 0);
+    int before = accepted(a);
+    for (int i = 0; i < 100; i++) {
+        int fd = client("127.0.0.1", port);
+
+        assert_true(fd >= 0);
+        assert_int_equal(read_banner(fd), b->id);
+        close(fd);
+    }
+    thread_args_t t = thread_counts();
+    for (size_t i = 0; i < t.n; i++)
+        assert_true(t.per[i] > 0); /* every worker saw the drain */
+    assert_int_equal(accepted(a), before);
+    /* The open connection goes on. */
+    write_all(open_fd, "ping", 4);
+    char buf[4];
+    assert_int_equal(read(open_fd, buf, 4), 4);
+    assert_memory_equal(buf, "ping", 4);
+    close(open_fd);
+}
+
+static void close_flag_cb(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+static void lb_close_cb(void *arg)
+{
+    lb_close(fx.lb, close_flag_cb, arg);
+    fx.lb = NULL;
+}
+
+static void flag_cb(void *arg)
+{
+    bool *src = ((bool **)arg)[0], *dst = ((bool **)arg)[1];
+
+    *dst = *src;
+}
+
+static void test_threads_close_with_open_connections(void **state)
+{
+    backend_t *be = backend_start(BE_ECHO, 0);
+    int port = free_port("127.0.0.1");
+    int fd[10];
+    bool closed = false, seen = false;
+    bool *pair[2] = { &closed, &seen };
+
+    lb_start(&threads_cfg);
+    svc_t s = { "web", (uint32_t)port, false, 1, { be->port } };
+    assert_int_equal(apply(&s, 1), 0);
+    for (int i = 0; i < 10; i++) {
+        fd[i] = client("127.0.0.1", port);
+        assert_int_equal(read_banner(fd[i]), be->id);
+    }
+    on_loop(lb_close_cb, &closed);
+    for (int i = 0; i < 200 && !seen; i++) {
+        on_loop(flag_cb, pair);
+        if (!seen)
+            usleep(5 * 1000);
+    }
+    assert_true(seen);
+    for (int i = 0; i < 10; i++) {
+        assert_true(closed_within(fd[i], 2000));
+        close(fd[i]);
+    }
+    assert_true(client("127.0.0.1", port) < 0); /* no listener left */
+}
+
+/* With threads the advertise listeners take SO_REUSEPORT; a port another
+ * process listens on (an old agent still alive) must not be shared. */
+static void test_threads_port_held_not_shared(void **state)
+{
+    backend_t *be = backend_start(BE_ECHO, 0);
+    int port = free_port("127.0.0.1");
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    int one = 1;
+    int held = socket(AF_INET, SOCK_STREAM, 0);
+
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    setsockopt(held, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    assert_int_equal(bind(held, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(held, 16), 0);
+    lb_start(&threads_cfg);
+    svc_t s = { "web", (uint32_t)port, false, 1, { be->port } };
+    assert_int_equal(apply(&s, 1), 0);
+    for (int i = 0; i < 20; i++) {
+        int fd = client("127.0.0.1", port);
+        int c;
+
+        assert_true(fd >= 0);
+        c = accept(held, NULL, NULL); /* every one came to the holder */
+        assert_true(c >= 0);
+        close(c);
+        close(fd);
+    }
+    assert_int_equal(thread_counts().total, 0);
+    close(held);
+}
+
 static void test_create_rejects_bad_address(void **state)
 {
     lb_config_t cfg = { .advertise = "not-an-address" };
@@ -1257,6 +1447,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_port_taken_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_rejects_bad_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads_spread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads_close_with_open_connections, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_threads_port_held_not_shared, setup, teardown),
     };
 
     signal(SIGPIPE, SIG_IGN);

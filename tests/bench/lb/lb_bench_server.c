@@ -1,7 +1,10 @@
 /* skiff-lb-bench: one skiff load balancer on its own loop, in front of a
  * static set of backends, for tests/bench/lb/run.sh.
  *
- *   skiff-lb-bench [--buffer BYTES] [--log-level L] LISTEN_ADDR:PORT BACKEND_ADDR:PORT...
+ *   skiff-lb-bench [--buffer BYTES] [--threads N] [--log-level L] LISTEN_ADDR:PORT BACKEND_ADDR:PORT...
+ *
+ * --threads N: the balancer's workers (lb_config_t.threads), by default one
+ * per online CPU as skiff-agent's --lb-threads; 1 runs it on the loop.
  *
  * It applies one Endpoints message (service "bench", port PORT, target 80,
  * one backend per argument) and serves until SIGINT or SIGTERM, then prints
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "lb.h"
@@ -67,7 +71,7 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: skiff-lb-bench [--buffer BYTES] [--log-level L] "
+    fprintf(stderr, "usage: skiff-lb-bench [--buffer BYTES] [--threads N] [--log-level L] "
                     "LISTEN_ADDR:PORT BACKEND_ADDR:PORT...\n");
     return 2;
 }
@@ -80,6 +84,7 @@ int main(int argc, char **argv)
     ServiceEndpoints se = SKIFF__V1__SERVICE_ENDPOINTS__INIT, *sep = &se;
     Endpoints eps = SKIFF__V1__ENDPOINTS__INIT;
     lb_config_t cfg = { 0 };
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     enum log_level level = LOG_WARN;
     char *listen_addr;
     unsigned port;
@@ -90,6 +95,8 @@ int main(int argc, char **argv)
             return usage();
         if (strcmp(argv[i], "--buffer") == 0)
             cfg.buffer_size = strtoul(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--threads") == 0)
+            cfg.threads = (unsigned)strtoul(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--log-level") == 0 && log_level_parse(argv[i + 1], &level) == 0)
             ;
         else
@@ -129,6 +136,8 @@ int main(int argc, char **argv)
     eps.services = &sep;
 
     signal(SIGPIPE, SIG_IGN);
+    if (!cfg.threads) /* as skiff-agent: one per online CPU */
+        cfg.threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (unsigned)ncpu;
     cfg.advertise = listen_addr;
     lb = lb_create(uv_default_loop(), &cfg);
     if (!lb || lb_apply(lb, &eps)) {

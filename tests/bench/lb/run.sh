@@ -4,12 +4,15 @@
 #
 #   tests/bench/lb/run.sh            (as root; installs what it misses with apt-get)
 #
-# For each mode (keep-alive, and a new connection per request) and target
-# (one backend directly, HAProxy in tcp mode with roundrobin, skiff-lb-bench)
-# it runs wrk --latency and reads the balancer's CPU time (utime+stime of
-# /proc/PID/stat) over the run. It prints requests/s, p50, p99, CPU per
-# request, each the median over ROUNDS rounds, and the ratios skiff/HAProxy.
-# Nothing fails on a timing: the targets are printed next to the figures.
+# For each mode (keep-alive, a new connection per request, and keep-alive
+# requests of a 1 MiB response) and target (one backend directly, HAProxy in
+# tcp mode with roundrobin at its default threads, skiff-lb-bench with
+# --threads LB_THREADS) it runs wrk --latency and reads the balancer's CPU
+# time (utime+stime of /proc/PID/stat) over the run. It prints requests/s,
+# p50, p99, CPU per request, each the median over ROUNDS rounds, and the
+# ratios skiff/HAProxy; for the 1 MiB mode req/s is MiB/s and CPU/req is CPU
+# per MiB. It runs once per BACKEND_NET. Nothing fails on a timing: the
+# targets are printed next to the figures.
 #
 # On a shared machine the figures swing with whatever else runs, so: the
 # order of HAProxy and skiff alternates from round to round, the ratios are
@@ -17,18 +20,29 @@
 # process of the benchmark (wrk, balancers, nginx, docker-proxy) runs at nice
 # PRIORITY, so that other work on the machine disturbs it less.
 #
-# Environment: BUILD (build dir, default <repo>/build-lb-rel), DURATION (wrk
+# Environment: LB_THREADS (skiff-lb-bench --threads, default: the online
+# CPUs), BUILD (build dir, default <repo>/build-lb-rel), DURATION (wrk
 # -d, default 10s), CONNS (wrk -c, 50), THREADS (wrk -t, 2), ROUNDS (3),
 # PRIORITY (nice value, -19; 0 to leave priorities alone), HAPROXY_GLOBAL (a
 # line for HAProxy's global section, e.g. "nbthread 1"), HAPROXY_PORT
-# (28081), SKIFF_PORT (28082), IMAGE (skiff-bench/nginx:local),
-# BACKEND_NET: "published" (default: docker run -p 127.0.0.1::80, so that
+# (28081), SKIFF_PORT (28082), IMAGE (skiff-bench/nginx:big1),
+# BACKEND_NET: a list of "published" and "host" (default both, one after the
+# other): "published" (docker run -p 127.0.0.1::80, so that
 # every backend connection goes through the engine's docker-proxy, as a
 # balancer's connections to a node's published ports do) or "host" (the
 # containers share the host's network and nginx listens on 127.0.0.1 at
 # BACKEND_PORT, BACKEND_PORT+1, BACKEND_PORT+2 (default 28091): the
 # balancers without docker-proxy's share of the two cores).
 set -euo pipefail
+
+BACKEND_NET=${BACKEND_NET:-published host}
+if [ "$BACKEND_NET" != "${BACKEND_NET%% *}" ]; then
+    rc=0
+    for net in $BACKEND_NET; do
+        BACKEND_NET=$net "$0" "$@" || rc=$?
+    done
+    exit $rc
+fi
 
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 BUILD=${BUILD:-$ROOT/build-lb-rel}
@@ -39,8 +53,8 @@ ROUNDS=${ROUNDS:-3}
 PRIORITY=${PRIORITY:--19}
 HAPROXY_PORT=${HAPROXY_PORT:-28081}
 SKIFF_PORT=${SKIFF_PORT:-28082}
-IMAGE=${IMAGE:-skiff-bench/nginx:local}
-BACKEND_NET=${BACKEND_NET:-published}
+IMAGE=${IMAGE:-skiff-bench/nginx:big1}
+LB_THREADS=${LB_THREADS:-$(getconf _NPROCESSORS_ONLN)}
 BACKEND_PORT=${BACKEND_PORT:-28091}
 LABEL=skiff.bench=lb-$$
 WORK=$(mktemp -d /tmp/skiff-lb-bench.XXXXXX)
@@ -114,6 +128,7 @@ http {
     server {
         listen $1 backlog=4096;
         location / { return 200 "hello from nginx\n"; }
+        location = /big { root /www; }
     }
 }
 EOF
@@ -123,7 +138,8 @@ EOF
 # registry is reachable, so it is imported from a root file system.
 build_image() {
     local rootfs=$WORK/rootfs lib
-    mkdir -p "$rootfs"/{etc/nginx,usr/sbin,var/lib/nginx,var/log/nginx,tmp,run}
+    mkdir -p "$rootfs"/{etc/nginx,usr/sbin,var/lib/nginx,var/log/nginx,tmp,run,www}
+    head -c 1048576 /dev/zero >"$rootfs/www/big"
     cp /usr/sbin/nginx "$rootfs/usr/sbin/"
     for lib in $(ldd /usr/sbin/nginx | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
         cp -L --parents "$lib" "$rootfs"
@@ -188,7 +204,7 @@ done
 haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 HAPROXY_PID=$!
 PIDS+=("$HAPROXY_PID")
-"$LB_BIN" "127.0.0.1:$SKIFF_PORT" "${BACKENDS[@]}" >"$WORK/skiff.log" 2>&1 &
+"$LB_BIN" --threads "$LB_THREADS" "127.0.0.1:$SKIFF_PORT" "${BACKENDS[@]}" >"$WORK/skiff.log" 2>&1 &
 SKIFF_PID=$!
 PIDS+=("$SKIFF_PID")
 for port in "$HAPROXY_PORT" "$SKIFF_PORT"; do
@@ -263,21 +279,24 @@ done
 
 : >"$WORK/results"
 for round in $(seq "$ROUNDS"); do
-    for mode in keep-alive close; do
-        run "$mode" direct "http://${BACKENDS[0]}/" - "$round"
+    for mode in keep-alive close 1mib; do
+        path=/
+        [ "$mode" = 1mib ] && path=/big
+        run "$mode" direct "http://${BACKENDS[0]}$path" - "$round"
         if [ $((round % 2)) = 1 ]; then
-            run "$mode" haproxy "http://127.0.0.1:$HAPROXY_PORT/" "$HAPROXY_PID" "$round"
-            run "$mode" skiff "http://127.0.0.1:$SKIFF_PORT/" "$SKIFF_PID" "$round"
+            run "$mode" haproxy "http://127.0.0.1:$HAPROXY_PORT$path" "$HAPROXY_PID" "$round"
+            run "$mode" skiff "http://127.0.0.1:$SKIFF_PORT$path" "$SKIFF_PID" "$round"
         else
-            run "$mode" skiff "http://127.0.0.1:$SKIFF_PORT/" "$SKIFF_PID" "$round"
-            run "$mode" haproxy "http://127.0.0.1:$HAPROXY_PORT/" "$HAPROXY_PID" "$round"
+            run "$mode" skiff "http://127.0.0.1:$SKIFF_PORT$path" "$SKIFF_PID" "$round"
+            run "$mode" haproxy "http://127.0.0.1:$HAPROXY_PORT$path" "$HAPROXY_PID" "$round"
         fi
     done
 done
 
 # The table: medians over the rounds, then the ratios skiff/HAProxy.
 echo
-echo "skiff load balancer benchmark: $(nproc) CPUs, wrk -t$THREADS -c$CONNS -d$DURATION, 3 nginx backends ($BACKEND_NET), median of $ROUNDS rounds"
+echo "skiff load balancer benchmark: $(nproc) CPUs, skiff --threads $LB_THREADS, HAProxy at its default threads, wrk -t$THREADS -c$CONNS -d$DURATION, 3 nginx backends ($BACKEND_NET), median of $ROUNDS rounds"
+echo "(1mib: req/s is MiB/s, CPU/req is CPU per MiB)"
 awk '
 function median_of(list,    n, i, j, t, a) {
     n = split(list, a, " ")
@@ -299,9 +318,9 @@ END {
         printf "%-11s %-8s %8s %10s %10s %10s %14s %7s\n", kk[1], kk[2], med[key, 4], med[key, 9], med[key, 5], med[key, 6], med[key, 7], med[key, 8]
     }
     print ""
-    print "skiff / HAProxy, median of the rounds\047 ratios (targets: req/s >= 1, p99 <= 1.2, CPU/req <= 1):"
-    split("keep-alive close", modes, " ")
-    for (m = 1; m <= 2; m++) {
+    print "skiff / HAProxy, median of the rounds\047 ratios (targets: req/s >= 1.2, p99 <= 1.0, CPU/req <= 0.7):"
+    split("keep-alive close 1mib", modes, " ")
+    for (m = 1; m <= 3; m++) {
         s = modes[m] " skiff"; h = modes[m] " haproxy"
         if (!((s, 4) in med)) continue
         for (c = 4; c <= 7; c++) {
@@ -309,6 +328,6 @@ END {
             for (r in rounds) if (cell[h, r, c] + 0 > 0) list = list " " cell[s, r, c] / cell[h, r, c]
             ratio[c] = median_of(list)
         }
-        printf "  %-11s req/s %.2f   p99 %.2f   CPU/req %.2f\n", modes[m], ratio[4], ratio[6], ratio[7]
+        printf "  %-11s req/s %.2f %s  p99 %.2f %s  CPU/req %.2f %s\n", modes[m], ratio[4], (ratio[4] >= 1.2 ? "(ok)  " : "(miss)"), ratio[6], (ratio[6] <= 1.0 ? "(ok)  " : "(miss)"), ratio[7], (ratio[7] <= 0.7 ? "(ok)" : "(miss)")
     }
 }' "$WORK/results"
