@@ -602,6 +602,22 @@ static bool closed_within(int fd, int ms)
 
 static const lb_config_t base_cfg = { .advertise = "127.0.0.1" };
 
+/* n connections through the balancer on port, each one's backend (of 3,
+ * by its banner) counted in hits. */
+static void count_banners(int port, int n, int hits[3])
+{
+    for (int i = 0; i < n; i++) {
+        int fd = client("127.0.0.1", port);
+        int id;
+
+        assert_true(fd >= 0);
+        id = read_banner(fd);
+        assert_true(id >= 0 && id < 3);
+        hits[id]++;
+        close(fd);
+    }
+}
+
 /* Tests. */
 
 static void test_round_robin(void **state)
@@ -616,16 +632,7 @@ static void test_round_robin(void **state)
     lb_start(&base_cfg);
     svc_t s = { "web", (uint32_t)port, false, 3, { be[0]->port, be[1]->port, be[2]->port } };
     assert_int_equal(apply(&s, 1), 0);
-    for (int i = 0; i < n; i++) {
-        int fd = client("127.0.0.1", port);
-        int id;
-
-        assert_true(fd >= 0);
-        id = read_banner(fd);
-        assert_true(id >= 0 && id < 3);
-        hits[id]++;
-        close(fd);
-    }
+    count_banners(port, n, hits);
     for (int i = 0; i < 3; i++) {
         assert_in_range(hits[i], n / 3 - 1, n / 3 + 1);
         assert_int_equal(stats_of(be[i]->port).s.connections, (uint64_t)hits[i]);
@@ -1274,16 +1281,7 @@ static void test_threads_spread(void **state)
     lb_start(&threads_cfg);
     svc_t s = { "web", (uint32_t)port, false, 3, { be[0]->port, be[1]->port, be[2]->port } };
     assert_int_equal(apply(&s, 1), 0);
-    for (int i = 0; i < n; i++) {
-        int fd = client("127.0.0.1", port);
-        int id;
-
-        assert_true(fd >= 0);
-        id = read_banner(fd);
-        assert_true(id >= 0 && id < 3);
-        hits[id]++;
-        close(fd);
-    }
+    count_banners(port, n, hits);
     t = thread_counts();
     assert_int_equal(t.n, 2);
     assert_int_equal(t.total, (uint64_t)n);
